@@ -1,0 +1,41 @@
+"""The errors sisyphus raises on bad input: each message is one line naming the problem."""
+
+
+class SisyphusError(Exception):
+    """Base of every error the CLI reports as one line and exit code 2."""
+
+
+class InvalidPayload(SisyphusError):
+    """A payload does not validate against its event type's model."""
+
+
+class UnknownEventType(SisyphusError):
+    """An event type is neither registered nor under the ``x.`` prefix."""
+
+
+class UnknownAgent(SisyphusError):
+    """Mail addressed to (or a cursor for) an agent that was never registered."""
+
+
+class DatabaseError(SisyphusError):
+    """The database cannot be used as asked."""
+
+
+class DatabaseMissing(DatabaseError):
+    """The database file does not exist and the command does not create one."""
+
+
+class DatabaseLocked(DatabaseError):
+    """Another process holds the write lock for longer than the busy timeout."""
+
+
+class DatabaseReadOnly(DatabaseError):
+    """The database (or its folder) cannot be written."""
+
+
+class SchemaTooNew(DatabaseError):
+    """The database was written by a newer sisyphus; it is refused, never modified."""
+
+
+class NotADatabase(DatabaseError):
+    """The file is not a SQLite database, or not a sisyphus one."""

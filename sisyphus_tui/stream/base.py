@@ -1,0 +1,246 @@
+"""The store interface every backend implements, and the event records it deals in.
+
+The domain (mail, actors, TUI) only sees this module; the SQL lives behind it
+(``stream/sqlite.py``, a PostgreSQL backend later), and the same contract suite
+in ``tests/stream`` runs against every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, NamedTuple, Self
+
+from pydantic import BaseModel
+
+from sisyphus_tui.events import decode_payload, encode_payload
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One committed event, as read back from the log (payload decoded from JSON)."""
+
+    offset: int
+    type: str
+    actor: str | None
+    to: str | None
+    payload: dict[str, Any]
+    ts: float
+    key: str | None
+
+    def model(self) -> BaseModel | dict[str, Any]:
+        """The payload as its registered pydantic model (a dict for ``x.`` types)."""
+        return decode_payload(self.type, self.payload)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping of every field."""
+        return {
+            "offset": self.offset,
+            "type": self.type,
+            "actor": self.actor,
+            "to": self.to,
+            "key": self.key,
+            "ts": self.ts,
+            "payload": self.payload,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: validated and encoded when it is built, before it is queued."""
+
+    type: str
+    payload_json: str
+    actor: str | None = None
+    to: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        type: str,
+        payload: BaseModel | Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
+        to: str | None = None,
+        key: str | None = None,
+    ) -> NewEvent:
+        """Validate ``payload`` for ``type`` (InvalidPayload names the field)."""
+        data = dict(payload) if isinstance(payload, Mapping) else payload
+        return cls(type, encode_payload(type, data), actor, to, key)
+
+    @classmethod
+    def coerce(cls, item: NewEvent | Mapping[str, Any]) -> NewEvent:
+        """Accept a NewEvent or a mapping with type, payload, actor, to and key."""
+        if isinstance(item, NewEvent):
+            return item
+        unknown = set(item) - {"type", "payload", "actor", "to", "key"}
+        if unknown or "type" not in item:
+            raise TypeError(
+                "an event to append needs 'type' and may have payload, actor, to, key; "
+                f"got {sorted(item)}"
+            )
+        return cls.of(
+            item["type"],
+            item.get("payload"),
+            actor=item.get("actor"),
+            to=item.get("to"),
+            key=item.get("key"),
+        )
+
+
+class Page(NamedTuple):
+    """A page of events and the offset to pass as ``from_offset`` for the next one."""
+
+    events: list[Event]
+    next_offset: int
+
+
+class EventStore(ABC):
+    """A durable, append-only, totally ordered log of events.
+
+    Offsets start at 1 and are unique, gap-free and in commit order; ``head()``
+    is 0 for an empty log. ``from_offset`` is inclusive everywhere.
+    """
+
+    def __init__(self) -> None:
+        self._generation = 0
+        self._changed = asyncio.Event()
+
+    # -- writing ---------------------------------------------------------------
+
+    async def append(
+        self,
+        type: str,
+        payload: BaseModel | Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
+        to: str | None = None,
+        key: str | None = None,
+    ) -> int:
+        """Append one event; returns its offset once it is durably committed.
+
+        Appending an existing ``key`` returns the existing offset and writes nothing.
+        """
+        event = NewEvent.of(type, payload, actor=actor, to=to, key=key)
+        (offset,) = await self._commit([event], None)
+        return offset
+
+    async def append_many(
+        self,
+        events: Iterable[NewEvent | Mapping[str, Any]],
+        *,
+        cursor: tuple[str, int] | None = None,
+    ) -> list[int]:
+        """Append several events atomically: all are committed, or none.
+
+        With ``cursor=(agent, offset)`` the agent's durable cursor advances to
+        ``offset`` in the same transaction (the tracking pattern): if the process
+        dies at any instant, either the events and the cursor advance both
+        happened, or neither did.
+        """
+        batch = [NewEvent.coerce(item) for item in events]
+        if not batch and cursor is None:
+            return []
+        return await self._commit(batch, cursor)
+
+    @abstractmethod
+    async def _commit(
+        self, events: Sequence[NewEvent], cursor: tuple[str, int] | None
+    ) -> list[int]:
+        """Commit ``events`` (and the cursor advance) in one durable transaction."""
+
+    # -- reading ---------------------------------------------------------------
+
+    @abstractmethod
+    async def read(
+        self,
+        from_offset: int = 0,
+        limit: int = 1000,
+        *,
+        to: str | None = None,
+        types: Sequence[str] | None = None,
+        actor: str | None = None,
+    ) -> Page:
+        """Events with offset >= ``from_offset`` matching the filters, oldest first."""
+
+    @abstractmethod
+    async def head(self) -> int:
+        """The offset of the last committed event (0 for an empty log)."""
+
+    @abstractmethod
+    async def find_key(self, key: str) -> int | None:
+        """The offset of the event appended with ``key``, if any."""
+
+    @abstractmethod
+    async def cursor(self, agent: str) -> int:
+        """The agent's durable cursor: the last offset it acknowledged (0 if none)."""
+
+    @abstractmethod
+    async def cursors(self) -> dict[str, int]:
+        """Every stored cursor, by agent name."""
+
+    async def tail(
+        self,
+        from_offset: int = 0,
+        *,
+        to: str | None = None,
+        types: Sequence[str] | None = None,
+        actor: str | None = None,
+        page_size: int = 1000,
+    ) -> AsyncIterator[Event]:
+        """Yield every matching event from ``from_offset`` on, then new ones as they commit."""
+        next_offset = from_offset
+        async with self._watching():
+            while True:
+                seen = self._generation
+                page = await self.read(
+                    next_offset, page_size, to=to, types=types, actor=actor
+                )
+                for event in page.events:
+                    yield event
+                next_offset = page.next_offset
+                if len(page.events) < page_size:
+                    await self._wait_for_commit(seen)
+
+    # -- commit notification ---------------------------------------------------
+
+    def _notify_commit(self) -> None:
+        """Wake every tail: something was committed (here or by another process)."""
+        self._generation += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _wait_for_commit(self, seen: int) -> None:
+        if self._generation == seen:
+            await self._changed.wait()
+
+    @abstractmethod
+    def _watching(self) -> Any:
+        """An async context manager kept open while a tail runs (starts change detection)."""
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Finish pending appends and release the database."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def dumps_event(event: Event) -> str:
+    """One JSON line for an event (ASCII-only, so no control byte reaches a terminal)."""
+    return json.dumps(event.as_dict(), separators=(",", ":"))

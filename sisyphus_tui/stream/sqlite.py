@@ -1,0 +1,502 @@
+"""The SQLite event store (aiosqlite, WAL, ``synchronous=FULL``), with group commit.
+
+Appends from any number of coroutines go through one queue; a single writer task
+drains it into one ``BEGIN IMMEDIATE`` transaction per batch (a multi-row INSERT
+and a COMMIT: two hops to the connection thread), so N concurrent producers cost
+one fsync per batch. Offsets are the rowid, decided inside the write transaction,
+so several processes can append to one file and offsets stay gap-free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from sisyphus_tui.errors import (
+    DatabaseError,
+    DatabaseLocked,
+    DatabaseMissing,
+    DatabaseReadOnly,
+    NotADatabase,
+    SchemaTooNew,
+)
+from sisyphus_tui.stream.base import Event, EventStore, NewEvent, Page
+
+SCHEMA_VERSION = 1
+# Marks a file as a sisyphus log ("SISY"), so a foreign SQLite file is refused untouched.
+APPLICATION_ID = 0x53495359
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+# SQLite allows 32766 bound parameters per statement; six per row.
+MAX_BATCH_ROWS = 4000
+POLL_INTERVAL_S = 0.01
+
+SCHEMA = (
+    """CREATE TABLE events (
+        "offset" INTEGER PRIMARY KEY,
+        type     TEXT NOT NULL,
+        actor    TEXT,
+        "to"     TEXT,
+        payload  TEXT NOT NULL,
+        ts       REAL NOT NULL,
+        key      TEXT UNIQUE
+    )""",
+    'CREATE INDEX events_to ON events ("to", "offset") WHERE "to" IS NOT NULL',
+    'CREATE INDEX events_type ON events (type, "offset")',
+    # Append-only is enforced by the database too, not only by the code.
+    """CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+    """CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+        BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
+    """CREATE TABLE cursors (
+        agent    TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        ts       REAL NOT NULL
+    )""",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+    f"PRAGMA application_id = {APPLICATION_ID}",
+)
+
+UPSERT_CURSOR = (
+    "INSERT INTO cursors (agent, position, ts) VALUES (?, ?, ?) "
+    "ON CONFLICT (agent) DO UPDATE SET position = max(position, excluded.position), "
+    "ts = excluded.ts"
+)
+COLUMNS = 'SELECT "offset", type, actor, "to", payload, ts, key FROM events'
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(rows: int) -> str:
+    values = ",".join(["(?,?,?,?,?,?)"] * rows)
+    return f'INSERT INTO events (type, actor, "to", payload, ts, key) VALUES {values}'
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> DatabaseError:
+    """Turn a sqlite3 error into one of ours, with a one-line message naming the file."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return DatabaseLocked(f"database is locked by another process: {path}")
+    if "readonly" in text or "read-only" in text:
+        return DatabaseReadOnly(f"database is read-only: {path}")
+    if "not a database" in text or "malformed" in text:
+        return NotADatabase(f"not a sisyphus database (not SQLite, or damaged): {path}")
+    if "unable to open" in text:
+        return DatabaseMissing(f"cannot open database: {path}")
+    return DatabaseError(f"database error on {path}: {exc}")
+
+
+@dataclass(slots=True)
+class _Request:
+    events: Sequence[NewEvent]
+    cursor: tuple[str, int] | None
+    future: asyncio.Future[list[int]]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Rows to insert for a group of requests, with duplicate keys folded together."""
+
+    requests: list[_Request]
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    # For each request, for each of its events: an index into rows, or a known offset.
+    slots: list[list[tuple[bool, int]]] = field(default_factory=list)
+
+
+def _plan(requests: list[_Request], existing: dict[str, int], ts: float) -> _Batch:
+    """Lay out the rows of a batch: keys already in the log or repeated in the batch
+    resolve to one offset instead of a new row."""
+    batch = _Batch(requests)
+    row_of_key: dict[str, int] = {}
+    rows = batch.rows
+    for request in requests:
+        slots: list[tuple[bool, int]] = []
+        for ev in request.events:
+            key = ev.key
+            if key is not None:
+                if key in existing:
+                    slots.append((False, existing[key]))
+                    continue
+                if key in row_of_key:
+                    slots.append((True, row_of_key[key]))
+                    continue
+                row_of_key[key] = len(rows)
+            slots.append((True, len(rows)))
+            rows.append((ev.type, ev.actor, ev.to, ev.payload_json, ts, key))
+        batch.slots.append(slots)
+    return batch
+
+
+class SQLiteStore(EventStore):
+    """An EventStore on one SQLite file; open it with ``await SQLiteStore.open(path)``."""
+
+    def __init__(self, path: Path, reader: aiosqlite.Connection, *, read_only: bool,
+                 busy_timeout_ms: int) -> None:
+        super().__init__()
+        self.path = path
+        self.read_only = read_only
+        self._reader = reader
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._watchers = 0
+        self._poller: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- opening ---------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        busy_timeout_ms: int | None = None,
+    ) -> SQLiteStore:
+        """Open (and with ``create``, make) the log at ``path``.
+
+        A missing file without ``create``, a newer schema, a foreign or damaged file
+        are refused with one-line errors before anything is written to the file.
+        A file that cannot be written opens read-only: reads work, appends refuse.
+        """
+        path = Path(path).expanduser().absolute()
+        timeout = busy_timeout_ms if busy_timeout_ms is not None else _env_busy_timeout()
+        if path.is_dir():
+            raise NotADatabase(f"not a sisyphus database (a directory): {path}")
+        if not path.exists():
+            if not create:
+                raise DatabaseMissing(f"database not found: {path}")
+            _create_private_file(path)
+        read_only = not _writable(path)
+        uri = path.as_uri() + ("?mode=ro" if read_only else "?mode=rw")
+        try:
+            reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _translate(exc, path) from None
+        try:
+            await reader.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+            await _check_and_migrate(reader, path, read_only=read_only)
+        except BaseException:
+            await reader.close()
+            raise
+        return cls(path, reader, read_only=read_only, busy_timeout_ms=timeout)
+
+    async def _open_writer(self) -> aiosqlite.Connection:
+        if self.read_only:
+            raise DatabaseReadOnly(f"database is read-only: {self.path}")
+        try:
+            # isolation_level="IMMEDIATE": the INSERT opens BEGIN IMMEDIATE itself, so a
+            # batch costs two hops (insert, commit), and a write never fails with BUSY
+            # after reading without first waiting for busy_timeout.
+            writer = await aiosqlite.connect(
+                self.path.as_uri() + "?mode=rw", uri=True, isolation_level="IMMEDIATE"
+            )
+            await writer.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            await writer.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
+        return writer
+
+    # -- writing ---------------------------------------------------------------
+
+    async def _commit(
+        self, events: Sequence[NewEvent], cursor: tuple[str, int] | None
+    ) -> list[int]:
+        if self._closed:
+            raise DatabaseError(f"store is closed: {self.path}")
+        if self.read_only:
+            raise DatabaseReadOnly(f"database is read-only: {self.path}")
+        if self._writer_task is None:
+            self._writer_task = asyncio.create_task(self._write_loop(), name="sisyphus-writer")
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Request(events, cursor, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        """The single writer: drain the queue into one transaction per batch."""
+        queue = self._queue
+        while True:
+            first = await queue.get()
+            if first is None:
+                return
+            requests = [first]
+            rows = len(first.events)
+            stop = False
+            while rows < MAX_BATCH_ROWS and not queue.empty():
+                nxt = queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                requests.append(nxt)
+                rows += len(nxt.events)
+            await self._commit_batch(requests)
+            if stop:
+                return
+
+    async def _commit_batch(self, requests: list[_Request]) -> None:
+        try:
+            if self._writer is None:
+                self._writer = await self._open_writer()
+            offsets = await self._insert(self._writer, requests)
+        except BaseException as exc:
+            error: BaseException = exc
+            if isinstance(exc, sqlite3.Error):
+                error = _translate(exc, self.path)
+            for request in requests:
+                if not request.future.done():
+                    request.future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for request, result in zip(requests, offsets, strict=True):
+            if not request.future.done():
+                request.future.set_result(result)
+        self._notify_commit()
+
+    async def _insert(
+        self, writer: aiosqlite.Connection, requests: list[_Request]
+    ) -> list[list[int]]:
+        existing: dict[str, int] = {}
+        for _attempt in range(5):
+            batch = _plan(requests, existing, time.time())
+            try:
+                last = 0
+                if batch.rows:
+                    params = [value for row in batch.rows for value in row]
+                    inserted = await writer.execute_insert(_insert_sql(len(batch.rows)), params)
+                    assert inserted is not None
+                    last = int(inserted[0])
+                cursors = [
+                    (r.cursor[0], r.cursor[1], time.time()) for r in requests if r.cursor
+                ]
+                if cursors:
+                    await writer.executemany(UPSERT_CURSOR, cursors)
+                await writer.commit()
+            except sqlite3.IntegrityError:
+                # A key is in the log already (maybe written by another process):
+                # look the batch's keys up and try again without them.
+                await writer.rollback()
+                keys = [ev.key for r in requests for ev in r.events if ev.key is not None]
+                existing = await self._lookup_keys(writer, keys)
+                continue
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await writer.rollback()
+                raise
+            # Rowids of one multi-row INSERT are consecutive: max(rowid)+1 onwards.
+            first = last - len(batch.rows) + 1
+            return [
+                [first + value if is_row else value for is_row, value in slots]
+                for slots in batch.slots
+            ]
+        raise DatabaseError(f"could not resolve idempotency keys on {self.path}")
+
+    @staticmethod
+    async def _lookup_keys(writer: aiosqlite.Connection, keys: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await writer.execute_fetchall(
+                f'SELECT key, "offset" FROM events WHERE key IN ({marks})', chunk
+            )
+            found.update({str(k): int(o) for k, o in rows})
+        # execute_fetchall opened no transaction (SELECT), nothing to end.
+        return found
+
+    # -- reading ---------------------------------------------------------------
+
+    async def read(
+        self,
+        from_offset: int = 0,
+        limit: int = 1000,
+        *,
+        to: str | None = None,
+        types: Sequence[str] | None = None,
+        actor: str | None = None,
+    ) -> Page:
+        sql = COLUMNS + ' WHERE "offset" >= ?'
+        params: list[Any] = [max(int(from_offset), 0)]
+        if to is not None:
+            sql += ' AND "to" = ?'
+            params.append(to)
+        if types:
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            params.extend(types)
+        if actor is not None:
+            sql += " AND actor = ?"
+            params.append(actor)
+        sql += ' ORDER BY "offset" LIMIT ?'
+        params.append(max(int(limit), 0))
+        rows = await self._fetch(sql, params)
+        loads = json.loads
+        events = [Event(o, t, a, r, loads(p), ts, k) for o, t, a, r, p, ts, k in rows]
+        next_offset = events[-1].offset + 1 if events else max(int(from_offset), 0)
+        return Page(events, next_offset)
+
+    async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        if self._closed:
+            raise DatabaseError(f"store is closed: {self.path}")
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
+
+    async def head(self) -> int:
+        rows = await self._fetch('SELECT max("offset") FROM events', ())
+        return int(rows[0][0] or 0)
+
+    async def find_key(self, key: str) -> int | None:
+        rows = await self._fetch('SELECT "offset" FROM events WHERE key = ?', (key,))
+        return int(rows[0][0]) if rows else None
+
+    async def cursor(self, agent: str) -> int:
+        rows = await self._fetch("SELECT position FROM cursors WHERE agent = ?", (agent,))
+        return int(rows[0][0]) if rows else 0
+
+    async def cursors(self) -> dict[str, int]:
+        rows = await self._fetch("SELECT agent, position FROM cursors ORDER BY agent", ())
+        return {str(agent): int(position) for agent, position in rows}
+
+    async def integrity_check(self) -> str:
+        """SQLite's own verdict on the file: ``ok`` when it is sound."""
+        rows = await self._fetch("PRAGMA integrity_check", ())
+        return "\n".join(str(row[0]) for row in rows)
+
+    # -- change detection ------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _watching(self) -> AsyncIterator[None]:
+        self._watchers += 1
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll(), name="sisyphus-poller")
+        try:
+            yield
+        finally:
+            self._watchers -= 1
+
+    async def _poll(self) -> None:
+        """Detect commits by other processes: ``PRAGMA data_version`` changes when any
+        other connection commits. Runs only while a tail is open."""
+        last: int | None = None
+        while self._watchers > 0 and not self._closed:
+            try:
+                rows = await self._reader.execute_fetchall("PRAGMA data_version")
+            except (sqlite3.Error, ValueError):
+                return
+            version = int(next(iter(rows))[0])
+            if last is not None and version != last:
+                self._notify_commit()
+            last = version
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        if self._writer_task is not None:
+            self._queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await self._writer_task
+        self._closed = True
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(BaseException):
+                await self._poller
+        self._notify_commit()
+        if self._writer is not None:
+            await self._writer.close()
+        await self._reader.close()
+
+
+def _env_busy_timeout() -> int:
+    raw = os.environ.get("SISYPHUS_BUSY_TIMEOUT_MS", "")
+    try:
+        return max(int(raw), 0) if raw else DEFAULT_BUSY_TIMEOUT_MS
+    except ValueError:
+        return DEFAULT_BUSY_TIMEOUT_MS
+
+
+def _create_private_file(path: Path) -> None:
+    """Create an empty database file with mode 0600 (SQLite gives its -wal and -shm
+    files the same mode), and its folder with 0700 if it is new."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    except FileExistsError:
+        pass
+    except PermissionError:
+        raise DatabaseReadOnly(f"cannot create database (permission denied): {path}") from None
+    except OSError as exc:
+        raise DatabaseError(f"cannot create database {path}: {exc.strerror}") from None
+
+
+def _writable(path: Path) -> bool:
+    """Whether we may write the file. A file whose mode has no write bit counts as
+    read-only even for root, who would otherwise write through it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        return False
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+async def _check_and_migrate(conn: aiosqlite.Connection, path: Path, *, read_only: bool) -> None:
+    """Refuse what we must not touch (newer schema, foreign file) before any write;
+    then create the schema if the file is new."""
+    try:
+        version, app_id, tables = await _identify(conn)
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"database schema version {version} is newer than this sisyphus supports "
+                f"({SCHEMA_VERSION}); upgrade sisyphus: {path}"
+            )
+        if version == SCHEMA_VERSION and app_id == APPLICATION_ID:
+            return
+        if version != 0 or app_id not in (0, APPLICATION_ID) or tables:
+            raise NotADatabase(f"not a sisyphus database (it holds other data): {path}")
+        if read_only:
+            raise DatabaseReadOnly(
+                f"database is read-only and has no sisyphus schema yet: {path}"
+            )
+        # journal_mode=WAL writes the header, so it comes only after the checks above.
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            version, app_id, tables = await _identify(conn)
+            if version == 0 and not tables:  # nobody else created it meanwhile
+                # One statement at a time: executescript would COMMIT our
+                # BEGIN IMMEDIATE first and let another process race us.
+                for statement in SCHEMA:
+                    await conn.execute(statement)
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise _translate(exc, path) from None
+
+
+async def _identify(conn: aiosqlite.Connection) -> tuple[int, int, int]:
+    (version,) = list(await conn.execute_fetchall("PRAGMA user_version"))[0]
+    (app_id,) = list(await conn.execute_fetchall("PRAGMA application_id"))[0]
+    (tables,) = list(
+        await conn.execute_fetchall("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+    )[0]
+    return int(version), int(app_id), int(tables)
