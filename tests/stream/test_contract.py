@@ -1,0 +1,210 @@
+"""The store contract: every backend must pass this suite unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sisyphus_tui.errors import InvalidPayload, UnknownEventType
+from sisyphus_tui.events import TaskInit
+from sisyphus_tui.stream import EventStore, NewEvent
+from tests.conftest import StoreFactory
+
+
+async def test_offsets_start_at_one_and_read_back_in_order(store: EventStore) -> None:
+    assert await store.head() == 0
+    first = await store.append("TASK_INIT", {"goal": "refactor"}, actor="kernel")
+    second = await store.append("x.note", {"n": 2}, actor="tool", to="executor", key="k")
+    assert (first, second) == (1, 2)
+    assert await store.head() == 2
+
+    page = await store.read()
+    assert [e.offset for e in page.events] == [1, 2]
+    assert page.next_offset == 3
+    task, note = page.events
+    assert (task.type, task.actor, task.to, task.key) == ("TASK_INIT", "kernel", None, None)
+    assert task.payload == {"goal": "refactor", "spec": {}}
+    assert task.model() == TaskInit(goal="refactor")
+    assert (note.type, note.to, note.key, note.payload) == ("x.note", "executor", "k", {"n": 2})
+    assert task.ts <= note.ts
+
+
+async def test_keyset_paging_visits_every_event_once(store: EventStore) -> None:
+    offsets = await store.append_many(
+        {"type": "x.n", "payload": {"i": i}, "to": "a" if i % 3 == 0 else "b"}
+        for i in range(2500)
+    )
+    assert offsets == list(range(1, 2501))
+
+    seen: list[int] = []
+    cursor = 0
+    while True:
+        page = await store.read(cursor, 700)
+        if not page.events:
+            break
+        seen.extend(e.payload["i"] for e in page.events)
+        cursor = page.next_offset
+    assert seen == list(range(2500))
+
+    # from_offset is inclusive; the filters page by the same keyset.
+    assert (await store.read(1000, 1)).events[0].offset == 1000
+    to_a = await store.read(0, 5000, to="a")
+    assert [e.payload["i"] for e in to_a.events] == list(range(0, 2500, 3))
+    late = await store.read(2400, 5000, to="a")
+    assert all(e.offset >= 2400 and e.to == "a" for e in late.events)
+
+
+async def test_filters_by_type_and_actor(store: EventStore) -> None:
+    await store.append("x.a", {}, actor="planner")
+    await store.append("x.b", {}, actor="executor")
+    await store.append("x.c", {}, actor="planner")
+    page = await store.read(types=["x.a", "x.c"])
+    assert [e.type for e in page.events] == ["x.a", "x.c"]
+    page = await store.read(actor="executor")
+    assert [e.type for e in page.events] == ["x.b"]
+
+
+async def test_an_existing_key_returns_its_offset_and_writes_nothing(store: EventStore) -> None:
+    first = await store.append("x.once", {"v": 1}, key="step-1")
+    await store.append("x.other", {})
+    again = await store.append("x.once", {"v": 2}, key="step-1")
+    assert again == first
+    assert await store.head() == 2
+    assert (await store.read(first, 1)).events[0].payload == {"v": 1}
+    assert await store.find_key("step-1") == first
+    assert await store.find_key("nope") is None
+
+
+async def test_concurrent_appends_of_one_key_write_it_once(store: EventStore) -> None:
+    results = await asyncio.gather(
+        *(store.append("x.once", {"i": i}, key="same") for i in range(20)),
+        *(store.append("x.free", {"i": i}) for i in range(20)),
+    )
+    assert len(set(results[:20])) == 1
+    assert len(set(results[20:])) == 20
+    assert await store.head() == 21
+
+
+async def test_append_many_mixes_new_and_existing_keys(store: EventStore) -> None:
+    old = await store.append("x.k", {}, key="old")
+    offsets = await store.append_many(
+        [
+            {"type": "x.k", "key": "new1"},
+            {"type": "x.k", "key": "old"},
+            {"type": "x.k", "key": "new1"},
+            {"type": "x.k"},
+        ]
+    )
+    assert offsets == [2, old, 2, 3]
+    assert await store.head() == 3
+
+
+async def test_append_many_is_all_or_nothing_on_invalid_input(store: EventStore) -> None:
+    await store.append("x.before", {})
+    with pytest.raises(InvalidPayload, match="goal"):
+        await store.append_many(
+            [{"type": "x.ok", "payload": {}}, {"type": "TASK_INIT", "payload": {}}]
+        )
+    assert await store.head() == 1
+
+
+async def test_tracking_transaction_advances_the_cursor_with_the_events(
+    store: EventStore,
+) -> None:
+    message = await store.append("x.job", {"n": 1}, to="worker")
+    produced = await store.append_many(
+        [{"type": "x.result", "payload": {"of": message}}], cursor=("worker", message)
+    )
+    assert produced == [message + 1]
+    assert await store.cursor("worker") == message
+    # A cursor never moves backwards, and may advance with no events at all.
+    await store.append_many([], cursor=("worker", 0))
+    assert await store.cursor("worker") == message
+    await store.append_many([], cursor=("worker", produced[0]))
+    assert await store.cursors() == {"worker": produced[0]}
+
+
+async def test_cursor_and_log_survive_reopening(open_backend: StoreFactory) -> None:
+    store = await open_backend()
+    offset = await store.append("x.job", {}, to="worker")
+    await store.append_many([], cursor=("worker", offset))
+    await store.close()
+
+    reopened = await open_backend()
+    assert await reopened.cursor("worker") == offset
+    assert await reopened.cursor("someone-else") == 0
+    assert await reopened.head() == offset
+    assert await reopened.append("x.after", {}) == offset + 1
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payload", "message"),
+    [
+        ("TASK_INIT", {}, "invalid TASK_INIT payload: goal: Field required"),
+        ("TASK_INIT", {"goal": ""}, "goal: String should have at least 1 character"),
+        ("TASK_INIT", {"goal": "g", "gaol": 1}, "gaol: Extra inputs are not permitted"),
+        ("PLAN_STEP", {"plan_id": "p", "step": 0, "title": "t"}, "step: Input should be"),
+        ("REVIEW", {"plan_id": "p", "verdict": "maybe"}, "verdict: Input should be"),
+        ("x.free", [1, 2], "must be a JSON object, not list"),
+        ("x.free", {"f": float("nan")}, "invalid x.free payload"),
+    ],
+)
+async def test_invalid_payloads_name_the_field(
+    store: EventStore, event_type: str, payload: object, message: str
+) -> None:
+    with pytest.raises(InvalidPayload, match=message.replace("(", r"\(")):
+        await store.append(event_type, payload)  # type: ignore[arg-type]
+    assert await store.head() == 0
+
+
+@pytest.mark.parametrize("event_type", ["FOO", "task_init", "x.", ""])
+async def test_unregistered_types_need_the_x_prefix(store: EventStore, event_type: str) -> None:
+    with pytest.raises(UnknownEventType, match="x\\."):
+        await store.append(event_type, {})
+    assert await store.head() == 0
+
+
+async def test_payload_may_be_a_model(store: EventStore) -> None:
+    offset = await store.append("TASK_INIT", TaskInit(goal="g", spec={"gates": []}))
+    assert (await store.read(offset, 1)).events[0].payload == {"goal": "g", "spec": {"gates": []}}
+    event = NewEvent.of("TASK_INIT", TaskInit(goal="g"))
+    assert event.payload_json == '{"goal":"g","spec":{}}'
+
+
+async def test_tail_yields_the_past_then_live_events(store: EventStore) -> None:
+    for i in range(3):
+        await store.append("x.n", {"i": i})
+    received: list[int] = []
+    five = asyncio.Event()
+
+    async def follow() -> None:
+        async for event in store.tail(2):
+            received.append(event.payload["i"])
+            if len(received) == 5:
+                five.set()
+                return
+
+    task = asyncio.create_task(follow())
+    for i in range(3, 6):
+        await store.append("x.n", {"i": i})
+    await asyncio.wait_for(five.wait(), 10)
+    await task
+    assert received == [1, 2, 3, 4, 5]
+
+
+async def test_tail_with_a_filter_sees_only_its_events(store: EventStore) -> None:
+    got: list[str] = []
+
+    async def follow() -> None:
+        async for event in store.tail(0, to="executor"):
+            got.append(event.payload["text"])
+            if len(got) == 2:
+                return
+
+    task = asyncio.create_task(follow())
+    await store.append("MESSAGE", {"text": "one"}, to="executor")
+    await store.append("MESSAGE", {"text": "not mine"}, to="planner")
+    await store.append("MESSAGE", {"text": "two"}, to="executor")
+    await asyncio.wait_for(task, 10)
+    assert got == ["one", "two"]
