@@ -86,7 +86,7 @@ def _parse_payload(text: str | None) -> Any:
 
 async def cmd_init(args: argparse.Namespace) -> int:
     async def body(store: EventStore) -> int:
-        _emit_line(f"{Path(args.db).absolute()}  (head {await store.head()})")
+        _emit_line(f"{store.location}  (head {await store.head()})")
         return 0
 
     return await _with_store(args, body, create=True)
@@ -313,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM ends --follow as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupted)
     try:
-        return asyncio.run(args.run(args))
+        code: int = asyncio.run(args.run(args))
+        return code
     except SisyphusError as exc:
         print(f"sisyphus: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_ERROR

@@ -21,7 +21,9 @@ BACKENDS = ["sqlite"]
 
 
 @pytest.fixture(params=BACKENDS)
-async def open_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+async def open_backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
     """A factory that opens (and reopens) one store of the parametrised backend."""
     opened: list[EventStore] = []
     target = tmp_path / "swarm.db"

@@ -111,6 +111,11 @@ class EventStore(ABC):
         self._generation = 0
         self._changed = asyncio.Event()
 
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the log lives (a file path or a URL without its password)."""
+
     # -- writing ---------------------------------------------------------------
 
     async def append(

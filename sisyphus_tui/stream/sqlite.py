@@ -154,6 +154,10 @@ class SQLiteStore(EventStore):
         self._poller: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     # -- opening ---------------------------------------------------------------
 
     @classmethod
@@ -170,27 +174,21 @@ class SQLiteStore(EventStore):
         are refused with one-line errors before anything is written to the file.
         A file that cannot be written opens read-only: reads work, appends refuse.
         """
-        path = Path(path).expanduser().absolute()
+        # File checks touch the disk: keep them off the event loop.
+        file, read_only = await asyncio.to_thread(_prepare_file, Path(path), create)
         timeout = busy_timeout_ms if busy_timeout_ms is not None else _env_busy_timeout()
-        if path.is_dir():
-            raise NotADatabase(f"not a sisyphus database (a directory): {path}")
-        if not path.exists():
-            if not create:
-                raise DatabaseMissing(f"database not found: {path}")
-            _create_private_file(path)
-        read_only = not _writable(path)
-        uri = path.as_uri() + ("?mode=ro" if read_only else "?mode=rw")
+        uri = file.as_uri() + ("?mode=ro" if read_only else "?mode=rw")
         try:
             reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
         except sqlite3.Error as exc:
-            raise _translate(exc, path) from None
+            raise _translate(exc, file) from None
         try:
             await reader.execute(f"PRAGMA busy_timeout = {int(timeout)}")
-            await _check_and_migrate(reader, path, read_only=read_only)
+            await _check_and_migrate(reader, file, read_only=read_only)
         except BaseException:
             await reader.close()
             raise
-        return cls(path, reader, read_only=read_only, busy_timeout_ms=timeout)
+        return cls(file, reader, read_only=read_only, busy_timeout_ms=timeout)
 
     async def _open_writer(self) -> aiosqlite.Connection:
         if self.read_only:
@@ -427,6 +425,18 @@ def _env_busy_timeout() -> int:
         return max(int(raw), 0) if raw else DEFAULT_BUSY_TIMEOUT_MS
     except ValueError:
         return DEFAULT_BUSY_TIMEOUT_MS
+
+
+def _prepare_file(path: Path, create: bool) -> tuple[Path, bool]:
+    """Resolve ``path``, create it if missing (and allowed); say whether it is read-only."""
+    path = path.expanduser().absolute()
+    if path.is_dir():
+        raise NotADatabase(f"not a sisyphus database (a directory): {path}")
+    if not path.exists():
+        if not create:
+            raise DatabaseMissing(f"database not found: {path}")
+        _create_private_file(path)
+    return path, not _writable(path)
 
 
 def _create_private_file(path: Path) -> None:

@@ -34,7 +34,8 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
         for line in lines:
             kind, _, offset = line.partition(" ")
             (acknowledged_jobs if kind == "job" else acknowledged_done).add(int(offset))
-        check_database(db, acknowledged_jobs, acknowledged_done, f"seed {seed} round {round_number}")
+        where = f"seed {seed} round {round_number}"
+        check_database(db, acknowledged_jobs, acknowledged_done, where)
     assert len(acknowledged_done) > ROUNDS, "the kills should land while jobs are handled"
 
 
