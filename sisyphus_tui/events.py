@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sisyphus_tui.errors import InvalidPayload, UnknownEventType
 
@@ -35,8 +35,10 @@ class PlanInit(Payload):
 
     plan_id: str = Field(min_length=1)
     summary: str = ""
+    approach: str = ""
     revision: int = Field(default=1, ge=1)
     steps: int = Field(default=0, ge=0)
+    precedents: list[int] = Field(default_factory=list)
 
 
 class PlanStep(Payload):
@@ -55,6 +57,8 @@ class Review(Payload):
     plan_id: str = Field(min_length=1)
     verdict: Literal["approve", "needs_changes"]
     reasons: list[str] = Field(default_factory=list)
+    round: int = Field(default=1, ge=1)
+    precedents: list[int] = Field(default_factory=list)
 
 
 class FileEdit(Payload):
@@ -64,6 +68,8 @@ class FileEdit(Payload):
     before_sha256: str | None = None
     after_sha256: str
     step: int | None = None
+    # True when a resumed actor found the edit already on disk (in flight at a crash).
+    already_applied: bool = False
 
 
 class TestRun(Payload):
@@ -153,11 +159,79 @@ class Resumed(Payload):
 
 
 class Checkpoint(Payload):
-    """An agent's progress marker: the state it needs to resume without redoing work."""
+    """An agent's progress marker: the state it needs to resume without redoing work,
+    committed with the cursor advance it describes."""
 
     agent: str = Field(min_length=1)
+    cursor: int | None = Field(default=None, ge=0)
     step: int | None = None
     state: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentFailed(Payload):
+    """An actor raised; the others carry on."""
+
+    agent: str = Field(min_length=1)
+    error: str
+
+
+class AgentStale(Payload):
+    """An agent with pending work was silent for longer than its limit."""
+
+    agent: str = Field(min_length=1)
+    silent_s: float = Field(ge=0)
+    pending: int = Field(default=0, ge=0)
+
+
+Phase = Literal["plan", "validate", "execute", "gates", "done", "blocked"]
+
+
+class PhaseChanged(Payload):
+    """The run entered a phase of Plan -> Validate -> Execute (then gates, done or blocked)."""
+
+    phase: Phase
+    reason: str = ""
+
+
+class Control(Payload):
+    """A request to the running swarm, from any process (TUI, CLI, another TUI)."""
+
+    action: Literal["wipe", "resume", "pause", "unpause", "spawn", "approve", "stop"]
+    agent: str | None = None
+    hold: bool = False
+    skill: str | None = None
+    prompt: str = ""
+    background: bool = True
+    thinking: Literal["off", "think", "ultrathink"] | None = None
+    parent: str | None = None
+    gate: str | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> Control:
+        if self.action in ("wipe", "resume", "spawn") and not self.agent:
+            raise ValueError(f"agent is required for {self.action}")
+        if self.action == "spawn" and not self.skill:
+            raise ValueError("skill is required for spawn")
+        if self.action == "approve" and not self.gate:
+            raise ValueError("gate is required for approve")
+        return self
+
+
+class MemoryStored(Payload):
+    """A precedent for memory-lane: what was done, how it turned out, tags."""
+
+    title: str = Field(min_length=1)
+    what: str = ""
+    outcome: str = ""
+    tags: list[str] = Field(default_factory=list)
+    run: str | None = None
+
+
+class MemoryFeedback(Payload):
+    """Whether a precedent helped; adjusts its ranking."""
+
+    memory_id: int = Field(ge=1)
+    helpful: bool
 
 
 REGISTRY: dict[str, type[Payload]] = {
@@ -177,14 +251,22 @@ REGISTRY: dict[str, type[Payload]] = {
     "CONTEXT_WIPED": ContextWiped,
     "RESUMED": Resumed,
     "CHECKPOINT": Checkpoint,
+    "AGENT_FAILED": AgentFailed,
+    "AGENT_STALE": AgentStale,
+    "PHASE": PhaseChanged,
+    "CONTROL": Control,
+    "MEMORY_STORED": MemoryStored,
+    "MEMORY_FEEDBACK": MemoryFeedback,
 }
 
 
 def _describe(error: ValidationError) -> str:
     """The first validation problem, naming the field: 'goal: Field required'."""
     first = error.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "payload"
-    return f"{field}: {first['msg']}"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    field = ".".join(str(part) for part in first["loc"])
+    # A whole-model check (e.g. "skill is required for spawn") names its field itself.
+    return f"{field}: {message}" if field else message
 
 
 def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) -> str:
