@@ -221,6 +221,238 @@ async def cmd_cursors(args: argparse.Namespace) -> int:
     return await _with_store(args, body, create=False)
 
 
+# -- the swarm --------------------------------------------------------------------
+
+
+def _triggers(texts: list[str] | None) -> tuple[Any, ...]:
+    from sisyphus_tui.runtime import Trigger
+
+    return tuple(Trigger.parse(t) for t in texts or [])
+
+
+async def _run_swarm(store: EventStore, workspace: Path, args: argparse.Namespace) -> int:
+    from sisyphus_tui.runtime import Swarm
+
+    swarm = Swarm(store, workspace, speed=args.speed, stale_after_s=args.stale_after,
+                  wipes=_triggers(args.wipe), out=_progress)
+    ledger = await swarm.run()
+    done, total = ledger.progress()
+    if ledger.phase == "done":
+        _progress(f"done: {done}/{total} steps, every gate passed; "
+                  f"ledger: {workspace / 'SISYPHUS_LEDGER.md'}")
+        return 0
+    print(f"sisyphus: blocked: {printable(ledger.phase_reason or ledger.phase)}",
+          file=sys.stderr)
+    return 3
+
+
+def _progress(line: str) -> None:
+    _emit_line(time.strftime("%H:%M:%S ") + line)
+    sys.stdout.flush()
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from sisyphus_tui.demo.runner import load_spec_file, prepare_demo
+
+    spec = load_spec_file(Path(args.spec)) if args.spec else None
+    workspace = Path(args.workspace).absolute()
+    _triggers(args.wipe)  # refuse a bad --wipe before anything is written
+
+    async def body(store: EventStore) -> int:
+        resumed = await prepare_demo(store, workspace, spec)
+        _progress(("resuming the demo in " if resumed else "demo workspace: ") + str(workspace))
+        return await _run_swarm(store, workspace, args)
+
+    return await _with_store(args, body, create=True)
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    from sisyphus_tui.demo.runner import (
+        check_workspace,
+        current_task,
+        load_spec_file,
+        start_task,
+        task_workspace,
+    )
+
+    spec = load_spec_file(Path(args.spec)) if args.spec else {}
+    _triggers(args.wipe)
+
+    async def body(store: EventStore) -> int:
+        task = await current_task(store)
+        if task is None:
+            if not args.goal:
+                raise SisyphusError("this database has no task yet: pass --goal (and --spec, "
+                                    "--workspace), or start the demo with `sisyphus demo`")
+            workspace = Path(args.workspace or ".").absolute()
+            await start_task(store, workspace, args.goal, spec)
+        else:
+            own = task_workspace(task)
+            workspace = Path(args.workspace).absolute() if args.workspace else (
+                own or Path(".").absolute())
+            check_workspace(task, workspace)
+        return await _run_swarm(store, workspace, args)
+
+    return await _with_store(args, body, create=True)
+
+
+async def _ledger_from_log(store: EventStore) -> Any:
+    from sisyphus_tui.ledger import Ledger
+
+    ledger = Ledger()
+    offset = 0
+    while True:
+        page = await store.read(offset, 5000)
+        for event in page.events:
+            ledger.apply(event)
+        if not page.events:
+            return ledger
+        offset = page.next_offset
+
+
+async def cmd_ledger(args: argparse.Namespace) -> int:
+    from sisyphus_tui.ledger import write_atomically
+
+    async def body(store: EventStore) -> int:
+        text = (await _ledger_from_log(store)).render()
+        if args.out:
+            await asyncio.to_thread(write_atomically, Path(args.out), text)
+        else:
+            sys.stdout.write(text)
+        return 0
+
+    return await _with_store(args, body, create=False)
+
+
+async def cmd_agents(args: argparse.Namespace) -> int:
+    async def body(store: EventStore) -> int:
+        ledger = await _ledger_from_log(store)
+        head = await store.head()
+        cursors = await store.cursors()
+        now = time.time()
+        rows = []
+        for agent in sorted(ledger.agents.values(), key=lambda a: a.name):
+            cursor = max(agent.cursor, cursors.get(agent.name, 0))
+            newest = await store.last(to=agent.name)
+            pending = 0 if newest is None or newest.offset <= cursor else len(
+                (await store.read(cursor + 1, 10_000, to=agent.name)).events)
+            rows.append({"agent": agent.name, "role": agent.role, "skill": agent.skill,
+                         "state": agent.state, "thinking": agent.thinking, "cursor": cursor,
+                         "lag": head - cursor, "pending": pending,
+                         "last_active_s": round(now - agent.last_ts, 1) if agent.last_ts
+                         else None, "detail": agent.detail})
+        if args.json:
+            for row in rows:
+                _emit_line(json.dumps(row, separators=(",", ":")))
+            return 0
+        _emit_line(f"{'AGENT':<16} {'ROLE':<11} {'STATE':<9} {'CURSOR':>7} {'LAG':>6} "
+                   f"{'PENDING':>7} {'ACTIVE':>8}  THINKING  DETAIL   (head {head})")
+        for row in rows:
+            age = "-" if row["last_active_s"] is None else f"{row['last_active_s']:.0f}s ago"
+            _emit_line(printable(
+                f"{row['agent']:<16} {row['role']:<11} {row['state']:<9} {row['cursor']:>7} "
+                f"{row['lag']:>6} {row['pending']:>7} {age:>8}  {row['thinking']:<9} "
+                f"{row['detail'][:60]}"))
+        return 0
+
+    return await _with_store(args, body, create=False)
+
+
+async def _control(args: argparse.Namespace, payload: dict[str, Any],
+                   check: Callable[[EventStore], Awaitable[None]] | None = None) -> int:
+    """Append a CONTROL request for the running swarm; print its offset."""
+    event = NewEvent.of("CONTROL", payload, actor=args.sender, to="swarm")
+
+    async def body(store: EventStore) -> int:
+        if check is not None:
+            await check(store)
+        (offset,) = await store.append_many([event])
+        _emit_line(str(offset))
+        return 0
+
+    return await _with_store(args, body, create=False)
+
+
+def _agent_check(name: str) -> Callable[[EventStore], Awaitable[None]]:
+    async def check(store: EventStore) -> None:
+        await SwarmMail(store).require(name)
+
+    return check
+
+
+async def cmd_wipe(args: argparse.Namespace) -> int:
+    return await _control(args, {"action": "wipe", "agent": args.agent, "hold": args.hold},
+                          _agent_check(args.agent))
+
+
+async def cmd_resume(args: argparse.Namespace) -> int:
+    return await _control(args, {"action": "resume", "agent": args.agent},
+                          _agent_check(args.agent))
+
+
+async def cmd_pause(args: argparse.Namespace) -> int:
+    return await _control(args, {"action": "pause"})
+
+
+async def cmd_unpause(args: argparse.Namespace) -> int:
+    return await _control(args, {"action": "unpause"})
+
+
+async def cmd_approve(args: argparse.Namespace) -> int:
+    async def check(store: EventStore) -> None:
+        from sisyphus_tui.conductor import parse_spec
+        from sisyphus_tui.demo.runner import current_task
+
+        task = await current_task(store)
+        if task is None:
+            raise SisyphusError("this database has no run: nothing to approve")
+        gate = parse_spec({k: v for k, v in task.payload.get("spec", {}).items()}).gate(
+            args.gate)
+        if not gate.human:
+            raise SisyphusError(f"gate {args.gate!r} is a command gate: it passes by "
+                                "passing, not by approval")
+
+    return await _control(args, {"action": "approve", "gate": args.gate}, check)
+
+
+async def cmd_spawn(args: argparse.Namespace) -> int:
+    from sisyphus_tui.skills import get_skill
+
+    check_agent_name(args.name)
+    get_skill(args.skill, Path(args.workspace) if args.workspace else None)
+    event = NewEvent.of("CONTROL", {
+        "action": "spawn", "skill": args.skill, "agent": args.name, "prompt": args.prompt,
+        "background": args.background, "thinking": args.thinking, "parent": "human"},
+        actor="human", to="swarm")
+
+    async def body(store: EventStore) -> int:
+        if await SwarmMail(store).is_registered(args.name):
+            raise SisyphusError(f"agent {args.name!r} exists already: choose another name")
+        head = await store.head()
+        (offset,) = await store.append_many([event])
+        if args.background:
+            _emit_line(args.name)
+            return 0
+        # Foreground: wait for the agent's result, delivered to the human's inbox.
+        async def result() -> Event:
+            async for reply in store.tail(head + 1, to="human"):
+                data = reply.payload.get("data", {})
+                if reply.payload.get("kind") == "result" and data.get("agent") == args.name:
+                    return reply
+            raise AssertionError("unreachable")
+
+        try:
+            reply = await asyncio.wait_for(result(), args.timeout)
+        except TimeoutError:
+            raise SisyphusError(f"no result from {args.name!r} within {args.timeout:g}s "
+                                f"(spawn request at offset {offset}; is a swarm running? "
+                                "`sisyphus run --headless` or the demo)") from None
+        _emit_line(printable(str(reply.payload.get("text", ""))).replace("\\x0a", "\n"))
+        return 0
+
+    return await _with_store(args, body, create=False)
+
+
 # -- parsing --------------------------------------------------------------------
 
 
@@ -298,6 +530,79 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cursors", parents=[db], help="every agent's cursor and lag")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(run=cmd_cursors)
+
+    def swarm_options(p: argparse.ArgumentParser, default_speed: float) -> None:
+        p.add_argument("--workspace", help="where the swarm works (the demo's default: "
+                       "./sisyphus-demo)")
+        p.add_argument("--speed", type=float, default=default_speed, metavar="S",
+                       help=f"seconds between actions, so a person can watch (0: flat out; "
+                       f"default {default_speed:g})")
+        p.add_argument("--wipe", action="append", metavar="AGENT@STEP",
+                       help="wipe AGENT's context when plan step STEP (or a phase: plan, "
+                       "validate, execute, gates) begins; repeatable")
+        p.add_argument("--spec", metavar="FILE", help="a JSON spec (gates, bounds) instead of "
+                       "the default")
+        p.add_argument("--stale-after", type=float, default=120.0, metavar="S",
+                       help="mark an agent stale after S silent seconds with work pending")
+
+    p = sub.add_parser("demo", parents=[db], help="run the demo: a swarm refactors a sample "
+                       "project (resumes if interrupted)")
+    p.add_argument("--headless", action="store_true", help="no screen: print progress lines")
+    swarm_options(p, 0.0)
+    p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("run", parents=[db], help="host the swarm of this database (actors run "
+                       "here; steer it from any shell)")
+    p.add_argument("--headless", action="store_true", help="no screen: print progress lines")
+    p.add_argument("--goal", help="start a task with this goal if the database has none")
+    swarm_options(p, 0.0)
+    p.set_defaults(run=cmd_run)
+
+    p = sub.add_parser("ledger", parents=[db], help="rebuild SISYPHUS_LEDGER.md from offset 0")
+    p.add_argument("--out", metavar="FILE", help="write it here (atomically) instead of stdout")
+    p.set_defaults(run=cmd_ledger)
+
+    p = sub.add_parser("agents", parents=[db], help="every agent: role, state, cursor, lag, "
+                       "last activity")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(run=cmd_agents)
+
+    actor = argparse.ArgumentParser(add_help=False)
+    actor.add_argument("--from", dest="sender", default="human", help="who asks "
+                       "(default: human)")
+
+    p = sub.add_parser("wipe", parents=[db, actor], help="wipe an agent's context (it resumes "
+                       "from its checkpoint)")
+    p.add_argument("agent")
+    p.add_argument("--hold", action="store_true", help="stay wiped until `sisyphus resume`")
+    p.set_defaults(run=cmd_wipe)
+
+    p = sub.add_parser("resume", parents=[db, actor], help="resume a wiped or failed agent")
+    p.add_argument("agent")
+    p.set_defaults(run=cmd_resume)
+
+    p = sub.add_parser("pause", parents=[db, actor], help="pause the swarm (agents finish "
+                       "their current message, then wait)")
+    p.set_defaults(run=cmd_pause)
+
+    p = sub.add_parser("unpause", parents=[db, actor], help="let a paused swarm run again")
+    p.set_defaults(run=cmd_unpause)
+
+    p = sub.add_parser("approve", parents=[db, actor], help="pass a human gate")
+    p.add_argument("gate")
+    p.set_defaults(run=cmd_approve)
+
+    p = sub.add_parser("spawn", parents=[db], help="spawn an agent by skill; waits for its "
+                       "result unless --background")
+    p.add_argument("skill")
+    p.add_argument("name")
+    p.add_argument("prompt")
+    p.add_argument("--background", action="store_true", help="print the name and return at "
+                   "once; the result arrives in the human's inbox")
+    p.add_argument("--thinking", choices=["off", "think", "ultrathink"])
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S")
+    p.add_argument("--workspace", help="where workspace skills live (.sisyphus/skills)")
+    p.set_defaults(run=cmd_spawn)
     return parser
 
 
@@ -310,6 +615,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not getattr(args, "db", None):
         args.db = default_db()
+    if getattr(args, "command", None) == "demo" and not getattr(args, "workspace", None):
+        args.workspace = "sisyphus-demo"
     # SIGTERM ends --follow as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupted)
     try:

@@ -174,6 +174,16 @@ class EventStore(ABC):
         """Events with offset >= ``from_offset`` matching the filters, oldest first."""
 
     @abstractmethod
+    async def last(
+        self,
+        *,
+        types: Sequence[str] | None = None,
+        actor: str | None = None,
+        to: str | None = None,
+    ) -> Event | None:
+        """The newest event matching the filters (e.g. an actor's last CHECKPOINT)."""
+
+    @abstractmethod
     async def head(self) -> int:
         """The offset of the last committed event (0 for an empty log)."""
 

@@ -54,6 +54,8 @@ SCHEMA = (
     )""",
     'CREATE INDEX events_to ON events ("to", "offset") WHERE "to" IS NOT NULL',
     'CREATE INDEX events_type ON events (type, "offset")',
+    # An actor's last checkpoint in O(log n), whatever the log's size.
+    'CREATE INDEX events_actor ON events (actor, type, "offset") WHERE actor IS NOT NULL',
     # Append-only is enforced by the database too, not only by the code.
     """CREATE TRIGGER events_no_update BEFORE UPDATE ON events
         BEGIN SELECT RAISE(ABORT, 'events are append-only'); END""",
@@ -350,6 +352,30 @@ class SQLiteStore(EventStore):
             return list(await self._reader.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from None
+
+    async def last(
+        self,
+        *,
+        types: Sequence[str] | None = None,
+        actor: str | None = None,
+        to: str | None = None,
+    ) -> Event | None:
+        sql = COLUMNS + " WHERE 1"
+        params: list[Any] = []
+        if to is not None:
+            sql += ' AND "to" = ?'
+            params.append(to)
+        if types:
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            params.extend(types)
+        if actor is not None:
+            sql += " AND actor = ?"
+            params.append(actor)
+        rows = await self._fetch(sql + ' ORDER BY "offset" DESC LIMIT 1', params)
+        if not rows:
+            return None
+        o, t, a, r, p, ts, k = rows[0]
+        return Event(o, t, a, r, json.loads(p), ts, k)
 
     async def head(self) -> int:
         rows = await self._fetch('SELECT max("offset") FROM events', ())

@@ -208,3 +208,15 @@ async def test_tail_with_a_filter_sees_only_its_events(store: EventStore) -> Non
     await store.append("MESSAGE", {"text": "two"}, to="executor")
     await asyncio.wait_for(task, 10)
     assert got == ["one", "two"]
+
+
+async def test_last_finds_the_newest_match(store: EventStore) -> None:
+    assert await store.last(types=["CHECKPOINT"]) is None
+    await store.append("CHECKPOINT", {"agent": "a", "step": 1}, actor="a")
+    mine = await store.append("CHECKPOINT", {"agent": "b", "step": 1}, actor="b")
+    await store.append("CHECKPOINT", {"agent": "a", "step": 2}, actor="a")
+    await store.append("x.other", {}, actor="b")
+    found = await store.last(types=["CHECKPOINT"], actor="b")
+    assert found is not None and found.offset == mine
+    newest = await store.last()
+    assert newest is not None and newest.type == "x.other"

@@ -1,0 +1,273 @@
+"""SisyphusActor: boot from the durable cursor and the last checkpoint, handle the inbox
+live, commit each message's effects with the cursor advance in one transaction.
+
+A message's handling is a ``Turn``: the tools a role (and its brain) acts through.
+Every effect is an event collected in the turn and committed together with the
+actor's CHECKPOINT and cursor advance, so a crash or wipe at any instant leaves
+either the whole turn or none of it in the log. Effects outside the log (files,
+test runs) are checked on replay: a file already holding the intended content is
+not rewritten, and tests are simply run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from sisyphus_tui.brains.base import Brain, Thought
+from sisyphus_tui.conductor import CommandResult, run_command
+from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.ledger import Ledger
+from sisyphus_tui.mail import SwarmMail, check_agent_name, registration_key
+from sisyphus_tui.stream.base import Event, EventStore, NewEvent
+
+TEST_TIMEOUT_S = 300.0
+
+
+class SwarmContext(Protocol):
+    """What an actor needs from the runtime that hosts it (the runtime implements it)."""
+
+    store: EventStore
+    mail: SwarmMail
+    ledger: Ledger
+    workspace: Path
+    speed: float
+
+    async def wait_until_running(self) -> None:
+        """Return when the swarm is not paused."""
+
+    async def ledger_at(self, offset: int) -> Ledger:
+        """The ledger once it has folded every event up to ``offset``."""
+
+    async def memory_find(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
+        """Precedents from memory-lane, best first, as dicts."""
+
+    def skill_role(self, skill: str) -> tuple[str, str]:
+        """The role and default thinking mode of a skill (UnknownSkill if none)."""
+
+
+def sha256_of(data: bytes) -> str:
+    """Hex SHA-256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class WorkspaceError(SisyphusError):
+    """A path that escapes the workspace, or a file changed behind the actor's back."""
+
+
+@dataclass(frozen=True)
+class BootInfo:
+    """What boot found: where the actor resumes and what re-reading cost."""
+
+    cursor: int
+    reread: int
+    duration_ms: float
+    state: dict[str, Any]
+
+
+class Turn:
+    """The handling of one message: tools whose effects become events of one commit."""
+
+    def __init__(self, actor: SisyphusActor, message: Event) -> None:
+        self.actor = actor
+        self.message = message
+        self.outputs: list[NewEvent] = []
+        self._registered_here: set[str] = set()
+
+    @property
+    def swarm(self) -> SwarmContext:
+        """The hosting runtime."""
+        return self.actor.swarm
+
+    def emit(self, type: str, payload: Mapping[str, Any] | None = None, *,
+             to: str | None = None, key: str | None = None) -> None:
+        """Record an event (validated now, committed with the turn)."""
+        self.outputs.append(NewEvent.of(type, payload, actor=self.actor.name, to=to, key=key))
+
+    async def send(self, to: str, kind: str, text: str = "",
+                   data: Mapping[str, Any] | None = None) -> None:
+        """Mail another agent (or this one) as part of this turn."""
+        if to not in self._registered_here and to != self.actor.name:
+            await self.swarm.mail.require(to)
+        self.emit("MESSAGE", {"kind": kind, "text": text, "data": dict(data or {}),
+                              "reply_to": self.message.offset}, to=to)
+
+    def status(self, state: str, detail: str = "", phase: str | None = None) -> None:
+        """Say what this agent is doing."""
+        self.emit("STATUS_UPDATE", {"agent": self.actor.name, "state": state,
+                                    "detail": detail, "phase": phase})
+
+    def spawn(self, skill: str, name: str, prompt: str = "", *,
+              thinking: str | None = None, role: str | None = None) -> str:
+        """Spawn an agent by skill in this turn; the runtime starts it once committed.
+
+        Returns its name at once; a ``prompt`` becomes its first message (a task), whose
+        result comes back to this agent as a message."""
+        check_agent_name(name)
+        skill_role, default_thinking = self.swarm.skill_role(skill)
+        self.emit("AGENT_SPAWNED", {"agent": name, "role": role or skill_role, "skill": skill,
+                                    "parent": self.actor.name,
+                                    "thinking": thinking or default_thinking},
+                  key=f"spawn:{name}")
+        self.emit("AGENT_REGISTERED", {"agent": name, "role": role or skill_role},
+                  key=registration_key(name))
+        self._registered_here.add(name)
+        if prompt:
+            self.emit("MESSAGE", {"kind": "task", "text": prompt,
+                                  "data": {"parent": self.actor.name}}, to=name)
+        return name
+
+    async def pace(self) -> None:
+        """Let a person watch: wait ``speed`` seconds (0 runs flat out)."""
+        if self.swarm.speed > 0:
+            await asyncio.sleep(self.swarm.speed)
+
+    def _resolve(self, rel_path: str) -> Path:
+        root = self.swarm.workspace.resolve()
+        path = (root / rel_path).resolve()
+        if not path.is_relative_to(root):
+            raise WorkspaceError(f"path escapes the workspace: {rel_path!r}")
+        return path
+
+    async def write_file(self, rel_path: str, content: str, *, step: int | None = None,
+                         expected_before: str | None = None) -> str:
+        """Write a workspace file and record FILE_EDIT with its hashes; returns the new hash.
+
+        If the file already holds ``content`` (the write was in flight when the actor
+        died), it is not rewritten: the FILE_EDIT says ``already_applied``."""
+        await self.pace()
+        path = self._resolve(rel_path)
+        data = content.encode("utf-8")
+        after = sha256_of(data)
+        current = await asyncio.to_thread(_read_or_none, path)
+        before = None if current is None else sha256_of(current)
+        already = before == after
+        if already:
+            before = expected_before
+        else:
+            await asyncio.to_thread(_write_file, path, data)
+        self.emit("FILE_EDIT", {"path": rel_path, "before_sha256": before,
+                                "after_sha256": after, "step": step,
+                                "already_applied": already})
+        return after
+
+    async def run(self, argv: list[str], timeout_s: float = TEST_TIMEOUT_S) -> CommandResult:
+        """Run a command in the workspace (argv list, never a shell string)."""
+        await self.pace()
+        return await run_command(argv, self.swarm.workspace, timeout_s)
+
+    async def run_tests(self, target: str | None = None, *, step: int | None = None,
+                        record: bool = True) -> CommandResult:
+        """Run the workspace's tests (one target or the suite); TEST_PASS or TEST_FAIL."""
+        argv = ["{python}", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        if target:
+            argv.append(target)
+        result = await self.run(argv)
+        if record:
+            self.emit("TEST_PASS" if result.ok else "TEST_FAIL", {
+                "command": ["python", *argv[1:]], "step": step, "exit_code": result.exit_code,
+                "duration_s": round(result.duration_s, 4),
+                "output_tail": result.output_tail[-600:]})
+        return result
+
+    async def think(self, purpose: str, **data: Any) -> dict[str, Any]:
+        """Ask this actor's brain, with the ledger as of this message."""
+        ledger = await self.swarm.ledger_at(self.message.offset)
+        return await self.actor.brain.think(Thought(purpose, self.actor.role, self.actor.name,
+                                                    ledger, self.message, data))
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.sisyphus-tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+class SisyphusActor(ABC):
+    """A durable actor: any in-memory state can be thrown away and rebuilt from the log."""
+
+    role: ClassVar[str]
+
+    def __init__(self, swarm: SwarmContext, name: str, brain: Brain, *,
+                 skill: str | None = None, parent: str | None = None) -> None:
+        self.swarm = swarm
+        self.name = name
+        self.brain = brain
+        self.skill = skill
+        self.parent = parent
+        self.state: dict[str, Any] = {}
+        self.cursor = 0
+        self.last_activity = time.monotonic()
+        self.handled = 0
+
+    async def boot(self) -> BootInfo:
+        """Read the durable cursor and the last checkpoint: cost independent of log size."""
+        start = time.perf_counter()
+        store = self.swarm.store
+        self.cursor = await store.cursor(self.name)
+        checkpoint = await store.last(types=["CHECKPOINT"], actor=self.name)
+        self.state = dict(checkpoint.payload.get("state", {})) if checkpoint else {}
+        pending = await store.read(self.cursor + 1, 1000, to=self.name)
+        reread = (1 if checkpoint else 0) + len(pending.events)
+        self.last_activity = time.monotonic()
+        return BootInfo(self.cursor, reread, (time.perf_counter() - start) * 1000, self.state)
+
+    async def serve(self, info: BootInfo) -> None:
+        """Handle the inbox from the cursor on, live, forever."""
+        async for message in self.swarm.store.tail(info.cursor + 1, to=self.name):
+            await self.swarm.wait_until_running()
+            await self.handle(message)
+
+    async def handle(self, message: Event) -> None:
+        """One message, one tracking transaction: effects + CHECKPOINT + cursor advance."""
+        self.last_activity = time.monotonic()
+        turn = Turn(self, message)
+        await self.on_message(turn, message)
+        turn.emit("CHECKPOINT", {"agent": self.name, "cursor": message.offset,
+                                 "step": self.state.get("step"), "state": self.state})
+        await self.swarm.mail.ack(self.name, message.offset, events=turn.outputs)
+        self.cursor = message.offset
+        self.handled += 1
+        self.last_activity = time.monotonic()
+
+    @abstractmethod
+    async def on_message(self, turn: Turn, message: Event) -> None:
+        """The role's logic: act on one message through the turn's tools."""
+
+    def wipe(self) -> dict[str, Any]:
+        """Throw away all in-memory state, as a context wipe does; returns what was lost."""
+        lost = {"state_keys": sorted(self.state), "brain_turns": self.brain.memory_size,
+                "handled_since_boot": self.handled}
+        self.state = {}
+        self.cursor = 0
+        self.handled = 0
+        self.brain.reset()
+        return lost
+
+    async def finish_task(self, turn: Turn, message: Event, text: str,
+                          data: Mapping[str, Any] | None = None) -> None:
+        """Reply to whoever gave this agent a task (kind ``result``)."""
+        parent = message.payload.get("data", {}).get("parent") or message.actor or self.parent
+        if parent:
+            await turn.send(parent, "result", text, {"agent": self.name, **dict(data or {})})
+
+
+def message_kind(message: Event) -> str:
+    """The kind of a MESSAGE (``note`` by default), or the event type for other events."""
+    if message.type == "MESSAGE":
+        return str(message.payload.get("kind", "note"))
+    return message.type

@@ -1,0 +1,58 @@
+"""The Brain interface: what an actor thinks with.
+
+Given its role, the ledger and the message, a brain returns a decision (the next
+actions): a plan, a verdict, the files to write for a TDD step. The actor carries
+the actions out through its tools, so every effect becomes an event. Brains are
+pluggable (scripted here; a coding-agent CLI or a chat API later) and know nothing
+of how the actor records what they decide.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from sisyphus_tui.ledger import Ledger
+from sisyphus_tui.stream.base import Event
+
+# What an actor may ask its brain for.
+PURPOSES = ("plan", "review", "red", "green", "fix", "task")
+
+
+@dataclass(frozen=True)
+class Thought:
+    """One question to a brain: why (purpose), who asks, and what it knows."""
+
+    purpose: str
+    role: str
+    agent: str
+    ledger: Ledger
+    message: Event
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Brain(ABC):
+    """The narrow interface every brain implements.
+
+    ``think`` answers by purpose:
+    - ``plan``: {"approach", "summary", "tags", "steps": [{"title", "test", "files"}]}
+    - ``review``: {"verdict": "approve" | "needs_changes", "reasons", "precedents"}
+    - ``red`` / ``green`` / ``fix``: {"files": {path: content}, "test": target}
+    - ``task``: {"text", "data"}
+    """
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    async def think(self, thought: Thought) -> dict[str, Any]:
+        """Decide the next actions for ``thought``."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """A context wipe: forget the whole conversation (re-primed from the ledger)."""
+
+    @property
+    @abstractmethod
+    def memory_size(self) -> int:
+        """How many turns the brain holds in its context (what a wipe loses)."""

@@ -1,0 +1,164 @@
+"""Specs and quality gates (the Conductor pattern): a run's spec names its gates, and a
+phase does not advance past a failing one.
+
+A gate is a command (an argv list, never a shell string) run in the workspace with a
+timeout, or a human gate passed with ``sisyphus approve GATE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sisyphus_tui.errors import SisyphusError
+
+OUTPUT_TAIL_CHARS = 2000
+PYTHON_PLACEHOLDER = "{python}"
+
+
+class SpecError(SisyphusError):
+    """A spec that cannot be run: the message names the field."""
+
+
+class Gate(BaseModel):
+    """One quality gate: a command, or a human approval."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    argv: tuple[str, ...] = ()
+    human: bool = False
+    timeout_s: float = Field(default=300, gt=0)
+
+    @model_validator(mode="after")
+    def _command_or_human(self) -> Gate:
+        if self.human == bool(self.argv):
+            raise ValueError(f"gate {self.name!r} needs either argv (a list) or human: true")
+        return self
+
+
+class Spec(BaseModel):
+    """What done means for a run: its gates and its bounds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gates: tuple[Gate, ...] = ()
+    max_review_rounds: int = Field(default=2, ge=1)
+    max_gate_fixes: int = Field(default=2, ge=0)
+    workspace: str | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Spec:
+        names = [g.name for g in self.gates]
+        if len(names) != len(set(names)):
+            raise ValueError("gate names must be unique")
+        return self
+
+    def gate(self, name: str) -> Gate:
+        """The gate called ``name``."""
+        for gate in self.gates:
+            if gate.name == name:
+                return gate
+        raise SpecError(f"unknown gate {name!r} (gates: {', '.join(g.name for g in self.gates)})")
+
+
+def parse_spec(data: Any) -> Spec:
+    """Validate a spec (a dict, e.g. from TASK_INIT or a JSON file), naming the bad field."""
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SpecError(f"invalid spec: {where + ': ' if where else ''}{message}") from None
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How a command ended."""
+
+    argv: tuple[str, ...]
+    exit_code: int
+    duration_s: float
+    output_tail: str
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Exit code 0, in time."""
+        return self.exit_code == 0 and not self.timed_out
+
+
+def resolve_argv(argv: tuple[str, ...] | list[str]) -> list[str]:
+    """``{python}`` stands for this interpreter, so specs work in any environment."""
+    return [sys.executable if a == PYTHON_PLACEHOLDER else a for a in argv]
+
+
+def quiet_env() -> dict[str, str]:
+    """The environment for workspace commands: no bytecode or caches left behind, so a
+    resumed run's workspace is byte-identical to an uninterrupted one's."""
+    env = dict(os.environ)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.pop("PYTEST_ADDOPTS", None)
+    env.pop("PYTEST_CURRENT_TEST", None)
+    return env
+
+
+async def run_command(argv: list[str] | tuple[str, ...], cwd: Path,
+                      timeout_s: float) -> CommandResult:
+    """Run ``argv`` in ``cwd`` (its own process group), killing it on timeout or cancel."""
+    start = time.perf_counter()
+    full = resolve_argv(tuple(argv))
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *full, cwd=cwd, env=quiet_env(), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return CommandResult(tuple(full), 127, time.perf_counter() - start,
+                             f"cannot run {full[0]!r}: {exc.strerror}")
+    timed_out = False
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except TimeoutError:
+        timed_out = True
+        _kill_group(proc)
+        output, _ = await proc.communicate()
+    except BaseException:
+        _kill_group(proc)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(proc.wait())
+        raise
+    text = output.decode("utf-8", errors="replace")
+    if timed_out:
+        text += f"\n[timed out after {timeout_s:g}s]"
+    code = proc.returncode if proc.returncode is not None else -1
+    return CommandResult(tuple(full), code, time.perf_counter() - start,
+                         text[-OUTPUT_TAIL_CHARS:], timed_out)
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+async def run_gate(gate: Gate, workspace: Path) -> dict[str, Any]:
+    """Run a command gate; returns a GATE_RESULT payload."""
+    result = await run_command(gate.argv, workspace, gate.timeout_s)
+    return {
+        "gate": gate.name,
+        "passed": result.ok,
+        "exit_code": result.exit_code,
+        "duration_s": round(result.duration_s, 4),
+        "output_tail": result.output_tail,
+    }

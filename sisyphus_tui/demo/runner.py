@@ -1,0 +1,128 @@
+"""Starting (or resuming) a run: the demo's workspace, its seeded precedents, the kernel
+and the TASK_INIT, committed in one transaction so a crash never leaves half a start."""
+
+from __future__ import annotations
+
+import asyncio
+import filecmp
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sisyphus_tui.conductor import parse_spec
+from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.ledger import LEDGER_FILE
+from sisyphus_tui.stream.base import Event, EventStore
+
+KERNEL = "kernel"
+
+
+class WorkspaceConflict(SisyphusError):
+    """The workspace holds something that is not this run's."""
+
+
+def _same_tree(left: Path, right: Path) -> bool:
+    """Whether ``right`` holds exactly ``left``'s files, byte for byte."""
+    compare = filecmp.dircmp(left, right, ignore=[])
+    if compare.left_only or compare.right_only or compare.funny_files:
+        return False
+    _, mismatch, errors = filecmp.cmpfiles(left, right, compare.common_files, shallow=False)
+    if mismatch or errors:
+        return False
+    return all(_same_tree(left / d, right / d) for d in compare.common_dirs)
+
+
+def copy_sample(sample: Path, workspace: Path) -> None:
+    """Copy the sample project into ``workspace`` (missing, empty, or already the sample)."""
+    if workspace.exists():
+        if not workspace.is_dir():
+            raise WorkspaceConflict(f"workspace is not a directory: {workspace}")
+        if any(workspace.iterdir()) and not _same_tree(sample, workspace):
+            raise WorkspaceConflict(
+                f"workspace {workspace} is not empty and this database has no run in it; "
+                "choose an empty --workspace or the --db of its run")
+    shutil.copytree(sample, workspace, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+
+
+async def current_task(store: EventStore) -> Event | None:
+    """The run's TASK_INIT, if the log has one."""
+    return await store.last(types=["TASK_INIT"])
+
+
+def task_workspace(task: Event) -> Path | None:
+    """Where the run in this log works."""
+    where = task.payload.get("spec", {}).get("workspace")
+    return Path(where) if where else None
+
+
+async def start_task(store: EventStore, workspace: Path, goal: str, spec: dict[str, Any],
+                     precedents: tuple[dict[str, Any], ...] = ()) -> int:
+    """Spawn the kernel and hand it the TASK_INIT (with seeded precedents), atomically.
+
+    Idempotent: the keys make a second call return the first TASK_INIT's offset."""
+    full_spec = dict(spec) | {"workspace": str(workspace.resolve())}
+    parse_spec(full_spec)  # refuse a bad spec before anything is written
+    events: list[dict[str, Any]] = [
+        {"type": "MEMORY_STORED", "actor": "memory-lane", "key": f"memory:seed:{i}",
+         "payload": {"title": p["title"], "what": p.get("what", ""),
+                     "outcome": p.get("outcome", ""), "tags": list(p.get("tags", [])),
+                     "run": "seed"}}
+        for i, p in enumerate(precedents)
+    ]
+    events += [
+        {"type": "AGENT_SPAWNED", "actor": "swarm", "key": f"spawn:{KERNEL}",
+         "payload": {"agent": KERNEL, "role": "kernel", "skill": None, "thinking": "off"}},
+        {"type": "AGENT_REGISTERED", "actor": KERNEL, "key": f"agent:{KERNEL}",
+         "payload": {"agent": KERNEL, "role": "kernel"}},
+        {"type": "TASK_INIT", "actor": "human", "to": KERNEL, "key": "task",
+         "payload": {"goal": goal, "spec": full_spec}},
+    ]
+    offsets = await store.append_many(events)
+    return offsets[-1]
+
+
+async def prepare_demo(store: EventStore, workspace: Path,
+                       spec_override: dict[str, Any] | None = None) -> bool:
+    """Make sure the log has the demo's run in ``workspace``; returns True if it was
+    already there (a resume), False if it was started now."""
+    task = await current_task(store)
+    if task is not None:
+        check_workspace(task, workspace)
+        return True
+    from sisyphus_tui.demo.script import load_script
+
+    script = load_script()
+    await asyncio.to_thread(copy_sample, script.sample_dir, workspace)
+    spec = spec_override if spec_override is not None else script.spec
+    await start_task(store, workspace, script.goal, spec, script.precedents)
+    return False
+
+
+def check_workspace(task: Event, workspace: Path) -> None:
+    """Refuse to run a log's task in another workspace than its own."""
+    own = task_workspace(task)
+    if own is not None and own.resolve() != workspace.resolve():
+        raise WorkspaceConflict(
+            f"this database's run works in {own}, not {workspace.resolve()}; "
+            f"pass --workspace {own} (or another --db)")
+
+
+def load_spec_file(path: Path) -> dict[str, Any]:
+    """A spec from a JSON file, validated (SpecError names the field)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SisyphusError(f"spec file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise SisyphusError(f"malformed JSON in spec file {path}: {exc}") from None
+    parse_spec(data)
+    if not isinstance(data, dict):
+        raise SisyphusError(f"spec file {path} must hold a JSON object")
+    return data
+
+
+def ledger_path(workspace: Path) -> Path:
+    """Where the live ledger is written."""
+    return workspace / LEDGER_FILE

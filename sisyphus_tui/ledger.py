@@ -1,0 +1,358 @@
+"""The ledger: a pure fold over the log, rendered deterministically to Markdown.
+
+``Ledger.apply(event)`` for every event from offset 1 on, then ``render()``: the
+same events always give the same bytes, so the live ``SISYPHUS_LEDGER.md`` and a
+rebuild from offset 0 are identical. Time stamps come from the events (UTC).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sisyphus_tui.stream.base import Event
+
+LEDGER_FILE = "SISYPHUS_LEDGER.md"
+
+STEP_ORDER = ("pending", "red", "green", "done")
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + "Z"
+
+
+def _cell(text: object) -> str:
+    """Text safe inside a Markdown table cell, on one line."""
+    out = str(text).replace("\\", "\\\\").replace("|", "\\|")
+    return " ".join(out.split()) or "-"
+
+
+@dataclass
+class StepView:
+    """One plan step and how far it got."""
+
+    number: int
+    title: str
+    test: str
+    files: list[str]
+    state: str = "pending"
+
+
+@dataclass
+class PlanView:
+    """A plan revision as the planner wrote it."""
+
+    plan_id: str
+    revision: int
+    approach: str
+    summary: str
+    precedents: list[int]
+    steps: dict[int, StepView] = field(default_factory=dict)
+    verdict: str = "proposed"
+
+
+@dataclass
+class AgentView:
+    """An agent as the log describes it."""
+
+    name: str
+    role: str = "-"
+    skill: str | None = None
+    thinking: str = "off"
+    parent: str | None = None
+    state: str = "registered"
+    cursor: int = 0
+    last_ts: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class GateView:
+    """The latest result of a quality gate, and how many times it ran."""
+
+    name: str
+    passed: bool | None = None
+    exit_code: int | None = None
+    duration_s: float | None = None
+    output_tail: str = ""
+    runs: int = 0
+    human: bool = False
+
+
+class Ledger:
+    """The run's state, folded from events; ``render()`` is SISYPHUS_LEDGER.md."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.goal: str | None = None
+        self.spec: dict[str, Any] = {}
+        self.task_ts: float | None = None
+        self.phase = "idle"
+        self.phase_reason = ""
+        self.paused = False
+        self.plans: dict[str, PlanView] = {}
+        self.approved_plan: str | None = None
+        self.reviews: list[dict[str, Any]] = []
+        self.gates: dict[str, GateView] = {}
+        self.agents: dict[str, AgentView] = {}
+        self.last_checkpoint: dict[str, Any] | None = None
+        self.memories: dict[int, str] = {}
+        self.precedents_used: list[int] = []
+
+    # -- the fold ------------------------------------------------------------------
+
+    def apply(self, event: Event) -> None:
+        """Fold one event in (events must come in offset order)."""
+        self.offset = event.offset
+        p = event.payload
+        actor = self.agents.get(event.actor) if event.actor else None
+        if actor is not None:
+            actor.last_ts = event.ts
+        handler = getattr(self, "_on_" + event.type.replace(".", "_"), None)
+        if handler is not None:
+            handler(event, p)
+
+    def _agent(self, name: str) -> AgentView:
+        if name not in self.agents:
+            self.agents[name] = AgentView(name)
+        return self.agents[name]
+
+    def _on_TASK_INIT(self, event: Event, p: dict[str, Any]) -> None:
+        self.goal = p["goal"]
+        self.spec = p.get("spec", {})
+        self.task_ts = event.ts
+        for gate in self.spec.get("gates", []):
+            name = str(gate.get("name", "?"))
+            self.gates[name] = GateView(name, human=bool(gate.get("human")))
+
+    def _on_PHASE(self, event: Event, p: dict[str, Any]) -> None:
+        self.phase = p["phase"]
+        self.phase_reason = p.get("reason", "")
+
+    def _on_PLAN_INIT(self, event: Event, p: dict[str, Any]) -> None:
+        self.plans[p["plan_id"]] = PlanView(
+            p["plan_id"], p.get("revision", 1), p.get("approach", ""), p.get("summary", ""),
+            list(p.get("precedents", [])),
+        )
+        self._use(p.get("precedents", []))
+
+    def _on_PLAN_STEP(self, event: Event, p: dict[str, Any]) -> None:
+        plan = self.plans.get(p["plan_id"])
+        if plan is not None:
+            plan.steps[p["step"]] = StepView(p["step"], p["title"], p.get("test", ""),
+                                             list(p.get("files", [])))
+
+    def _on_REVIEW(self, event: Event, p: dict[str, Any]) -> None:
+        self.reviews.append(dict(p) | {"by": event.actor or "-", "ts": event.ts})
+        plan = self.plans.get(p["plan_id"])
+        if plan is not None:
+            plan.verdict = "approved" if p["verdict"] == "approve" else "needs changes"
+        if p["verdict"] == "approve":
+            self.approved_plan = p["plan_id"]
+        self._use(p.get("precedents", []))
+
+    def _use(self, ids: list[int]) -> None:
+        for memory_id in ids:
+            if memory_id not in self.precedents_used:
+                self.precedents_used.append(memory_id)
+
+    def _step(self, p: dict[str, Any], state: str) -> None:
+        plan = self.plans.get(self.approved_plan or "")
+        step = p.get("step")
+        if plan is None or step not in plan.steps:
+            return
+        view = plan.steps[step]
+        if STEP_ORDER.index(state) > STEP_ORDER.index(view.state):
+            view.state = state
+
+    def _on_TEST_FAIL(self, event: Event, p: dict[str, Any]) -> None:
+        self._step(p, "red")
+
+    def _on_TEST_PASS(self, event: Event, p: dict[str, Any]) -> None:
+        self._step(p, "green")
+
+    def _on_GATE_RESULT(self, event: Event, p: dict[str, Any]) -> None:
+        gate = self.gates.setdefault(p["gate"], GateView(p["gate"]))
+        gate.passed = p["passed"]
+        gate.exit_code = p.get("exit_code")
+        gate.duration_s = p.get("duration_s")
+        gate.output_tail = p.get("output_tail", "")
+        gate.runs += 1
+
+    def _on_AGENT_REGISTERED(self, event: Event, p: dict[str, Any]) -> None:
+        agent = self._agent(p["agent"])
+        if p.get("role") and agent.role == "-":
+            agent.role = p["role"]
+
+    def _on_AGENT_SPAWNED(self, event: Event, p: dict[str, Any]) -> None:
+        agent = self._agent(p["agent"])
+        agent.role, agent.skill = p["role"], p.get("skill")
+        agent.thinking, agent.parent = p.get("thinking", "off"), p.get("parent")
+        agent.state, agent.last_ts = "idle", event.ts
+
+    def _on_STATUS_UPDATE(self, event: Event, p: dict[str, Any]) -> None:
+        agent = self._agent(p["agent"])
+        agent.state, agent.detail = p["state"], p.get("detail", "")
+
+    def _on_CHECKPOINT(self, event: Event, p: dict[str, Any]) -> None:
+        agent = self._agent(p["agent"])
+        if p.get("cursor") is not None:
+            agent.cursor = max(agent.cursor, p["cursor"])
+        if agent.state in ("stale", "registered"):
+            agent.state = "idle"
+        if p.get("step") is not None:
+            self.last_checkpoint = {"agent": p["agent"], "step": p["step"], "ts": event.ts}
+            if agent.role == "executor":
+                self._step(p, "done")
+
+    def _on_CONTEXT_WIPED(self, event: Event, p: dict[str, Any]) -> None:
+        self._agent(p["agent"]).state = "wiped"
+
+    def _on_RESUMED(self, event: Event, p: dict[str, Any]) -> None:
+        agent = self._agent(p["agent"])
+        agent.state, agent.cursor = "idle", max(agent.cursor, p["cursor"])
+
+    def _on_AGENT_STALE(self, event: Event, p: dict[str, Any]) -> None:
+        self._agent(p["agent"]).state = "stale"
+
+    def _on_AGENT_FAILED(self, event: Event, p: dict[str, Any]) -> None:
+        agent = self._agent(p["agent"])
+        agent.state, agent.detail = "failed", p["error"]
+
+    def _on_AGENT_STOPPED(self, event: Event, p: dict[str, Any]) -> None:
+        agent = self._agent(p["agent"])
+        if agent.state != "failed":
+            agent.state = "done"
+        agent.detail = p.get("reason", "")
+
+    def _on_CONTROL(self, event: Event, p: dict[str, Any]) -> None:
+        if p["action"] in ("pause", "unpause"):
+            self.paused = p["action"] == "pause"
+
+    def _on_MEMORY_STORED(self, event: Event, p: dict[str, Any]) -> None:
+        self.memories[event.offset] = p["title"]
+
+    # -- queries -------------------------------------------------------------------
+
+    def plan(self, plan_id: str | None = None) -> PlanView | None:
+        """A plan by id; by default the approved one, else the latest."""
+        if plan_id is not None:
+            return self.plans.get(plan_id)
+        if self.approved_plan is not None:
+            return self.plans[self.approved_plan]
+        return list(self.plans.values())[-1] if self.plans else None
+
+    def progress(self) -> tuple[int, int]:
+        """Steps done and in all, of the plan being executed."""
+        plan = self.plans.get(self.approved_plan or "")
+        if plan is None:
+            return 0, 0
+        return sum(s.state == "done" for s in plan.steps.values()), len(plan.steps)
+
+    # -- rendering -----------------------------------------------------------------
+
+    def render(self) -> str:
+        """The ledger as Markdown; a function of the folded events only."""
+        out: list[str] = ["# Sisyphus ledger", ""]
+        done, total = self.progress()
+        out += [
+            f"- **Goal:** {_cell(self.goal or '(no task yet)')}",
+            f"- **Phase:** {self.phase}" + (f" ({_cell(self.phase_reason)})"
+                                            if self.phase_reason else ""),
+            f"- **Progress:** {done}/{total} steps",
+            f"- **Started:** {_utc(self.task_ts) if self.task_ts else '-'}",
+            "",
+        ]
+        out += ["## Spec", ""]
+        gates = self.spec.get("gates", [])
+        if gates:
+            for gate in gates:
+                how = "human approval" if gate.get("human") else "`" + " ".join(
+                    str(a) for a in gate.get("argv", [])) + "`"
+                out.append(f"- gate **{_cell(gate.get('name'))}**: {how}")
+        else:
+            out.append("- (no gates)")
+        for key in sorted(k for k in self.spec if k not in ("gates", "workspace")):
+            out.append(f"- {key}: {_cell(self.spec[key])}")
+        out.append("")
+
+        out += ["## Plans", ""]
+        if not self.plans:
+            out += ["(no plan yet)", ""]
+        for plan in self.plans.values():
+            out.append(f"### {plan.plan_id} (revision {plan.revision}): {plan.verdict}")
+            out.append("")
+            out.append(f"Approach: {_cell(plan.approach)}")
+            if plan.summary:
+                out.append("")
+                out.append(_cell(plan.summary))
+            out.append("")
+            out.append("| # | step | proven by | state |")
+            out.append("|---|------|-----------|-------|")
+            for step in sorted(plan.steps.values(), key=lambda s: s.number):
+                out.append(f"| {step.number} | {_cell(step.title)} | `{_cell(step.test)}` "
+                           f"| {step.state} |")
+            out.append("")
+
+        out += ["## Reviews", ""]
+        if not self.reviews:
+            out += ["(none yet)", ""]
+        for review in self.reviews:
+            reasons = "; ".join(review.get("reasons", [])) or "-"
+            out.append(f"- round {review.get('round', 1)}, {review['plan_id']}: "
+                       f"**{review['verdict']}** by {review['by']} - {_cell(reasons)}")
+        if self.reviews:
+            out.append("")
+
+        out += ["## Gates", "", "| gate | result | exit | runs |",
+                "|------|--------|------|------|"]
+        for gate in self.gates.values():
+            result = "-" if gate.passed is None else ("pass" if gate.passed else "FAIL")
+            if gate.human and gate.passed is None:
+                result = "awaiting approval"
+            exit_code = "-" if gate.exit_code is None else str(gate.exit_code)
+            out.append(f"| {_cell(gate.name)} | {result} | {exit_code} | {gate.runs} |")
+        out.append("")
+
+        out += ["## Agents", "", "| agent | role | skill | state | cursor | last active |",
+                "|-------|------|-------|-------|--------|-------------|"]
+        for agent in sorted(self.agents.values(), key=lambda a: a.name):
+            last = _utc(agent.last_ts) if agent.last_ts else "-"
+            out.append(f"| {_cell(agent.name)} | {_cell(agent.role)} | {_cell(agent.skill or '-')} "
+                       f"| {agent.state} | {agent.cursor} | {last} |")
+        out.append("")
+
+        out += ["## Last checkpoint", ""]
+        if self.last_checkpoint:
+            cp = self.last_checkpoint
+            out.append(f"- {cp['agent']}, step {cp['step']}, at {_utc(cp['ts'])}")
+        else:
+            out.append("- (none yet)")
+        out.append("")
+
+        out += ["## Precedents used", ""]
+        if not self.precedents_used:
+            out.append("- (none)")
+        for memory_id in self.precedents_used:
+            title = self.memories.get(memory_id, "(not in this log)")
+            out.append(f"- #{memory_id}: {_cell(title)}")
+        out.append("")
+        return "\n".join(out)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file and a rename: readers never see
+    half a ledger."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,375 @@
+"""The Swarm: owns the store, the mail, the ledger and the actors; carries out control
+requests appended to the log by any process; tracks liveness.
+
+One follower task tails the whole log: it folds every event into the ledger (and
+writes SISYPHUS_LEDGER.md, throttled), starts actors when AGENT_SPAWNED appears, and
+notices when the run is done or blocked. Control requests (CONTROL events addressed
+to ``swarm``) are the swarm's own inbox, handled from its durable cursor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sisyphus_tui.actors import ROLES, SisyphusActor
+from sisyphus_tui.actors.base import BootInfo
+from sisyphus_tui.brains import make_brain
+from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.ledger import LEDGER_FILE, Ledger, write_atomically
+from sisyphus_tui.mail import SwarmMail
+from sisyphus_tui.stream.base import Event, EventStore
+
+SWARM = "swarm"
+HUMAN = "human"
+LEDGER_WRITE_INTERVAL_S = 0.2
+FINAL_PHASES = ("done", "blocked")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """``--wipe AGENT@STEP``: wipe AGENT when step STEP (or a phase) begins."""
+
+    agent: str
+    at: str
+
+    @classmethod
+    def parse(cls, text: str) -> Trigger:
+        """Parse ``executor@3`` or ``planner@validate``."""
+        agent, sep, at = text.partition("@")
+        if not sep or not agent or not at:
+            raise SisyphusError(f"invalid --wipe {text!r}: use AGENT@STEP, e.g. executor@2 "
+                                "or planner@validate")
+        return cls(agent, at)
+
+    def matches(self, event: Event) -> bool:
+        """Whether ``event`` is the boundary this trigger waits for."""
+        if self.at.isdigit():
+            return (event.type == "MESSAGE" and event.payload.get("kind") == "execute_step"
+                    and str(event.payload.get("data", {}).get("step")) == self.at)
+        return event.type == "PHASE" and event.payload.get("phase") == self.at
+
+
+class Swarm:
+    """Runs the actors of one log, in this process, until the run is done or blocked."""
+
+    def __init__(self, store: EventStore, workspace: Path, *, brain: str = "scripted",
+                 speed: float = 0.0, stale_after_s: float = 120.0,
+                 wipes: tuple[Trigger, ...] = (), out: Callable[[str], None] | None = None,
+                 write_ledger: bool = True) -> None:
+        self.store = store
+        self.mail = SwarmMail(store)
+        self.ledger = Ledger()
+        self.workspace = workspace
+        self.speed = speed
+        self.brain_kind = brain
+        self.stale_after_s = stale_after_s
+        self.wipes = wipes
+        self.out = out
+        self.write_ledger = write_ledger
+        self.actors: dict[str, SisyphusActor] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._running = asyncio.Event()
+        self._running.set()
+        self._finished = asyncio.Event()
+        self._ledger_moved = asyncio.Event()
+        self._ledger_dirty = asyncio.Event()
+        self._started = False
+        self._live_from = 0
+        self._stale_flagged: dict[str, int] = {}
+        self._memory: Any = None
+        self._helpers: list[asyncio.Task[None]] = []
+
+    # -- what actors see (SwarmContext) ---------------------------------------------
+
+    async def wait_until_running(self) -> None:
+        """Return when the swarm is not paused."""
+        await self._running.wait()
+
+    async def ledger_at(self, offset: int) -> Ledger:
+        """The ledger once it has folded every event up to ``offset``."""
+        while self.ledger.offset < offset:
+            moved = self._ledger_moved
+            await moved.wait()
+        return self.ledger
+
+    async def memory_find(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
+        """memory-lane's best precedents for ``query``, as dicts."""
+        lane = await self._lane()
+        found = await lane.memory_find(query, limit)
+        return [{"id": p.id, "title": p.title, "what": p.what, "outcome": p.outcome,
+                 "tags": list(p.tags), "score": p.score} for p in found]
+
+    def skill_role(self, skill: str) -> tuple[str, str]:
+        """The role and default thinking of a skill."""
+        from sisyphus_tui.skills import get_skill
+
+        found = get_skill(skill, self.workspace)
+        return found.role, found.thinking
+
+    async def _lane(self) -> Any:
+        if self._memory is None:
+            from sisyphus_tui.memory import MemoryLane
+            from sisyphus_tui.stream.sqlite import SQLiteStore
+
+            if not isinstance(self.store, SQLiteStore):
+                raise SisyphusError("memory-lane needs the SQLite backend")
+            self._memory = await MemoryLane.open(self.store)
+        return self._memory
+
+    # -- running ----------------------------------------------------------------
+
+    def say(self, line: str) -> None:
+        """A progress line for a person (headless runs print them)."""
+        if self.out is not None:
+            self.out(line)
+
+    async def run(self) -> Ledger:
+        """Run until the task is done or blocked; returns the final ledger."""
+        await self.mail.init(SWARM, role=SWARM)
+        await self.mail.init(HUMAN, role=HUMAN)
+        head = await self.store.head()
+        self._live_from = head + 1
+        follower = asyncio.create_task(self._follow(), name="swarm-follower")
+        self._helpers.append(follower)
+        await self.ledger_at(head)
+        if self.ledger.paused:
+            self._running.clear()
+        if self.ledger.phase in FINAL_PHASES:
+            self._finished.set()
+        else:
+            if any(a.cursor for a in self.ledger.agents.values()):
+                self.say(f"resuming at offset {head}: phase {self.ledger.phase}, "
+                         f"{self.ledger.progress()[0]}/{self.ledger.progress()[1]} steps done")
+            self._started = True
+            for agent in list(self.ledger.agents.values()):
+                if agent.role in ROLES and agent.state not in ("done", "failed", "registered"):
+                    self.start_actor(agent.name, agent.role, agent.skill,
+                                     resumed=agent.cursor > 0 or agent.state == "wiped")
+            self._helpers.append(asyncio.create_task(self._control(), name="swarm-control"))
+            self._helpers.append(asyncio.create_task(self._liveness(), name="swarm-liveness"))
+        if self.write_ledger:
+            self._helpers.append(asyncio.create_task(self._write_ledger_loop(),
+                                                     name="swarm-ledger"))
+        try:
+            await self._finished.wait()
+        finally:
+            await self.shutdown()
+        return self.ledger
+
+    async def shutdown(self) -> None:
+        """Stop every actor and helper; bring the ledger file up to the head."""
+        for task in self.tasks.values():
+            task.cancel()
+        for task in self.tasks.values():
+            with contextlib.suppress(BaseException):
+                await task
+        if self.ledger.phase in FINAL_PHASES:
+            # The run is over: its agents are too (keys: a restart stops them once).
+            stopped = [{"type": "AGENT_STOPPED", "actor": SWARM, "key": f"stopped:{name}",
+                        "payload": {"agent": name, "reason": f"the run is {self.ledger.phase}"}}
+                       for name, view in sorted(self.ledger.agents.items())
+                       if view.role in ROLES and view.state not in ("done", "failed")]
+            if stopped:
+                await self.store.append_many(stopped)
+        head = await self.store.head()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(self.ledger_at(head), 10)
+        for task in self._helpers:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if self.write_ledger:
+            self._write_ledger_file()
+        if self._memory is not None:
+            await self._memory.close()
+
+    def start_actor(self, name: str, role: str, skill: str | None, *, resumed: bool) -> None:
+        """Start (or restart) an actor as an asyncio task; its failure stays its own."""
+        if name in self.tasks and not self.tasks[name].done():
+            return
+        actor = self.actors.get(name)
+        if actor is None or not resumed:
+            actor = ROLES[role](self, name, make_brain(self.brain_kind), skill=skill)
+            self.actors[name] = actor
+        self.tasks[name] = asyncio.create_task(self._actor_main(actor, resumed), name=name)
+
+    async def _actor_main(self, actor: SisyphusActor, resumed: bool) -> None:
+        try:
+            info: BootInfo = await actor.boot()
+            if resumed:
+                await self.store.append("RESUMED", {
+                    "agent": actor.name, "cursor": info.cursor, "reread": info.reread,
+                    "duration_ms": round(info.duration_ms, 3)}, actor=actor.name)
+            await actor.serve(info)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # one failing actor must not take the others down
+            error = f"{type(exc).__name__}: {exc}"
+            await self.store.append("AGENT_FAILED", {"agent": actor.name, "error": error},
+                                    actor=SWARM)
+            if actor.name != "kernel" and await self.mail.is_registered("kernel"):
+                await self.mail.send("kernel", {"kind": "agent_failed", "text": error,
+                                                "data": {"agent": actor.name}}, sender=SWARM)
+
+    async def wipe(self, name: str, *, hold: bool = False) -> None:
+        """A context wipe: cancel the actor wherever it is, forget its memory, record
+        what was lost; unless ``hold``, it resumes at once from its checkpoint."""
+        actor = self.actors.get(name)
+        if actor is None:
+            self.say(f"wipe {name}: no such agent runs here")
+            return
+        task = self.tasks.get(name)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        lost = actor.wipe()
+        # Appending through the same writer queue also waits out a commit the wiped
+        # turn had already queued, so the resumed actor reads the true cursor.
+        await self.store.append("CONTEXT_WIPED", {"agent": name, "lost": lost}, actor=SWARM)
+        if not hold:
+            await self.resume(name)
+
+    async def resume(self, name: str) -> None:
+        """Boot a wiped (or failed) actor again from its cursor and checkpoint."""
+        view = self.ledger.agents.get(name)
+        if view is None or view.role not in ROLES:
+            self.say(f"resume {name}: no such agent")
+            return
+        self.start_actor(name, view.role, view.skill, resumed=True)
+
+    # -- the follower -----------------------------------------------------------
+
+    async def _follow(self) -> None:
+        async for event in self.store.tail(1):
+            self.ledger.apply(event)
+            moved, self._ledger_moved = self._ledger_moved, asyncio.Event()
+            moved.set()
+            self._ledger_dirty.set()
+            if event.offset >= self._live_from:
+                self._report(event)
+            if self._started:
+                await self._react(event)
+            if event.type == "PHASE" and event.payload["phase"] in FINAL_PHASES:
+                self._finished.set()
+
+    async def _react(self, event: Event) -> None:
+        if event.type == "AGENT_SPAWNED":
+            p = event.payload
+            if p["role"] in ROLES:
+                self.start_actor(p["agent"], p["role"], p.get("skill"), resumed=False)
+        for trigger in self.wipes:
+            if trigger.matches(event):
+                await self.store.append("CONTROL", {"action": "wipe", "agent": trigger.agent},
+                                        actor=SWARM, to=SWARM,
+                                        key=f"wipe:{trigger.agent}@{trigger.at}")
+
+    def _report(self, event: Event) -> None:
+        p = event.payload
+        line = {
+            "PHASE": lambda: f"phase {p['phase']}" + (f": {p['reason']}" if p["reason"] else ""),
+            "AGENT_SPAWNED": lambda: f"spawned {p['agent']} ({p['role']}, skill {p['skill']})",
+            "PLAN_INIT": lambda: f"{p['plan_id']}: {p['approach']} ({p['steps']} steps)",
+            "REVIEW": lambda: f"review of {p['plan_id']}: {p['verdict']}"
+                              + (f" - {'; '.join(p['reasons'])}" if p["reasons"] else ""),
+            "FILE_EDIT": lambda: f"edit {p['path']}"
+                                 + (" (already applied)" if p["already_applied"] else ""),
+            "TEST_FAIL": lambda: (f"step {p['step']}: " if p["step"] else "") + "tests fail",
+            "TEST_PASS": lambda: (f"step {p['step']}: " if p["step"] else "") + "tests pass",
+            "GATE_RESULT": lambda: f"gate {p['gate']}: {'pass' if p['passed'] else 'FAIL'}",
+            "CONTEXT_WIPED": lambda: f"{p['agent']}: context wiped",
+            "RESUMED": lambda: f"{p['agent']}: resumed at cursor {p['cursor']} "
+                               f"({p['reread']} events re-read, {p['duration_ms']:.1f} ms)",
+            "AGENT_FAILED": lambda: f"{p['agent']} FAILED: {p['error']}",
+            "AGENT_STALE": lambda: f"{p['agent']} is stale ({p['silent_s']:.0f}s silent)",
+            "MEMORY_STORED": lambda: f"memory-lane: stored #{event.offset} {p['title']}",
+        }.get(event.type)
+        if line is not None:
+            from sisyphus_tui.safe_text import printable
+
+            self.say(printable(f"[{event.offset}] {event.actor or '-'}: {line()}"))
+
+    # -- control ----------------------------------------------------------------
+
+    async def _control(self) -> None:
+        cursor = await self.store.cursor(SWARM)
+        async for event in self.store.tail(cursor + 1, to=SWARM):
+            if event.type == "CONTROL":
+                await self._carry_out(event)
+            await self.mail.ack(SWARM, event.offset)
+
+    async def _carry_out(self, event: Event) -> None:
+        p = event.payload
+        action = p["action"]
+        if action == "wipe":
+            await self.wipe(p["agent"], hold=p.get("hold", False))
+        elif action == "resume":
+            await self.resume(p["agent"])
+        elif action == "pause":
+            self._running.clear()
+            self.say("swarm paused")
+        elif action == "unpause":
+            self._running.set()
+            self.say("swarm running")
+        elif action == "approve":
+            await self.mail.send("kernel", {"kind": "approve", "text": f"approve {p['gate']}",
+                                            "data": {"gate": p["gate"]}},
+                                 sender=event.actor or HUMAN, key=f"approve:{event.offset}")
+        elif action == "spawn":
+            await self.spawn(p["skill"], p["agent"], p.get("prompt", ""),
+                             thinking=p.get("thinking"), parent=p.get("parent") or HUMAN)
+        elif action == "stop":
+            self._finished.set()
+
+    async def spawn(self, skill: str, name: str, prompt: str, *, thinking: str | None,
+                    parent: str) -> None:
+        """Spawn an agent by skill (events with keys: spawning twice spawns once)."""
+        role, default_thinking = self.skill_role(skill)
+        await self.store.append_many([
+            {"type": "AGENT_SPAWNED", "actor": SWARM, "key": f"spawn:{name}",
+             "payload": {"agent": name, "role": role, "skill": skill, "parent": parent,
+                         "thinking": thinking or default_thinking}},
+            {"type": "AGENT_REGISTERED", "actor": name, "key": f"agent:{name}",
+             "payload": {"agent": name, "role": role}},
+            *([{"type": "MESSAGE", "actor": parent, "to": name, "key": f"task:{name}",
+                "payload": {"kind": "task", "text": prompt, "data": {"parent": parent}}}]
+              if prompt else []),
+        ])
+
+    # -- liveness and the ledger file --------------------------------------------
+
+    async def _liveness(self) -> None:
+        interval = max(min(self.stale_after_s / 4, 5.0), 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            for name, actor in list(self.actors.items()):
+                task = self.tasks.get(name)
+                if task is None or task.done():
+                    continue
+                newest = await self.store.last(to=name)
+                pending = newest is not None and newest.offset > actor.cursor
+                silent = time.monotonic() - actor.last_activity
+                if pending and silent > self.stale_after_s and \
+                        self._stale_flagged.get(name) != actor.cursor:
+                    self._stale_flagged[name] = actor.cursor
+                    await self.store.append("AGENT_STALE", {
+                        "agent": name, "silent_s": round(silent, 3),
+                        "pending": 1}, actor=SWARM)
+
+    async def _write_ledger_loop(self) -> None:
+        while True:
+            await self._ledger_dirty.wait()
+            self._ledger_dirty.clear()
+            await asyncio.to_thread(self._write_ledger_file)
+            await asyncio.sleep(LEDGER_WRITE_INTERVAL_S)
+
+    def _write_ledger_file(self) -> None:
+        if self.ledger.goal is None:
+            return
+        write_atomically(self.workspace / LEDGER_FILE, self.ledger.render())
