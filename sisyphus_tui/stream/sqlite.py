@@ -78,7 +78,7 @@ UPSERT_CURSOR = (
 COLUMNS = 'SELECT "offset", type, actor, "to", payload, ts, key FROM events'
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=128)
 def _insert_sql(rows: int) -> str:
     values = ",".join(["(?,?,?,?,?,?)"] * rows)
     return f'INSERT INTO events (type, actor, "to", payload, ts, key) VALUES {values}'
@@ -272,9 +272,12 @@ class SQLiteStore(EventStore):
             batch = _plan(requests, existing, time.time())
             try:
                 last = 0
-                if batch.rows:
-                    params = [value for row in batch.rows for value in row]
-                    inserted = await writer.execute_insert(_insert_sql(len(batch.rows)), params)
+                # One statement per MAX_BATCH_ROWS rows (SQLite's bound-parameter limit);
+                # one request larger than that still commits in this one transaction.
+                for start in range(0, len(batch.rows), MAX_BATCH_ROWS):
+                    chunk = batch.rows[start : start + MAX_BATCH_ROWS]
+                    params = [value for row in chunk for value in row]
+                    inserted = await writer.execute_insert(_insert_sql(len(chunk)), params)
                     assert inserted is not None
                     last = int(inserted[0])
                 cursors = [

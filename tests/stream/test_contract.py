@@ -220,3 +220,10 @@ async def test_last_finds_the_newest_match(store: EventStore) -> None:
     assert found is not None and found.offset == mine
     newest = await store.last()
     assert newest is not None and newest.type == "x.other"
+
+
+async def test_one_append_many_larger_than_a_statement(store: EventStore) -> None:
+    offsets = await store.append_many({"type": "x.n", "payload": {"i": i}} for i in range(9000))
+    assert offsets == list(range(1, 9001))
+    page = await store.read(8999, 10)
+    assert [e.payload["i"] for e in page.events] == [8998, 8999]
