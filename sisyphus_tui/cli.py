@@ -255,7 +255,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     from sisyphus_tui.demo.runner import load_spec_file, prepare_demo
 
     spec = load_spec_file(Path(args.spec)) if args.spec else None
-    workspace = Path(args.workspace).absolute()
+    workspace = Path(args.workspace)
     _triggers(args.wipe)  # refuse a bad --wipe before anything is written
 
     async def body(store: EventStore) -> int:
@@ -284,12 +284,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
             if not args.goal:
                 raise SisyphusError("this database has no task yet: pass --goal (and --spec, "
                                     "--workspace), or start the demo with `sisyphus demo`")
-            workspace = Path(args.workspace or ".").absolute()
+            workspace = Path(args.workspace or args.cwd)
             await start_task(store, workspace, args.goal, spec)
         else:
             own = task_workspace(task)
-            workspace = Path(args.workspace).absolute() if args.workspace else (
-                own or Path(".").absolute())
+            workspace = Path(args.workspace) if args.workspace else (own or Path(args.cwd))
             check_workspace(task, workspace)
         return await _run_swarm(store, workspace, args)
 
@@ -617,6 +616,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.db = default_db()
     if getattr(args, "command", None) == "demo" and not getattr(args, "workspace", None):
         args.workspace = "sisyphus-demo"
+    # Paths are made absolute here, before the event loop starts.
+    args.cwd = os.getcwd()
+    if getattr(args, "workspace", None):
+        args.workspace = os.path.abspath(args.workspace)
     # SIGTERM ends --follow as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupted)
     try:

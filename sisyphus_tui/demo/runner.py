@@ -59,10 +59,11 @@ def task_workspace(task: Event) -> Path | None:
 
 async def start_task(store: EventStore, workspace: Path, goal: str, spec: dict[str, Any],
                      precedents: tuple[dict[str, Any], ...] = ()) -> int:
-    """Spawn the kernel and hand it the TASK_INIT (with seeded precedents), atomically.
+    """Spawn the kernel and hand it the TASK_INIT (with seeded precedents), atomically;
+    ``workspace`` is an absolute path.
 
     Idempotent: the keys make a second call return the first TASK_INIT's offset."""
-    full_spec = dict(spec) | {"workspace": str(workspace.resolve())}
+    full_spec = dict(spec) | {"workspace": str(workspace)}
     parse_spec(full_spec)  # refuse a bad spec before anything is written
     events: list[dict[str, Any]] = [
         {"type": "MEMORY_STORED", "actor": "memory-lane", "key": f"memory:seed:{i}",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 # No type stubs for PyYAML in the environment (types-PyYAML is not a dev dependency).
-import yaml  # type: ignore[import-untyped]
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sisyphus_tui.errors import SisyphusError
@@ -120,7 +120,7 @@ class Skill(BaseModel):
         return value
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+class _UniqueKeyLoader(yaml.SafeLoader):
     """A safe YAML loader that refuses a key given twice instead of keeping the last."""
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
