@@ -257,17 +257,25 @@ class MemoryLane:
         match = fts_query(query)
         if match is None or limit < 1:
             return []
-        async with self._lock:
-            await self._catch_up()
-            rows = await self._fetch(SEARCH_SQL, (match, int(limit)))
+        rows = await self._caught_up_fetch(SEARCH_SQL, (match, int(limit)))
         return [_precedent(row) for row in rows]
 
     async def get(self, memory_id: int) -> Precedent | None:
         """One precedent by id, with its feedback counts (score 0.0), or None."""
-        async with self._lock:
-            await self._catch_up()
-            rows = await self._fetch(GET_SQL, (memory_id,))
+        rows = await self._caught_up_fetch(GET_SQL, (memory_id,))
         return _precedent(rows[0]) if rows else None
+
+    async def _caught_up_fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """Catch the index up, then query it, shielded from the caller's cancellation:
+        a caller cancelled mid-way (an actor's context wipe) must not leave the index
+        transaction open, holding the database's write lock forever."""
+
+        async def work() -> list[Any]:
+            async with self._lock:
+                await self._catch_up()
+                return await self._fetch(sql, params)
+
+        return await asyncio.shield(asyncio.ensure_future(work()))
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
         try:

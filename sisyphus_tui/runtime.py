@@ -83,6 +83,7 @@ class Swarm:
         self._live_from = 0
         self._stale_flagged: dict[str, int] = {}
         self._memory: Any = None
+        self._memory_lock = asyncio.Lock()
         self._helpers: list[asyncio.Task[None]] = []
 
     # -- what actors see (SwarmContext) ---------------------------------------------
@@ -113,13 +114,16 @@ class Swarm:
         return found.role, found.thinking
 
     async def _lane(self) -> Any:
-        if self._memory is None:
-            from sisyphus_tui.memory import MemoryLane
-            from sisyphus_tui.stream.sqlite import SQLiteStore
+        # Actors ask at the same moment: open one lane, not one each (a lane left
+        # unclosed would keep its connection thread, and the process, alive).
+        async with self._memory_lock:
+            if self._memory is None:
+                from sisyphus_tui.memory import MemoryLane
+                from sisyphus_tui.stream.sqlite import SQLiteStore
 
-            if not isinstance(self.store, SQLiteStore):
-                raise SisyphusError("memory-lane needs the SQLite backend")
-            self._memory = await MemoryLane.open(self.store)
+                if not isinstance(self.store, SQLiteStore):
+                    raise SisyphusError("memory-lane needs the SQLite backend")
+                self._memory = await MemoryLane.open(self.store)
         return self._memory
 
     # -- running ----------------------------------------------------------------
@@ -156,9 +160,17 @@ class Swarm:
         if self.write_ledger:
             self._helpers.append(asyncio.create_task(self._write_ledger_loop(),
                                                      name="swarm-ledger"))
+        finished = asyncio.create_task(self._finished.wait())
         try:
-            await self._finished.wait()
+            # A helper that dies (the follower, control) must end the run loudly, not
+            # leave it hanging.
+            await asyncio.wait([finished, *self._helpers], return_when=asyncio.FIRST_COMPLETED)
+            for helper in self._helpers:
+                if helper.done() and not helper.cancelled() and helper.exception():
+                    raise SisyphusError(f"the swarm's {helper.get_name()} failed: "
+                                        f"{helper.exception()}")
         finally:
+            finished.cancel()
             await self.shutdown()
         return self.ledger
 
@@ -301,7 +313,14 @@ class Swarm:
         cursor = await self.store.cursor(SWARM)
         async for event in self.store.tail(cursor + 1, to=SWARM):
             if event.type == "CONTROL":
-                await self._carry_out(event)
+                try:
+                    await self._carry_out(event)
+                except SisyphusError as exc:
+                    # A request that cannot be carried out is answered, not retried.
+                    self.say(f"control request {event.offset} refused: {exc}")
+                    await self.store.append("STATUS_UPDATE", {
+                        "agent": SWARM, "state": "refused",
+                        "detail": f"control {event.offset}: {exc}"}, actor=SWARM)
             await self.mail.ack(SWARM, event.offset)
 
     async def _carry_out(self, event: Event) -> None:

@@ -50,7 +50,8 @@ class Kernel(SisyphusActor):
             await self._block(turn, f"agent {data.get('agent')} failed: {message.payload['text']}")
         elif kind == "result":
             results = self.state.setdefault("results", {})
-            results[str(data.get("agent", message.actor))] = message.payload.get("text", "")
+            found = data.get("findings", {}).get("files", [])
+            results[str(data.get("agent", message.actor))] = f"{len(found)} findings"
         # Anything else (a human's note) is on the record; nothing to do.
 
     async def _phase(self, turn: Turn, phase: str, reason: str = "") -> None:
@@ -67,6 +68,8 @@ class Kernel(SisyphusActor):
                            "task_offset": message.offset})
         for name, skill in TEAM:
             turn.spawn(skill, name)
+        # A background sub-agent: its findings come back to the kernel as a message.
+        turn.spawn("researcher", "researcher", "SQL built by string formatting")
         await self._phase(turn, "plan")
         turn.status("waiting", "planner writes the plan", "plan")
         await turn.send("planner", "plan_request", message.payload["goal"],

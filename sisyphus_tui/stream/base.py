@@ -20,9 +20,11 @@ from pydantic import BaseModel
 from sisyphus_tui.events import decode_payload, encode_payload
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One committed event, as read back from the log (payload decoded from JSON)."""
+class Event(NamedTuple):
+    """One committed event, as read back from the log (payload decoded from JSON).
+
+    A named tuple, not a dataclass: replaying a large log builds one per row, and a
+    tuple is the cheapest immutable record Python has."""
 
     offset: int
     type: str

@@ -16,11 +16,12 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -33,6 +34,8 @@ from sisyphus_tui.errors import (
     SchemaTooNew,
 )
 from sisyphus_tui.stream.base import Event, EventStore, NewEvent, Page
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 # Marks a file as a sisyphus log ("SISY"), so a foreign SQLite file is refused untouched.
@@ -98,6 +101,42 @@ def _translate(exc: sqlite3.Error, path: Path) -> DatabaseError:
     return DatabaseError(f"database error on {path}: {exc}")
 
 
+def _write_batch(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
+                 cursors: list[tuple[str, int, float]]) -> int:
+    """Insert the rows and advance the cursors in one transaction (run in the connection's
+    thread); returns the last rowid. Rolls back and re-raises on any error."""
+    last = 0
+    try:
+        # One statement per MAX_BATCH_ROWS rows (SQLite's bound-parameter limit); one
+        # request larger than that still commits in this one transaction.
+        for start in range(0, len(rows), MAX_BATCH_ROWS):
+            chunk = rows[start : start + MAX_BATCH_ROWS]
+            cursor = conn.execute(_insert_sql(len(chunk)),
+                                  [value for row in chunk for value in row])
+            last = int(cursor.lastrowid or 0)
+        if cursors:
+            conn.executemany(UPSERT_CURSOR, cursors)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    return last
+
+
+async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(sqlite3_connection, *args)`` in the connection's own thread: one hop for
+    what would otherwise be one await per statement (aiosqlite's ``_execute`` is the
+    documented-in-code way its own methods do this)."""
+    result: T = await conn._execute(fn, conn._conn, *args)  # type: ignore[no-untyped-call]
+    return result
+
+
+def _fetch_events(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Event]:
+    loads = json.loads
+    return [Event(o, t, a, r, loads(p), ts, k)
+            for o, t, a, r, p, ts, k in conn.execute(sql, params).fetchall()]
+
+
 @dataclass(slots=True)
 class _Request:
     events: Sequence[NewEvent]
@@ -150,7 +189,10 @@ class SQLiteStore(EventStore):
         self._reader = reader
         self._busy_timeout_ms = busy_timeout_ms
         self._writer: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[_Request | None] = asyncio.Queue()
+        # A deque and a wake-up event: cheaper per append than an asyncio.Queue.
+        self._pending: deque[_Request] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
         self._writer_task: asyncio.Task[None] | None = None
         self._watchers = 0
         self._poller: asyncio.Task[None] | None = None
@@ -220,29 +262,27 @@ class SQLiteStore(EventStore):
         if self._writer_task is None:
             self._writer_task = asyncio.create_task(self._write_loop(), name="sisyphus-writer")
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Request(events, cursor, future))
+        self._pending.append(_Request(events, cursor, future))
+        self._wake.set()
         return await future
 
     async def _write_loop(self) -> None:
-        """The single writer: drain the queue into one transaction per batch."""
-        queue = self._queue
+        """The single writer: drain what is pending into one transaction per batch."""
+        pending = self._pending
         while True:
-            first = await queue.get()
-            if first is None:
-                return
-            requests = [first]
-            rows = len(first.events)
-            stop = False
-            while rows < MAX_BATCH_ROWS and not queue.empty():
-                nxt = queue.get_nowait()
-                if nxt is None:
-                    stop = True
-                    break
-                requests.append(nxt)
-                rows += len(nxt.events)
+            if not pending:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            requests: list[_Request] = []
+            rows = 0
+            while pending and rows < MAX_BATCH_ROWS:
+                request = pending.popleft()
+                requests.append(request)
+                rows += len(request.events)
             await self._commit_batch(requests)
-            if stop:
-                return
 
     async def _commit_batch(self, requests: list[_Request]) -> None:
         try:
@@ -270,33 +310,16 @@ class SQLiteStore(EventStore):
         existing: dict[str, int] = {}
         for _attempt in range(5):
             batch = _plan(requests, existing, time.time())
+            cursors = [(r.cursor[0], r.cursor[1], time.time()) for r in requests if r.cursor]
             try:
-                last = 0
-                # One statement per MAX_BATCH_ROWS rows (SQLite's bound-parameter limit);
-                # one request larger than that still commits in this one transaction.
-                for start in range(0, len(batch.rows), MAX_BATCH_ROWS):
-                    chunk = batch.rows[start : start + MAX_BATCH_ROWS]
-                    params = [value for row in chunk for value in row]
-                    inserted = await writer.execute_insert(_insert_sql(len(chunk)), params)
-                    assert inserted is not None
-                    last = int(inserted[0])
-                cursors = [
-                    (r.cursor[0], r.cursor[1], time.time()) for r in requests if r.cursor
-                ]
-                if cursors:
-                    await writer.executemany(UPSERT_CURSOR, cursors)
-                await writer.commit()
+                # The whole transaction in one hop to the connection's thread.
+                last = await _in_thread(writer, _write_batch, batch.rows, cursors)
             except sqlite3.IntegrityError:
                 # A key is in the log already (maybe written by another process):
                 # look the batch's keys up and try again without them.
-                await writer.rollback()
                 keys = [ev.key for r in requests for ev in r.events if ev.key is not None]
                 existing = await self._lookup_keys(writer, keys)
                 continue
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await writer.rollback()
-                raise
             # Rowids of one multi-row INSERT are consecutive: max(rowid)+1 onwards.
             first = last - len(batch.rows) + 1
             return [
@@ -342,9 +365,14 @@ class SQLiteStore(EventStore):
             params.append(actor)
         sql += ' ORDER BY "offset" LIMIT ?'
         params.append(max(int(limit), 0))
-        rows = await self._fetch(sql, params)
-        loads = json.loads
-        events = [Event(o, t, a, r, loads(p), ts, k) for o, t, a, r, p, ts, k in rows]
+        if self._closed:
+            raise DatabaseError(f"store is closed: {self.path}")
+        try:
+            # Fetched and decoded in the connection's thread: one hop, and the rows
+            # never cross to the event loop's CPU undecoded.
+            events: list[Event] = await _in_thread(self._reader, _fetch_events, sql, params)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
         next_offset = events[-1].offset + 1 if events else max(int(from_offset), 0)
         return Page(events, next_offset)
 
@@ -434,7 +462,8 @@ class SQLiteStore(EventStore):
         if self._closed:
             return
         if self._writer_task is not None:
-            self._queue.put_nowait(None)
+            self._stopping = True
+            self._wake.set()
             with contextlib.suppress(Exception):
                 await self._writer_task
         self._closed = True
