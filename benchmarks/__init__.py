@@ -1,0 +1,1 @@
+"""Benchmarks for sisyphus-tui; run ``uv run python -m benchmarks.stream`` from the project root."""
