@@ -17,6 +17,8 @@ from typing import Any
 from sisyphus_tui.stream.base import Event
 
 LEDGER_FILE = "SISYPHUS_LEDGER.md"
+# Temp files of atomic writes end so; a crash may leave one, and a restart removes it.
+TMP_SUFFIX = ".sisyphus-tmp"
 
 STEP_ORDER = ("pending", "red", "green", "done")
 
@@ -344,11 +346,19 @@ class Ledger:
         return "\n".join(out)
 
 
+def remove_leftovers(root: Path) -> list[Path]:
+    """Delete the temp files that writes interrupted by a crash left under ``root``."""
+    found = [p for p in root.rglob(f".*{TMP_SUFFIX}") if p.is_file()]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temp file and a rename: readers never see
     half a ledger."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

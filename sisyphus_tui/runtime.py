@@ -21,7 +21,7 @@ from sisyphus_tui.actors import ROLES, SisyphusActor
 from sisyphus_tui.actors.base import BootInfo
 from sisyphus_tui.brains import make_brain
 from sisyphus_tui.errors import SisyphusError
-from sisyphus_tui.ledger import LEDGER_FILE, Ledger, write_atomically
+from sisyphus_tui.ledger import LEDGER_FILE, Ledger, remove_leftovers, write_atomically
 from sisyphus_tui.mail import SwarmMail
 from sisyphus_tui.stream.base import Event, EventStore
 
@@ -137,6 +137,9 @@ class Swarm:
         """Run until the task is done or blocked; returns the final ledger."""
         await self.mail.init(SWARM, role=SWARM)
         await self.mail.init(HUMAN, role=HUMAN)
+        if self.workspace.is_dir():
+            for path in await asyncio.to_thread(remove_leftovers, self.workspace):
+                self.say(f"removed {path.name}, left by an interrupted write")
         head = await self.store.head()
         self._live_from = head + 1
         follower = asyncio.create_task(self._follow(), name="swarm-follower")

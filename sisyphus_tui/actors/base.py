@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol
 from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.conductor import CommandResult, run_command
 from sisyphus_tui.errors import SisyphusError
-from sisyphus_tui.ledger import Ledger
+from sisyphus_tui.ledger import TMP_SUFFIX, Ledger
 from sisyphus_tui.mail import SwarmMail, check_agent_name, registration_key
 from sisyphus_tui.stream.base import Event, EventStore, NewEvent
 
@@ -192,7 +192,7 @@ def _read_or_none(path: Path) -> bytes | None:
 
 def _write_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.sisyphus-tmp")
+    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
     tmp.write_bytes(data)
     tmp.replace(path)
 

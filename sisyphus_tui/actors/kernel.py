@@ -47,7 +47,11 @@ class Kernel(SisyphusActor):
         elif kind == "approve":
             await self._approve(turn, str(data["gate"]))
         elif kind == "agent_failed":
-            await self._block(turn, f"agent {data.get('agent')} failed: {message.payload['text']}")
+            if data.get("agent") in {name for name, _ in TEAM}:
+                await self._block(turn, f"agent {data.get('agent')} failed: "
+                                        f"{message.payload['text']}")
+            else:  # a sub-agent's failure is on the record; the run goes on
+                self.state.setdefault("failed", []).append(str(data.get("agent")))
         elif kind == "result":
             results = self.state.setdefault("results", {})
             found = data.get("findings", {}).get("files", [])

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import filecmp
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from sisyphus_tui.conductor import parse_spec
 from sisyphus_tui.errors import SisyphusError
-from sisyphus_tui.ledger import LEDGER_FILE
+from sisyphus_tui.ledger import LEDGER_FILE, TMP_SUFFIX
 from sisyphus_tui.stream.base import Event, EventStore
 
 KERNEL = "kernel"
@@ -34,16 +35,26 @@ def _same_tree(left: Path, right: Path) -> bool:
 
 
 def copy_sample(sample: Path, workspace: Path) -> None:
-    """Copy the sample project into ``workspace`` (missing, empty, or already the sample)."""
+    """Copy the sample project into ``workspace`` (missing, empty, or already the sample).
+
+    The copy is made beside it and renamed into place, so a crash mid-copy never
+    leaves half a sample that a restart would refuse."""
     if workspace.exists():
         if not workspace.is_dir():
             raise WorkspaceConflict(f"workspace is not a directory: {workspace}")
-        if any(workspace.iterdir()) and not _same_tree(sample, workspace):
+        if any(workspace.iterdir()):
+            if _same_tree(sample, workspace):
+                return
             raise WorkspaceConflict(
                 f"workspace {workspace} is not empty and this database has no run in it; "
                 "choose an empty --workspace or the --db of its run")
-    shutil.copytree(sample, workspace, dirs_exist_ok=True,
+    workspace.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in workspace.parent.glob(f".{workspace.name}.*{TMP_SUFFIX}"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = workspace.parent / f".{workspace.name}.{os.getpid()}{TMP_SUFFIX}"
+    shutil.copytree(sample, staging,
                     ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    os.replace(staging, workspace)  # replaces a missing or empty directory atomically
 
 
 async def current_task(store: EventStore) -> Event | None:
