@@ -72,7 +72,10 @@ class NewEvent:
         key: str | None = None,
     ) -> NewEvent:
         """Validate ``payload`` for ``type`` (InvalidPayload names the field)."""
-        data = dict(payload) if isinstance(payload, Mapping) else payload
+        # A plain dict (the common case, on the hot path) is encoded as it is.
+        data: Any = payload
+        if payload.__class__ is not dict and isinstance(payload, Mapping):
+            data = dict(payload)
         return cls(type, encode_payload(type, data), actor, to, key)
 
     @classmethod
