@@ -24,6 +24,8 @@ from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream import Event, EventStore, NewEvent, dumps_event, open_store
 
 EXIT_ERROR = 2
+# Interactive runs are paced so a person can follow them; headless ones run flat out.
+WATCH_SPEED = 0.2
 DEFAULT_DB = Path(".sisyphus") / "swarm.db"
 
 
@@ -530,12 +532,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(run=cmd_cursors)
 
-    def swarm_options(p: argparse.ArgumentParser, default_speed: float) -> None:
+    def swarm_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--workspace", help="where the swarm works (the demo's default: "
                        "./sisyphus-demo)")
-        p.add_argument("--speed", type=float, default=default_speed, metavar="S",
-                       help=f"seconds between actions, so a person can watch (0: flat out; "
-                       f"default {default_speed:g})")
+        p.add_argument("--speed", type=float, metavar="S",
+                       help="seconds between actions, so a person can watch (0: flat out; "
+                       f"default {WATCH_SPEED:g}, or 0 with --headless)")
         p.add_argument("--wipe", action="append", metavar="AGENT@STEP",
                        help="wipe AGENT's context when plan step STEP (or a phase: plan, "
                        "validate, execute, gates) begins; repeatable")
@@ -547,14 +549,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", parents=[db], help="run the demo: a swarm refactors a sample "
                        "project (resumes if interrupted)")
     p.add_argument("--headless", action="store_true", help="no screen: print progress lines")
-    swarm_options(p, 0.0)
+    swarm_options(p)
     p.set_defaults(run=cmd_demo)
 
     p = sub.add_parser("run", parents=[db], help="host the swarm of this database (actors run "
                        "here; steer it from any shell)")
     p.add_argument("--headless", action="store_true", help="no screen: print progress lines")
     p.add_argument("--goal", help="start a task with this goal if the database has none")
-    swarm_options(p, 0.0)
+    swarm_options(p)
     p.set_defaults(run=cmd_run)
 
     p = sub.add_parser("ledger", parents=[db], help="rebuild SISYPHUS_LEDGER.md from offset 0")
@@ -616,6 +618,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.db = default_db()
     if getattr(args, "command", None) == "demo" and not getattr(args, "workspace", None):
         args.workspace = "sisyphus-demo"
+    if hasattr(args, "headless") and args.speed is None:
+        args.speed = 0.0 if args.headless else WATCH_SPEED
+    if getattr(args, "speed", None) is not None and args.speed < 0:
+        print("sisyphus: error: --speed must be 0 or more", file=sys.stderr)
+        return EXIT_ERROR
     # Paths are made absolute here, before the event loop starts.
     args.cwd = os.getcwd()
     if getattr(args, "workspace", None):

@@ -349,6 +349,29 @@ class Swarm:
         elif action == "stop":
             self._finished.set()
 
+    async def skill_agent(self, skill_name: str, agent_name: str, prompt: str,
+                          run_in_background: bool = True, thinking: str | None = None,
+                          *, parent: str = HUMAN, timeout_s: float = 300.0) -> str:
+        """Spawn a specialised agent by skill. In the background, return its name at once
+        (its result arrives in ``parent``'s inbox as a message); in the foreground, wait
+        for that result and return its text."""
+        head = await self.store.head()
+        await self.spawn(skill_name, agent_name, prompt, thinking=thinking, parent=parent)
+        if run_in_background:
+            return agent_name
+
+        async def result() -> str:
+            async for reply in self.store.tail(head + 1, to=parent):
+                data = reply.payload.get("data", {})
+                if reply.payload.get("kind") == "result" and data.get("agent") == agent_name:
+                    return str(reply.payload.get("text", ""))
+            raise AssertionError("unreachable: a tail never ends")
+
+        try:
+            return await asyncio.wait_for(result(), timeout_s)
+        except TimeoutError:
+            raise SisyphusError(f"no result from {agent_name!r} within {timeout_s:g}s") from None
+
     async def spawn(self, skill: str, name: str, prompt: str, *, thinking: str | None,
                     parent: str) -> None:
         """Spawn an agent by skill (events with keys: spawning twice spawns once)."""

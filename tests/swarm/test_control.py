@@ -160,6 +160,17 @@ async def test_a_second_process_steers_the_swarm(tmp_path: Path) -> None:
             await first(store, lambda e: e.type == "RESUMED"
                         and e.payload["agent"] == "planner", head)
 
+            head = await store.head()
+            assert (await cli("wipe", "validator", "--hold")).returncode == 0
+            await first(store, lambda e: e.type == "CONTEXT_WIPED"
+                        and e.payload["agent"] == "validator", head)
+            listed = await cli("agents", "--json")
+            states = {r["agent"]: r["state"] for r in map(json.loads, listed.stdout.splitlines())}
+            assert states["validator"] == "wiped"
+            assert (await cli("resume", "validator")).returncode == 0
+            await first(store, lambda e: e.type == "RESUMED"
+                        and e.payload["agent"] == "validator", head)
+
             assert (await cli("pause")).returncode == 0
             assert (await cli("approve", "signoff")).returncode == 0
             assert (await cli("send", "--to", "kernel", "carry on")).returncode == 0
@@ -175,9 +186,75 @@ async def test_a_second_process_steers_the_swarm(tmp_path: Path) -> None:
     ledger = (workspace / "SISYPHUS_LEDGER.md").read_text()
     assert "| signoff | pass |" in ledger
     assert "| r1 | researcher | researcher | done |" in ledger
-    assert count(db, "SELECT count(*) FROM events WHERE type = 'CONTEXT_WIPED'") == 1
+    assert count(db, "SELECT count(*) FROM events WHERE type = 'CONTEXT_WIPED'") == 2
 
 
 def test_brains_are_pluggable() -> None:
     assert issubclass(EscapingBrain, Brain)
     assert set(BRAINS) >= {"scripted"}
+
+
+async def test_skill_agent_in_the_background_and_the_foreground(tmp_path: Path) -> None:
+    db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
+    skills = workspace / ".sisyphus" / "skills"
+    async with await open_store(db) as store:
+        await prepare_demo(store, workspace)
+        skills.mkdir(parents=True)
+        (skills / "sql-scout.md").write_text(
+            "---\nname: sql-scout\ndescription: Finds SQL.\nrole: researcher\n"
+            "thinking: think\n---\nFind every SQL statement.\n")
+        swarm = Swarm(store, workspace)
+        running = asyncio.create_task(swarm.run())
+        name = await swarm.skill_agent("sql-scout", "scout", "SELECT", run_in_background=True)
+        assert name == "scout"
+        text = await swarm.skill_agent("researcher", "r2", "check_sql", run_in_background=False,
+                                       thinking="ultrathink")
+        assert "tools/check_sql.py:" in text
+        background = await first(store, lambda e: e.type == "MESSAGE" and e.to == "human"
+                                 and e.payload["data"].get("agent") == "scout")
+        assert "inventory/" in background.payload["text"]
+        spawned = {e.payload["agent"]: e.payload for e in
+                   (await store.read(types=["AGENT_SPAWNED"])).events}
+        assert spawned["scout"] | {"skill": "sql-scout", "role": "researcher",
+                                   "thinking": "think"} == spawned["scout"]
+        assert spawned["r2"]["thinking"] == "ultrathink"
+        await store.append("CONTROL", {"action": "stop"}, actor="human", to="swarm")
+        await asyncio.wait_for(running, 60)
+
+
+def test_spawn_names_a_broken_skill_file(tmp_path: Path) -> None:
+    skills = tmp_path / ".sisyphus" / "skills"
+    skills.mkdir(parents=True)
+    (skills / "broken.md").write_text("---\nname: broken\ndescription: x\nrole: wizard\n---\nx\n")
+    db = tmp_path / "swarm.db"
+    assert run_cli("init", db=db).returncode == 0
+    result = run_cli("spawn", "broken", "b1", "hello", "--workspace", str(tmp_path), db=db)
+    assert result.returncode == 2
+    assert str(skills / "broken.md") in result.stderr and "role" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    unknown = run_cli("spawn", "nope", "b1", "hi", db=db)
+    assert unknown.returncode == 2 and "unknown skill 'nope'" in unknown.stderr
+
+
+def test_run_headless_hosts_an_interrupted_swarm(tmp_path: Path) -> None:
+    db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
+    started = subprocess.Popen(demo_argv(db, workspace), stdout=subprocess.PIPE, text=True)
+    assert started.stdout is not None
+    for line in started.stdout:
+        if "phase validate" in line:
+            break
+    started.kill()
+    started.communicate()
+    result = subprocess.run([*run_cli_argv(), "run", "--headless", "--db", str(db)],
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming at offset" in result.stdout and "done: 4/4 steps" in result.stdout
+    missing = subprocess.run([*run_cli_argv(), "run", "--headless", "--db",
+                              str(tmp_path / "new.db")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no task yet" in missing.stderr
+
+
+def run_cli_argv() -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "sisyphus_tui"]
