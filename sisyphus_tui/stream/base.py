@@ -11,7 +11,6 @@ import asyncio
 import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
@@ -51,9 +50,9 @@ class Event(NamedTuple):
         }
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event to append: validated and encoded when it is built, before it is queued."""
+class NewEvent(NamedTuple):
+    """An event to append: validated and encoded when it is built, before it is queued.
+    (A named tuple: one is built per append, on the hot path.)"""
 
     type: str
     payload_json: str
