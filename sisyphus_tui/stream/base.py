@@ -188,6 +188,22 @@ class EventStore(ABC):
         """The newest event matching the filters (e.g. an actor's last CHECKPOINT)."""
 
     @abstractmethod
+    async def read_offsets(self, offsets: Sequence[int]) -> list[Event]:
+        """The events at these offsets, in offset order (a viewer's visible rows)."""
+
+    @abstractmethod
+    async def match_offsets(
+        self,
+        from_offset: int = 0,
+        *,
+        agent: str | None = None,
+        types: Sequence[str] | None = None,
+        text: str | None = None,
+    ) -> list[int]:
+        """Offsets of the events written by or addressed to ``agent``, of ``types``,
+        whose type, actor or payload contains ``text`` (case-insensitive)."""
+
+    @abstractmethod
     async def head(self) -> int:
         """The offset of the last committed event (0 for an empty log)."""
 

@@ -408,6 +408,42 @@ class SQLiteStore(EventStore):
         o, t, a, r, p, ts, k = rows[0]
         return Event(o, t, a, r, json.loads(p), ts, k)
 
+    async def read_offsets(self, offsets: Sequence[int]) -> list[Event]:
+        found: list[Event] = []
+        for start in range(0, len(offsets), 500):
+            chunk = [int(o) for o in offsets[start : start + 500]]
+            sql = (COLUMNS + f' WHERE "offset" IN ({",".join("?" * len(chunk))})'
+                   ' ORDER BY "offset"')
+            try:
+                found += await _in_thread(self._reader, _fetch_events, sql, chunk)
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from None
+        return found
+
+    async def match_offsets(
+        self,
+        from_offset: int = 0,
+        *,
+        agent: str | None = None,
+        types: Sequence[str] | None = None,
+        text: str | None = None,
+    ) -> list[int]:
+        sql = 'SELECT "offset" FROM events WHERE "offset" >= ?'
+        params: list[Any] = [max(int(from_offset), 0)]
+        if agent is not None:
+            sql += ' AND (actor = ? OR "to" = ?)'
+            params += [agent, agent]
+        if types:
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            params.extend(types)
+        if text:
+            # instr() on lower(): no LIKE wildcards to escape in the user's text.
+            sql += (" AND (instr(lower(type), ?) OR instr(lower(coalesce(actor, '')), ?)"
+                    " OR instr(lower(payload), ?))")
+            params += [text.lower()] * 3
+        rows = await self._fetch(sql + ' ORDER BY "offset"', params)
+        return [int(row[0]) for row in rows]
+
     async def head(self) -> int:
         rows = await self._fetch('SELECT max("offset") FROM events', ())
         return int(rows[0][0] or 0)

@@ -227,3 +227,18 @@ async def test_one_append_many_larger_than_a_statement(store: EventStore) -> Non
     assert offsets == list(range(1, 9001))
     page = await store.read(8999, 10)
     assert [e.payload["i"] for e in page.events] == [8998, 8999]
+
+
+async def test_read_offsets_and_match_offsets(store: EventStore) -> None:
+    await store.append("x.a", {"text": "Hello World"}, actor="planner")
+    await store.append("MESSAGE", {"text": "to you"}, actor="kernel", to="executor")
+    await store.append("x.b", {"n": 1}, actor="executor")
+    await store.append("x.a", {"text": "50% done_"}, actor="kernel")
+    assert [e.offset for e in await store.read_offsets([4, 1, 3])] == [1, 3, 4]
+    assert await store.read_offsets([]) == []
+    assert await store.match_offsets(agent="executor") == [2, 3]
+    assert await store.match_offsets(types=["x.a"]) == [1, 4]
+    assert await store.match_offsets(text="WORLD") == [1]
+    assert await store.match_offsets(text="%") == [4], "the text is literal, not a pattern"
+    assert await store.match_offsets(text="done_") == [4]
+    assert await store.match_offsets(2, text="x.") == [3, 4]
