@@ -454,6 +454,52 @@ async def cmd_spawn(args: argparse.Namespace) -> int:
     return await _with_store(args, body, create=False)
 
 
+# -- the TUI ----------------------------------------------------------------------
+
+
+def run_tui(args: argparse.Namespace) -> int:
+    """Open the app on the database (and, for the demo, run the swarm inside it)."""
+    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+        raise SisyphusError("the TUI needs a terminal; use --headless (or `sisyphus events "
+                            "--follow`) when output is not a terminal")
+    if args.low_bandwidth:
+        # Read by Textual when it is imported: set before the app module loads.
+        os.environ.setdefault("TEXTUAL_FPS", "10")
+        os.environ["TEXTUAL_ANIMATIONS"] = "none"
+    return asyncio.run(_tui(args))
+
+
+async def _tui(args: argparse.Namespace) -> int:
+    from sisyphus_tui.tui.app import SisyphusApp
+
+    host = None
+    workspace: Path | None = None
+    store = await open_store(args.db, create=args.command == "demo")
+    async with store:
+        if args.command == "demo":
+            from sisyphus_tui.demo.runner import load_spec_file, prepare_demo
+            from sisyphus_tui.runtime import Swarm
+
+            spec = load_spec_file(Path(args.spec)) if args.spec else None
+            workspace = Path(args.workspace)
+            await prepare_demo(store, workspace, spec)
+            host = Swarm(store, workspace, speed=args.speed, stale_after_s=args.stale_after,
+                         wipes=_triggers(args.wipe))
+        else:
+            from sisyphus_tui.demo.runner import current_task, task_workspace
+
+            task = await current_task(store)
+            workspace = task_workspace(task) if task else None
+        app = SisyphusApp(store, workspace=workspace, host=host,
+                          low_bandwidth=args.low_bandwidth)
+        await app.run_async(mouse=not args.no_mouse)
+        outcome = app.outcome
+    if outcome is not None and outcome.phase == "blocked":
+        print(f"sisyphus: blocked: {printable(outcome.phase_reason)}", file=sys.stderr)
+        return 3
+    return 0
+
+
 # -- parsing --------------------------------------------------------------------
 
 
@@ -546,8 +592,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--stale-after", type=float, default=120.0, metavar="S",
                        help="mark an agent stale after S silent seconds with work pending")
 
-    p = sub.add_parser("demo", parents=[db], help="run the demo: a swarm refactors a sample "
-                       "project (resumes if interrupted)")
+    screen = argparse.ArgumentParser(add_help=False)
+    screen.add_argument("--low-bandwidth", action="store_true",
+                        help="over slow SSH: cap the frame rate, no animations")
+    screen.add_argument("--no-mouse", action="store_true", help="do not capture the mouse")
+
+    p = sub.add_parser("demo", parents=[db, screen], help="run the demo in the TUI: a swarm "
+                       "refactors a sample project (resumes if interrupted)")
     p.add_argument("--headless", action="store_true", help="no screen: print progress lines")
     swarm_options(p)
     p.set_defaults(run=cmd_demo)
@@ -558,6 +609,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--goal", help="start a task with this goal if the database has none")
     swarm_options(p)
     p.set_defaults(run=cmd_run)
+
+    p = sub.add_parser("tui", parents=[db, screen], help="attach the TUI to a database whose "
+                       "swarm runs elsewhere (quitting never stops the swarm)")
+    p.set_defaults(run=None)
 
     p = sub.add_parser("ledger", parents=[db], help="rebuild SISYPHUS_LEDGER.md from offset 0")
     p.add_argument("--out", metavar="FILE", help="write it here (atomically) instead of stdout")
@@ -630,6 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM ends --follow as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupted)
     try:
+        if args.command == "tui" or (args.command == "demo" and not args.headless):
+            return run_tui(args)
         code: int = asyncio.run(args.run(args))
         return code
     except SisyphusError as exc:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event
 
 LEDGER_FILE = "SISYPHUS_LEDGER.md"
@@ -28,8 +29,8 @@ def _utc(ts: float) -> str:
 
 
 def _cell(text: object) -> str:
-    """Text safe inside a Markdown table cell, on one line."""
-    out = str(text).replace("\\", "\\\\").replace("|", "\\|")
+    """Text safe inside a Markdown table cell, on one line, control characters shown."""
+    out = printable(str(text)).replace("\\", "\\\\").replace("|", "\\|")
     return " ".join(out.split()) or "-"
 
 

@@ -1,0 +1,316 @@
+"""The sisyphus app: agents (left), the live event stream (centre), the ledger (right),
+the selected agent's inbox (below), a status line on top and every key in the footer.
+
+The app reads the log like any other process: it tails the store, folds the ledger,
+and coalesces what arrives into a bounded refresh rate. Every action it offers is a
+control event appended to the log, so it steers a swarm running in this process (the
+demo) or in another one (``sisyphus tui --db``) the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from textual import events, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Footer, Input, Markdown, Static
+
+from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.ledger import Ledger
+from sisyphus_tui.mail import SwarmMail
+from sisyphus_tui.stream.base import Event, EventStore
+from sisyphus_tui.tui.commands import SisyphusCommands
+from sisyphus_tui.tui.screens.modals import EventScreen, HelpScreen, InjectForm, SpawnForm
+from sisyphus_tui.tui.widgets.event_stream import EventStream, Filter
+from sisyphus_tui.tui.widgets.panes import MAILBOXES, AgentsTable, InboxView, StatusLine
+
+MIN_WIDTH, MIN_HEIGHT = 60, 16
+COMPACT_WIDTH = 110
+REFRESH_HZ = 10.0
+LOW_BANDWIDTH_HZ = 2.0
+LEDGER_REFRESH_S = 1.0
+
+
+class SisyphusApp(App[None]):
+    """Watch and steer a swarm through its log."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "sisyphus"
+    COMMANDS = App.COMMANDS | {SisyphusCommands}
+    BINDINGS = [
+        Binding("s", "spawn", "Spawn"),
+        Binding("i", "inject", "Inject"),
+        Binding("w", "wipe", "Wipe"),
+        Binding("r", "resume", "Resume"),
+        Binding("p", "pause", "Pause"),
+        Binding("a", "approve", "Approve"),
+        Binding("f", "follow", "Follow"),
+        Binding("slash", "filter", "Filter"),
+        Binding("f1,question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+        Binding("1", "pane(1)", "Agents", show=False),
+        Binding("2", "pane(2)", "Stream", show=False),
+        Binding("3", "pane(3)", "Ledger", show=False),
+        Binding("4", "pane(4)", "Inbox", show=False),
+    ]
+    KEYS_HELP = [
+        ("s", "spawn an agent by skill (a form)"), ("i", "inject a message (a form)"),
+        ("w", "wipe the selected agent's context"), ("r", "resume the selected agent"),
+        ("p", "pause / resume the swarm"), ("a", "approve the waiting human gate"),
+        ("f", "follow the tail on / off"), ("/", "filter: agent:NAME type:TYPE text"),
+        ("enter", "open the selected event's payload"), ("up/down", "move in a pane"),
+        ("tab", "next pane"), ("1-4", "show agents / stream / ledger / inbox"),
+        ("f1 or ?", "this help"), ("q", "quit (an attached swarm keeps running)"),
+    ]
+
+    def __init__(self, store: EventStore, *, workspace: Path | None = None,
+                 host: Any = None, low_bandwidth: bool = False,
+                 clock: Any = time.time) -> None:
+        super().__init__()
+        self.store = store
+        self.workspace = workspace
+        self.host = host  # a Swarm to run inside the app (the demo), or None (attached)
+        self.ledger = Ledger()
+        self.head = 0
+        self.clock = clock
+        self.refresh_hz = LOW_BANDWIDTH_HZ if low_bandwidth else REFRESH_HZ
+        if low_bandwidth:
+            self.animation_level = "none"
+        self._new: list[Event] = []
+        self._dirty = True
+        self._caught_up = False
+        self._initial_head = 0
+        self._ledger_shown_at = 0.0
+        self._ledger_offset_shown = -1
+        self._inbox_key: tuple[str | None, int] = (None, -1)
+        self._pane = 2
+        self.outcome: Ledger | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        with Horizontal(id="main"):
+            yield AgentsTable(id="agents")
+            yield EventStream(self.store, id="stream")
+            with VerticalScroll(id="ledger-pane"):
+                yield Markdown("*reading the log...*", id="ledger")
+        with VerticalScroll(id="inbox-pane"):
+            yield InboxView(id="inbox")
+        yield Input(placeholder="filter: agent:NAME type:TYPE text (enter applies, "
+                    "an empty filter shows everything, escape closes)", id="filter")
+        yield Static(f"terminal too small: sisyphus needs at least {MIN_WIDTH}x{MIN_HEIGHT}",
+                     id="too-small")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.head = self._initial_head = await self.store.head()
+        self.query_one(EventStream).set_total(self.head)
+        self.query_one(EventStream).focus()
+        self._fit(self.size.width, self.size.height)
+        self.run_worker(self._follow(), group="follower", exit_on_error=False)
+        if self.host is not None:
+            self.run_worker(self._run_host(), group="swarm", exit_on_error=False)
+        self.set_interval(1 / self.refresh_hz, self._refresh_panes)
+
+    # -- reading the log --------------------------------------------------------
+
+    async def _follow(self) -> None:
+        """Fold every event into the ledger; keep the new ones for the stream pane."""
+        if self._initial_head == 0:
+            self._caught_up = True
+        async for event in self.store.tail(1):
+            self.ledger.apply(event)
+            if event.offset > self.head:
+                self.head = event.offset
+            if event.offset > self._initial_head:
+                self._new.append(event)
+            if event.offset >= self._initial_head:
+                self._caught_up = True
+            self._dirty = True
+
+    async def _run_host(self) -> None:
+        self.outcome = await self.host.run()
+        self.notify(f"the run is {self.outcome.phase}"
+                    + (f": {self.outcome.phase_reason}" if self.outcome.phase_reason else ""),
+                    timeout=30)
+
+    def _refresh_panes(self) -> None:
+        """Coalesced: whatever arrived since the last tick, drawn once."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        new, self._new = self._new, []
+        stream = self.query_one(EventStream)
+        stream.grow(self.head, new)
+        self.query_one(StatusLine).show(
+            self.store.location, self.ledger, self.head, following=stream.following,
+            filter_text=stream.filter.describe(), caught_up=self._caught_up)
+        self.query_one(AgentsTable).show(self.ledger, self.head, self.clock())
+        now = time.monotonic()
+        if (self._caught_up and self.ledger.offset != self._ledger_offset_shown
+                and now - self._ledger_shown_at >= LEDGER_REFRESH_S):
+            self._ledger_shown_at = now
+            self._ledger_offset_shown = self.ledger.offset
+            self.query_one("#ledger", Markdown).update(self.ledger.render())
+        self._refresh_inbox(new)
+
+    def _refresh_inbox(self, new: list[Event]) -> None:
+        agent = self.query_one(AgentsTable).selected
+        view = self.ledger.agents.get(agent) if agent else None
+        key = (agent, view.cursor if view else -1)
+        if key == self._inbox_key and not any(e.to == agent for e in new):
+            return
+        self._inbox_key = key
+        self._load_inbox(agent)
+
+    @work(group="inbox", exclusive=True, exit_on_error=False)
+    async def _load_inbox(self, agent: str | None) -> None:
+        if agent is None:
+            self.query_one(InboxView).show(None, [], 0)
+            return
+        cursor = await self.store.cursor(agent)
+        page = await self.store.read(0, 10_000, to=agent)
+        self.query_one(InboxView).show(agent, page.events, cursor)
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._inbox_key = (None, -2)
+        self._dirty = True
+
+    # -- layout -----------------------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.width, event.size.height)
+
+    def _fit(self, width: int, height: int) -> None:
+        screen = self.screen
+        screen.set_class(width < MIN_WIDTH or height < MIN_HEIGHT, "too-small")
+        screen.set_class(width < COMPACT_WIDTH, "compact")
+        for n in (1, 2, 3, 4):
+            screen.set_class(n == self._pane, f"show-{n}")
+
+    def action_pane(self, number: int) -> None:
+        """Show (on a narrow terminal) and focus pane 1-4."""
+        self._pane = number
+        self._fit(self.size.width, self.size.height)
+        target = {1: "#agents", 2: "#stream", 3: "#ledger-pane", 4: "#inbox-pane"}[number]
+        self.query_one(target).focus()
+
+    # -- actions: every one is a control event in the log -------------------------
+
+    async def _control(self, payload: dict[str, Any], done: str) -> None:
+        try:
+            await self.store.append("CONTROL", payload, actor="human", to="swarm")
+        except SisyphusError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        self.notify(done)
+
+    def _selected_agent(self) -> str | None:
+        agent = self.query_one(AgentsTable).selected
+        if agent is None:
+            self.notify("select an agent first (1 or tab, then the arrows)",
+                        severity="warning")
+        return agent
+
+    async def action_wipe(self) -> None:
+        """Wipe the selected agent's context; it resumes from its checkpoint."""
+        agent = self._selected_agent()
+        if agent is not None:
+            await self._control({"action": "wipe", "agent": agent}, f"wipe {agent} requested")
+
+    async def action_resume(self) -> None:
+        """Resume the selected agent."""
+        agent = self._selected_agent()
+        if agent is not None:
+            await self._control({"action": "resume", "agent": agent},
+                                f"resume {agent} requested")
+
+    async def action_pause(self) -> None:
+        """Pause the swarm, or let it run again."""
+        action = "unpause" if self.ledger.paused else "pause"
+        await self._control({"action": action}, f"{action} requested")
+
+    async def action_approve(self) -> None:
+        """Approve the human gate the run waits for (or the next one)."""
+        waiting = [g.name for g in self.ledger.gates.values() if g.human and not g.passed]
+        if not waiting:
+            self.notify("no human gate is waiting in this run", severity="warning")
+            return
+        await self._control({"action": "approve", "gate": waiting[0]},
+                            f"gate {waiting[0]} approved")
+
+    def action_follow(self) -> None:
+        """Follow the tail, or stop following."""
+        stream = self.query_one(EventStream)
+        if stream.following:
+            stream.following = False
+        else:
+            stream.jump_to_end()
+        self._dirty = True
+
+    def action_filter(self) -> None:
+        """Open the filter bar."""
+        bar = self.query_one("#filter", Input)
+        bar.add_class("visible")
+        bar.value = self.query_one(EventStream).filter.describe()
+        bar.focus()
+
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "filter":
+            return
+        event.input.remove_class("visible")
+        stream = self.query_one(EventStream)
+        await stream.apply_filter(Filter.parse(event.value), self.head)
+        stream.focus()
+        self._dirty = True
+
+    def on_key(self, event: events.Key) -> None:
+        bar = self.query_one("#filter", Input)
+        if event.key == "escape" and bar.has_class("visible"):
+            bar.remove_class("visible")
+            self.query_one(EventStream).focus()
+            event.stop()
+
+    def on_event_stream_opened(self, message: EventStream.Opened) -> None:
+        self.push_screen(EventScreen(message.event))
+
+    def action_help(self) -> None:
+        """Show every key."""
+        self.push_screen(HelpScreen(self.KEYS_HELP))
+
+    def action_spawn(self) -> None:
+        """The spawn form: skill, name, prompt, background, thinking."""
+        from sisyphus_tui.skills import load_skills
+
+        try:
+            skills = sorted(load_skills(self.workspace))
+        except SisyphusError as exc:
+            self.notify(str(exc), severity="error")
+            return
+
+        async def spawn(request: dict[str, Any] | None) -> None:
+            if request is not None:
+                await self._control({"action": "spawn", "parent": "human", **request},
+                                    f"spawn {request['agent']} requested")
+
+        self.push_screen(SpawnForm(skills, set(self.ledger.agents)), spawn)
+
+    def action_inject(self) -> None:
+        """The inject form: recipient and text."""
+        agents = sorted(a for a in self.ledger.agents if a not in MAILBOXES)
+
+        async def inject(request: dict[str, str] | None) -> None:
+            if request is None:
+                return
+            try:
+                await SwarmMail(self.store).send(request["to"], request["text"],
+                                                 sender="human")
+            except SisyphusError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self.notify(f"message sent to {request['to']}")
+
+        self.push_screen(InjectForm(agents, self.query_one(AgentsTable).selected), inject)

@@ -1,0 +1,1 @@
+"""Modal screens: help, forms, an event's payload."""

@@ -1,0 +1,158 @@
+"""Modal screens: the help screen, an event's payload, and the spawn and inject forms.
+
+Forms validate in place: bad input is shown in the form, never raised."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
+
+from sisyphus_tui.mail import AGENT_NAME
+from sisyphus_tui.safe_text import printable
+from sisyphus_tui.stream.base import Event
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key, with what it does."""
+
+    BINDINGS = [Binding("escape,q,f1,question_mark", "dismiss", "Close")]
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        text.append("sisyphus: keys\n\n", "bold")
+        for key, description in self.keys:
+            text.append(f"  {key:<12}", "bold cyan")
+            text.append(f"{description}\n")
+        text.append("\n  ctrl+p      the command palette: every action by name\n")
+        text.append("\n  escape closes this screen", "dim")
+        with Vertical(id="help"):
+            yield Static(text)
+
+
+class EventScreen(ModalScreen[None]):
+    """One event's full payload, pretty-printed, shown literally."""
+
+    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close")]
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+    def compose(self) -> ComposeResult:
+        body = json.dumps(self.event.as_dict(), indent=2, ensure_ascii=False)
+        with VerticalScroll(id="event-detail"):
+            yield Static(Text(printable(body).replace("\\x0a", "\n")))
+
+
+class SpawnForm(ModalScreen[dict[str, Any] | None]):
+    """Spawn an agent by skill: skill, name, prompt, background, thinking."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, skills: list[str], taken: set[str]) -> None:
+        super().__init__()
+        self.skills = skills
+        self.taken = taken
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="form"):
+            yield Label("Spawn an agent", classes="title")
+            yield Select([(s, s) for s in self.skills], prompt="skill", id="skill")
+            yield Input(placeholder="name (letters, digits, _ . @ -)", id="name")
+            yield Input(placeholder="prompt: what to do", id="prompt")
+            yield Checkbox("in the background", value=True, id="background")
+            yield Select([(t, t) for t in ("off", "think", "ultrathink")], prompt="thinking",
+                         id="thinking")
+            yield Label("", id="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Spawn", variant="primary", id="submit")
+                yield Button("Cancel", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        else:
+            self.submit()
+
+    def on_input_submitted(self) -> None:
+        self.submit()
+
+    def submit(self) -> None:
+        """Check the form; dismiss with the request, or show what is wrong."""
+        skill = self.query_one("#skill", Select).value
+        name = self.query_one("#name", Input).value.strip()
+        prompt = self.query_one("#prompt", Input).value
+        thinking = self.query_one("#thinking", Select).value
+        error = self.query_one("#error", Label)
+        if skill is Select.BLANK:
+            error.update("choose a skill")
+        elif not AGENT_NAME.fullmatch(name):
+            error.update("the name must be 1-64 letters, digits or _ . @ -")
+        elif name in self.taken:
+            error.update(f"an agent called {name!r} exists already")
+        else:
+            self.dismiss({"skill": str(skill), "agent": name, "prompt": prompt,
+                          "background": self.query_one("#background", Checkbox).value,
+                          "thinking": None if thinking is Select.BLANK else str(thinking)})
+
+    def action_cancel(self) -> None:
+        """Close without spawning."""
+        self.dismiss(None)
+
+
+class InjectForm(ModalScreen[dict[str, str] | None]):
+    """Inject a message: recipient and text."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, agents: list[str], selected: str | None) -> None:
+        super().__init__()
+        self.agents = agents
+        self.selected = selected
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="form"):
+            yield Label("Inject a message", classes="title")
+            yield Select([(a, a) for a in self.agents], prompt="recipient", id="to",
+                         value=self.selected if self.selected in self.agents else Select.BLANK)
+            yield Input(placeholder="the message", id="text")
+            yield Label("", id="error")
+            with Horizontal(classes="buttons"):
+                yield Button("Send", variant="primary", id="submit")
+                yield Button("Cancel", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.dismiss(None)
+        else:
+            self.submit()
+
+    def on_input_submitted(self) -> None:
+        self.submit()
+
+    def submit(self) -> None:
+        """Check the form; dismiss with the message, or show what is wrong."""
+        to = self.query_one("#to", Select).value
+        text = self.query_one("#text", Input).value
+        error = self.query_one("#error", Label)
+        if to is Select.BLANK:
+            error.update("choose a recipient")
+        elif not text.strip():
+            error.update("the message is empty")
+        else:
+            self.dismiss({"to": str(to), "text": text})
+
+    def action_cancel(self) -> None:
+        """Close without sending."""
+        self.dismiss(None)
