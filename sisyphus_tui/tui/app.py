@@ -67,11 +67,16 @@ class SisyphusApp(App[None]):
         ("f1 or ?", "this help"), ("q", "quit (an attached swarm keeps running)"),
     ]
 
-    def __init__(self, store: EventStore, *, workspace: Path | None = None,
-                 host: Any = None, low_bandwidth: bool = False,
-                 clock: Any = time.time) -> None:
+    def __init__(self, store: EventStore | None = None, *, db: str | Path | None = None,
+                 workspace: Path | None = None, host: Any = None,
+                 low_bandwidth: bool = False, clock: Any = time.time) -> None:
+        """Show ``store``, or the database at ``db`` (opened, and closed, by the app in
+        its own event loop)."""
         super().__init__()
-        self.store = store
+        if (store is None) == (db is None):
+            raise ValueError("give the app a store or a db path, not both")
+        self._db = db
+        self.store: EventStore = store  # type: ignore[assignment]  # set on mount if db
         self.workspace = workspace
         self.host = host  # a Swarm to run inside the app (the demo), or None (attached)
         self.ledger = Ledger()
@@ -94,7 +99,7 @@ class SisyphusApp(App[None]):
         yield StatusLine(id="status")
         with Horizontal(id="main"):
             yield AgentsTable(id="agents")
-            yield EventStream(self.store, id="stream")
+            yield EventStream(id="stream")
             with VerticalScroll(id="ledger-pane"):
                 yield Markdown("*reading the log...*", id="ledger")
         with VerticalScroll(id="inbox-pane"):
@@ -106,6 +111,11 @@ class SisyphusApp(App[None]):
         yield Footer()
 
     async def on_mount(self) -> None:
+        if self._db is not None:
+            from sisyphus_tui.stream import open_store
+
+            self.store = await open_store(self._db, create=False)
+        self.query_one(EventStream).store = self.store
         self.head = self._initial_head = await self.store.head()
         self.query_one(EventStream).set_total(self.head)
         self.query_one(EventStream).focus()
@@ -114,6 +124,10 @@ class SisyphusApp(App[None]):
         if self.host is not None:
             self.run_worker(self._run_host(), group="swarm", exit_on_error=False)
         self.set_interval(1 / self.refresh_hz, self._refresh_panes)
+
+    async def on_unmount(self) -> None:
+        if self._db is not None:
+            await self.store.close()
 
     # -- reading the log --------------------------------------------------------
 

@@ -95,7 +95,7 @@ class SpawnForm(ModalScreen[dict[str, Any] | None]):
         prompt = self.query_one("#prompt", Input).value
         thinking = self.query_one("#thinking", Select).value
         error = self.query_one("#error", Label)
-        if skill is Select.BLANK:
+        if skill is Select.NULL:
             error.update("choose a skill")
         elif not AGENT_NAME.fullmatch(name):
             error.update("the name must be 1-64 letters, digits or _ . @ -")
@@ -104,7 +104,7 @@ class SpawnForm(ModalScreen[dict[str, Any] | None]):
         else:
             self.dismiss({"skill": str(skill), "agent": name, "prompt": prompt,
                           "background": self.query_one("#background", Checkbox).value,
-                          "thinking": None if thinking is Select.BLANK else str(thinking)})
+                          "thinking": None if thinking is Select.NULL else str(thinking)})
 
     def action_cancel(self) -> None:
         """Close without spawning."""
@@ -125,7 +125,7 @@ class InjectForm(ModalScreen[dict[str, str] | None]):
         with Vertical(classes="form"):
             yield Label("Inject a message", classes="title")
             yield Select([(a, a) for a in self.agents], prompt="recipient", id="to",
-                         value=self.selected if self.selected in self.agents else Select.BLANK)
+                         value=self.selected if self.selected in self.agents else Select.NULL)
             yield Input(placeholder="the message", id="text")
             yield Label("", id="error")
             with Horizontal(classes="buttons"):
@@ -146,7 +146,7 @@ class InjectForm(ModalScreen[dict[str, str] | None]):
         to = self.query_one("#to", Select).value
         text = self.query_one("#text", Input).value
         error = self.query_one("#error", Label)
-        if to is Select.BLANK:
+        if to is Select.NULL:
             error.update("choose a recipient")
         elif not text.strip():
             error.update("the message is empty")

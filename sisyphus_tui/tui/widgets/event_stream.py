@@ -136,9 +136,9 @@ class EventStream(ScrollView, can_focus=True):
             self.event = event
             super().__init__()
 
-    def __init__(self, store: EventStore, *, id: str | None = None) -> None:
+    def __init__(self, store: EventStore | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.store = store
+        self.store: EventStore = store  # type: ignore[assignment]  # the app sets it on mount
         self.total = 0
         self.filter = Filter()
         self.matches: array[int] | None = None

@@ -1,0 +1,245 @@
+"""The app driven by Pilot: every key and form (invalid input included), the stream's
+filter and payload view, narrow and tiny terminals, hostile agent text, and an app
+attached to a log another process writes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import Input, Label, Markdown, Select
+
+from sisyphus_tui.stream import Event, open_store
+from sisyphus_tui.tui.app import SisyphusApp
+from sisyphus_tui.tui.screens.modals import EventScreen, HelpScreen, InjectForm, SpawnForm
+from sisyphus_tui.tui.widgets.event_stream import EventStream, row_text
+from sisyphus_tui.tui.widgets.panes import AgentsTable, InboxView, StatusLine
+from tests.tui.conftest import NOW
+from tests.tui.fixtures import HOSTILE
+
+
+def app_for(db: Path) -> SisyphusApp:
+    return SisyphusApp(db=db, clock=lambda: NOW)
+
+
+def controls(db: Path) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT payload FROM events WHERE type = 'CONTROL' "
+                        'ORDER BY "offset"').fetchall()
+    conn.close()
+    return [json.loads(p) for (p,) in rows]
+
+
+def messages(db: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT \"to\", json_extract(payload, '$.text') FROM events "
+                        "WHERE type = 'MESSAGE' AND actor = 'human'").fetchall()
+    conn.close()
+    return [(str(t), str(x)) for t, x in rows]
+
+
+async def settle(pilot: Any) -> None:
+    await pilot.pause(0.3)
+
+
+async def test_the_screen_shows_the_swarm(log: Path) -> None:
+    async with app_for(log).run_test(size=(120, 40)) as pilot:
+        app = pilot.app
+        await settle(pilot)
+        status = str(app.query_one(StatusLine).render())
+        assert "phase: execute" in status and "steps 0/2" in status
+        table = app.query_one(AgentsTable)
+        assert [str(k.value) for k in table.rows] == ["executor", "kernel", "planner",
+                                                      "validator"]
+        stream = app.query_one(EventStream)
+        assert stream.total == 20 and stream.following
+        ledger = app.query_one("#ledger", Markdown)
+        assert "Refactor the SQL" in ledger.source
+
+
+async def test_keys_append_control_events(log: Path) -> None:
+    async with app_for(log).run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("1")  # the agents pane; the first row is the executor
+        assert pilot.app.query_one(AgentsTable).selected == "executor"
+        await pilot.press("w", "r", "down", "w")
+        await pilot.press("p")
+        await settle(pilot)
+        await pilot.press("p")  # the ledger saw the pause: this one unpauses
+        await pilot.press("a")
+        await settle(pilot)
+    assert controls(log) == [
+        {**base, **c} for base in [{"hold": False, "skill": None, "prompt": "",
+                                    "background": True, "thinking": None, "parent": None,
+                                    "gate": None, "agent": None}]
+        for c in ({"action": "wipe", "agent": "executor"},
+                  {"action": "resume", "agent": "executor"},
+                  {"action": "wipe", "agent": "kernel"},
+                  {"action": "pause"}, {"action": "unpause"},
+                  {"action": "approve", "gate": "signoff"})
+    ]
+
+
+async def test_follow_filter_and_payload(log: Path) -> None:
+    async with app_for(log).run_test(size=(120, 40)) as pilot:
+        app = pilot.app
+        await settle(pilot)
+        stream = app.query_one(EventStream)
+        await pilot.press("f")
+        assert not stream.following
+        await pilot.press("f")
+        assert stream.following
+        await pilot.press("slash")
+        bar = app.query_one("#filter", Input)
+        assert bar.has_focus
+        await pilot.press(*"type:MESSAGE", "enter")
+        await settle(pilot)
+        assert stream.total == 2 and stream.matches is not None
+        assert "filter: type:MESSAGE" in str(app.query_one(StatusLine).render())
+        await pilot.press("up", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, EventScreen)
+        assert app.screen.event.payload["kind"] == "execute_step"
+        await pilot.press("escape")
+        await pilot.press("slash", *"agent:executor boom", "enter")
+        await settle(pilot)
+        assert stream.total == 1
+        await pilot.press("slash", "ctrl+a", "ctrl+k", "enter")  # an empty filter: all
+        await settle(pilot)
+        assert stream.total == 20 and stream.matches is None
+
+
+async def test_spawn_form_refuses_bad_input_then_spawns(log: Path) -> None:
+    async with app_for(log).run_test(size=(120, 40)) as pilot:
+        app = pilot.app
+        await settle(pilot)
+        await pilot.press("s")
+        form = app.screen
+        assert isinstance(form, SpawnForm)
+        await pilot.click("#submit")
+        assert "choose a skill" in str(form.query_one("#error", Label).render())
+        form.query_one("#skill", Select).value = "researcher"
+        form.query_one("#name", Input).value = "bad name!"
+        await pilot.pause()
+        form.submit()
+        await pilot.pause()
+        assert "the name must be" in str(form.query_one("#error", Label).render())
+        form.query_one("#name", Input).value = "executor"
+        form.submit()
+        await pilot.pause()
+        assert "exists already" in str(form.query_one("#error", Label).render())
+        form.query_one("#name", Input).value = "r1"
+        form.query_one("#prompt", Input).value = "find the SQL"
+        form.submit()
+        await pilot.pause()
+        await settle(pilot)
+        assert not isinstance(app.screen, SpawnForm)
+    (spawn,) = controls(log)
+    assert spawn | {"action": "spawn", "skill": "researcher", "agent": "r1",
+                    "prompt": "find the SQL", "parent": "human"} == spawn
+
+
+async def test_inject_form_refuses_bad_input_then_sends(log: Path) -> None:
+    async with app_for(log).run_test(size=(120, 40)) as pilot:
+        app = pilot.app
+        await settle(pilot)
+        await pilot.press("i")
+        form = app.screen
+        assert isinstance(form, InjectForm)
+        form.query_one("#to", Select).value = Select.NULL
+        await pilot.pause()
+        await pilot.click("#submit")
+        assert "choose a recipient" in str(form.query_one("#error", Label).render())
+        form.query_one("#to", Select).value = "planner"
+        await pilot.pause()
+        form.submit()
+        await pilot.pause()
+        assert "the message is empty" in str(form.query_one("#error", Label).render())
+        form.query_one("#text", Input).value = "please re-plan"
+        await pilot.pause()
+        form.submit()
+        await pilot.pause()
+        await settle(pilot)
+        await pilot.press("i", "escape")  # a cancelled form sends nothing
+        assert not isinstance(app.screen, InjectForm)
+    assert messages(log)[-1] == ("planner", "please re-plan")
+    assert len(messages(log)) == 2
+
+
+async def test_help_palette_and_quit(log: Path) -> None:
+    app = app_for(log)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape", "question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape", "ctrl+p")
+        await settle(pilot)
+        assert app.screen.__class__.__name__ == "CommandPalette"
+        await pilot.press(*"wipe the")
+        await settle(pilot)
+        await pilot.press("escape")
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_narrow_and_tiny_terminals(log: Path) -> None:
+    async with app_for(log).run_test(size=(80, 24)) as pilot:
+        app = pilot.app
+        await settle(pilot)
+        screen = app.screen
+        assert screen.has_class("compact") and screen.has_class("show-2")
+        assert app.query_one(EventStream).display and not app.query_one(AgentsTable).display
+        await pilot.press("1")
+        assert screen.has_class("show-1") and app.query_one(AgentsTable).display
+        await pilot.press("3")
+        assert app.query_one("#ledger-pane").display
+        await pilot.press("4")
+        assert app.query_one("#inbox-pane").display
+        await pilot.resize_terminal(50, 12)
+        await settle(pilot)
+        assert screen.has_class("too-small")
+        assert "too small" in str(app.query_one("#too-small").render())
+
+
+async def test_hostile_agent_text_is_shown_literally(log: Path) -> None:
+    async with app_for(log).run_test(size=(160, 40)) as pilot:
+        app = pilot.app
+        await settle(pilot)
+        await pilot.press("1")  # executor: its inbox holds the hostile message
+        await settle(pilot)
+        inbox = str(app.query_one(InboxView).render())
+        assert "[bold red]boom[/]" in inbox and "\\x1b[2J" in inbox
+        svg = app.export_screenshot()
+        assert "\x1b" not in svg and "\x07" not in svg and "\x9b" not in svg
+        assert "[bold red]boom[/]" in svg.replace("&#160;", " ")
+    event = Event(1, "MESSAGE", "x", "y", {"text": HOSTILE}, 0.0, None)
+    plain = row_text(event).plain
+    assert "\x1b" not in plain and "[bold red]boom[/]" in plain
+
+
+async def test_attached_to_a_swarm_in_another_process(log: Path) -> None:
+    """Another process appends; the app shows it live; quitting leaves the log alone."""
+    import subprocess
+    import sys
+
+    app = app_for(log)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        proc = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "sisyphus_tui", "send", "--db", str(log),
+                             "--to", "executor", "from another shell"],
+            capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        stream = app.query_one(EventStream)
+        for _ in range(100):
+            if stream.total == 21:
+                break
+            await pilot.pause(0.05)
+        assert stream.total == 21
+    async with await open_store(log) as store:
+        assert await store.head() == 21
