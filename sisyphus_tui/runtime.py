@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sisyphus_tui.actors import ROLES, SisyphusActor
 from sisyphus_tui.actors.base import BootInfo
@@ -55,13 +55,51 @@ class Trigger:
         return event.type == "PHASE" and event.payload.get("phase") == self.at
 
 
+class ActorHandle(Protocol):
+    """How the swarm holds a running actor: an asyncio task by default, a Textual worker
+    (in its own worker group) inside the app."""
+
+    def cancel(self) -> None:
+        """Stop it wherever it is (a context wipe)."""
+
+    def done(self) -> bool:
+        """Whether it has ended."""
+
+    async def wait(self) -> None:
+        """Wait until it has ended, whatever the reason."""
+
+
+class TaskHandle:
+    """An actor run as a plain asyncio task."""
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self.task = task
+
+    @classmethod
+    def start(cls, coroutine: Coroutine[Any, Any, None], name: str) -> TaskHandle:
+        """Start ``coroutine`` as a task called ``name``."""
+        return cls(asyncio.create_task(coroutine, name=name))
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+    def done(self) -> bool:
+        return self.task.done()
+
+    async def wait(self) -> None:
+        with contextlib.suppress(BaseException):
+            await self.task
+
+
 class Swarm:
     """Runs the actors of one log, in this process, until the run is done or blocked."""
 
     def __init__(self, store: EventStore, workspace: Path, *, brain: str = "scripted",
                  speed: float = 0.0, stale_after_s: float = 120.0,
                  wipes: tuple[Trigger, ...] = (), out: Callable[[str], None] | None = None,
-                 write_ledger: bool = True) -> None:
+                 write_ledger: bool = True,
+                 run_actor: Callable[[Coroutine[Any, Any, None], str], ActorHandle] | None
+                 = None) -> None:
         self.store = store
         self.mail = SwarmMail(store)
         self.ledger = Ledger()
@@ -73,7 +111,9 @@ class Swarm:
         self.out = out
         self.write_ledger = write_ledger
         self.actors: dict[str, SisyphusActor] = {}
-        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.tasks: dict[str, ActorHandle] = {}
+        self.run_actor: Callable[[Coroutine[Any, Any, None], str], ActorHandle] = (
+            run_actor or TaskHandle.start)
         self._running = asyncio.Event()
         self._running.set()
         self._finished = asyncio.Event()
@@ -179,11 +219,10 @@ class Swarm:
 
     async def shutdown(self) -> None:
         """Stop every actor and helper; bring the ledger file up to the head."""
-        for task in self.tasks.values():
-            task.cancel()
-        for task in self.tasks.values():
-            with contextlib.suppress(BaseException):
-                await task
+        for handle in self.tasks.values():
+            handle.cancel()
+        for handle in self.tasks.values():
+            await handle.wait()
         if self.ledger.phase in FINAL_PHASES:
             # The run is over: its agents are too (keys: a restart stops them once).
             stopped = [{"type": "AGENT_STOPPED", "actor": SWARM, "key": f"stopped:{name}",
@@ -212,7 +251,7 @@ class Swarm:
         if actor is None or not resumed:
             actor = ROLES[role](self, name, make_brain(self.brain_kind), skill=skill)
             self.actors[name] = actor
-        self.tasks[name] = asyncio.create_task(self._actor_main(actor, resumed), name=name)
+        self.tasks[name] = self.run_actor(self._actor_main(actor, resumed), name)
 
     async def _actor_main(self, actor: SisyphusActor, resumed: bool) -> None:
         try:
@@ -239,11 +278,10 @@ class Swarm:
         if actor is None:
             self.say(f"wipe {name}: no such agent runs here")
             return
-        task = self.tasks.get(name)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+        handle = self.tasks.get(name)
+        if handle is not None:
+            handle.cancel()
+            await handle.wait()
         lost = actor.wipe()
         # Appending through the same writer queue also waits out a commit the wiped
         # turn had already queued, so the resumed actor reads the true cursor.

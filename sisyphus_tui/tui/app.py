@@ -9,6 +9,7 @@ demo) or in another one (``sisyphus tui --db``) the same way.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Input, Markdown, Static
+from textual.worker import Worker
 
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.ledger import Ledger
@@ -33,6 +35,24 @@ COMPACT_WIDTH = 110
 REFRESH_HZ = 10.0
 LOW_BANDWIDTH_HZ = 2.0
 LEDGER_REFRESH_S = 1.0
+
+
+class WorkerHandle:
+    """An actor run as a Textual worker in its own group, its errors caught per actor
+    (the swarm records them as AGENT_FAILED)."""
+
+    def __init__(self, worker: Worker[None]) -> None:
+        self.worker = worker
+
+    def cancel(self) -> None:
+        self.worker.cancel()
+
+    def done(self) -> bool:
+        return self.worker.is_finished
+
+    async def wait(self) -> None:
+        with contextlib.suppress(BaseException):
+            await self.worker.wait()
 
 
 class SisyphusApp(App[None]):
@@ -122,6 +142,10 @@ class SisyphusApp(App[None]):
         self._fit(self.size.width, self.size.height)
         self.run_worker(self._follow(), group="follower", exit_on_error=False)
         if self.host is not None:
+            # Each actor is a worker of its own group: exclusive workers of one group
+            # would cancel each other, and one actor's error must not end the app.
+            self.host.run_actor = lambda coroutine, name: WorkerHandle(self.run_worker(
+                coroutine, name=name, group=f"actor:{name}", exit_on_error=False))
             self.run_worker(self._run_host(), group="swarm", exit_on_error=False)
         self.set_interval(1 / self.refresh_hz, self._refresh_panes)
 

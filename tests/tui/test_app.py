@@ -243,3 +243,26 @@ async def test_attached_to_a_swarm_in_another_process(log: Path) -> None:
         assert stream.total == 21
     async with await open_store(log) as store:
         assert await store.head() == 21
+
+
+async def test_the_demo_runs_inside_the_app_as_workers(tmp_path: Path) -> None:
+    from sisyphus_tui.demo.runner import prepare_demo
+    from sisyphus_tui.runtime import Swarm
+
+    db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
+    async with await open_store(db) as store:
+        await prepare_demo(store, workspace)
+        swarm = Swarm(store, workspace, wipes=(), speed=0)
+        app = SisyphusApp(store, workspace=workspace, host=swarm)
+        groups: set[str] = set()
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(1200):
+                groups |= {w.group for w in app.workers}
+                if app.outcome is not None:
+                    break
+                await pilot.pause(0.1)
+            assert app.outcome is not None and app.outcome.phase == "done"
+            await pilot.pause(0.3)
+            assert "phase: done" in str(app.query_one(StatusLine).render())
+        assert {"actor:kernel", "actor:planner", "actor:validator", "actor:executor",
+                "actor:researcher"} <= groups
