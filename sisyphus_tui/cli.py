@@ -459,7 +459,8 @@ async def cmd_spawn(args: argparse.Namespace) -> int:
 
 def run_tui(args: argparse.Namespace) -> int:
     """Open the app on the database (and, for the demo, run the swarm inside it)."""
-    if not (sys.stdout.isatty() and sys.stdin.isatty()):
+    # Textual reads keys from stdin and draws on stderr.
+    if not (sys.stderr.isatty() and sys.stdin.isatty()):
         raise SisyphusError("the TUI needs a terminal; use --headless (or `sisyphus events "
                             "--follow`) when output is not a terminal")
     if args.low_bandwidth:

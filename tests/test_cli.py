@@ -253,3 +253,12 @@ def test_a_database_another_user_cannot_write(db: Path, world_readable_dir: Path
                             capture_output=True, text=True, env=env, timeout=60)
     assert_refused(result, "read-only")
     assert db_fingerprint(path) == before
+
+
+def test_the_tui_needs_a_terminal(tmp_path: Path) -> None:
+    db = tmp_path / "swarm.db"
+    assert run_cli("init", db=db).returncode == 0
+    result = run_cli("tui", db=db, stdin=subprocess.DEVNULL)
+    assert_refused(result, "the TUI needs a terminal")
+    missing = run_cli("tui", db=tmp_path / "none.db")
+    assert missing.returncode == 2
