@@ -226,6 +226,8 @@ class SisyphusApp(App[None]):
         screen = self.screen
         screen.set_class(width < MIN_WIDTH or height < MIN_HEIGHT, "too-small")
         screen.set_class(width < COMPACT_WIDTH, "compact")
+        for footer in self.query(Footer):
+            footer.compact = width < COMPACT_WIDTH
         for n in (1, 2, 3, 4):
             screen.set_class(n == self._pane, f"show-{n}")
 

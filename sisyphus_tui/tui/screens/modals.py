@@ -34,7 +34,8 @@ class HelpScreen(ModalScreen[None]):
         for key, description in self.keys:
             text.append(f"  {key:<12}", "bold cyan")
             text.append(f"{description}\n")
-        text.append("\n  ctrl+p      the command palette: every action by name\n")
+        text.append(f"\n  {'ctrl+p':<12}", "bold cyan")
+        text.append("the command palette: every action by name\n")
         text.append("\n  escape closes this screen", "dim")
         with Vertical(id="help"):
             yield Static(text)

@@ -87,11 +87,32 @@ class Filter:
         return " ".join(parts)
 
 
+SUMMARY_FIELDS = {
+    "STATUS_UPDATE": ("state", "detail"), "CHECKPOINT": ("cursor", "step"),
+    "FILE_EDIT": ("path", "step"), "TEST_FAIL": ("step", "exit_code"),
+    "TEST_PASS": ("step", "duration_s"), "GATE_RESULT": ("gate", "passed", "exit_code"),
+    "PHASE": ("phase", "reason"), "PLAN_INIT": ("plan_id", "approach"),
+    "PLAN_STEP": ("step", "title"), "REVIEW": ("plan_id", "verdict", "reasons"),
+    "AGENT_SPAWNED": ("agent", "role", "skill"), "AGENT_REGISTERED": ("agent", "role"),
+    "CONTEXT_WIPED": ("agent",), "RESUMED": ("agent", "cursor", "reread", "duration_ms"),
+    "CONTROL": ("action", "agent", "gate", "skill"), "TASK_INIT": ("goal",),
+    "AGENT_FAILED": ("agent", "error"), "AGENT_STALE": ("agent", "silent_s"),
+    "MEMORY_STORED": ("title",), "MEMORY_FEEDBACK": ("memory_id", "helpful"),
+}
+
+
 def summarize(event: Event) -> str:
-    """One line of payload: its text, or its compact JSON."""
+    """One line of payload: a message's text, the fields that matter for its type, or
+    its compact JSON."""
     text = event.payload.get("text")
     if isinstance(text, str) and text:
         return text
+    fields = SUMMARY_FIELDS.get(event.type)
+    if fields:
+        parts = [f"{k}={event.payload[k]}" for k in fields
+                 if event.payload.get(k) not in (None, "", [])]
+        if parts:
+            return " ".join(parts)
     return json.dumps(event.payload, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -126,7 +147,7 @@ class EventStream(ScrollView, can_focus=True):
     ]
 
     DEFAULT_CSS = """
-    EventStream { background: $surface; }
+    EventStream { background: $surface; overflow-x: hidden; }
     """
 
     class Opened(Message):
@@ -163,11 +184,16 @@ class EventStream(ScrollView, can_focus=True):
         # The last page may have been read partly filled: forget it.
         self.pages.discard(self.total // PAGE) if self.total else None
         self.total = total
-        self.virtual_size = Size(self.size.width, total)
+        self.virtual_size = Size(self.scrollable_content_region.width, total)
         if self.following:
             self.cursor_row = total - 1
-            self.scroll_to(y=max(total - self.size.height, 0), animate=False, immediate=True)
+            self.scroll_to(y=max(total - self.scrollable_content_region.height, 0),
+                           animate=False, immediate=True)
         self.refresh()
+
+    def on_resize(self) -> None:
+        if self.following:
+            self.jump_to_end()
 
     def grow(self, head: int, new_events: list[Event]) -> None:
         """New events were committed (head is the log's last offset)."""
@@ -273,13 +299,14 @@ class EventStream(ScrollView, can_focus=True):
         """Select the newest row and follow the tail."""
         self.following = True
         self.cursor_row = self.total - 1
-        self.scroll_to(y=max(self.total - self.size.height, 0), animate=False)
+        self.scroll_to(y=max(self.total - self.scrollable_content_region.height, 0),
+                       animate=False)
         self.refresh()
 
     def scroll_to_row(self, row: int) -> None:
         """Scroll just enough to show ``row``."""
         top = self.scroll_offset.y
-        height = self.size.height
+        height = self.scrollable_content_region.height
         if row < top:
             self.scroll_to(y=row, animate=False)
         elif row >= top + height:

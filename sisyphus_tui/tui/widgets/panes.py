@@ -64,7 +64,7 @@ class AgentsTable(DataTable[Text]):
         return [
             Text(printable(agent.name)),
             Text(agent.state, STATE_STYLES.get(agent.state, "white")),
-            Text(str(max(head - agent.cursor, 0))),
+            Text("-" if agent.state == "done" else str(max(head - agent.cursor, 0))),
             Text(age),
             Text(printable(role)),
             Text(str(agent.cursor)),
@@ -82,7 +82,7 @@ class InboxView(Static):
             return
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append(f"inbox of {printable(agent)}  (cursor {cursor})\n", "bold")
-        acked = [e for e in events if e.offset <= cursor][-6:]
+        acked = [e for e in events if e.offset <= cursor][-2:]
         pending = [e for e in events if e.offset > cursor]
         for event in acked:
             out.append_text(row_text(event))
@@ -104,7 +104,6 @@ class StatusLine(Static):
         done, total = ledger.progress()
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(" sisyphus ", "bold reverse")
-        line.append(f" {printable(location)} ", "dim")
         line.append(f" phase: {ledger.phase} ", "bold")
         line.append(f" steps {done}/{total} ")
         for gate in ledger.gates.values():
@@ -121,4 +120,6 @@ class StatusLine(Static):
         line.append("  following" if following else "  scrolled", "dim")
         if filter_text:
             line.append(f"  filter: {printable(filter_text)}", "cyan")
+        # The path last: on a narrow terminal it is what gets cut, not the state.
+        line.append(f"  {printable(location)}", "dim")
         self.update(line)
