@@ -68,6 +68,7 @@ class AgentView:
     thinking: str = "off"
     parent: str | None = None
     state: str = "registered"
+    phase: str = "-"
     cursor: int = 0
     last_ts: float = 0.0
     detail: str = ""
@@ -200,6 +201,8 @@ class Ledger:
     def _on_STATUS_UPDATE(self, event: Event, p: dict[str, Any]) -> None:
         agent = self._agent(p["agent"])
         agent.state, agent.detail = p["state"], p.get("detail", "")
+        if p.get("phase"):
+            agent.phase = p["phase"]
 
     def _on_CHECKPOINT(self, event: Event, p: dict[str, Any]) -> None:
         agent = self._agent(p["agent"])

@@ -18,6 +18,7 @@ from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Markdown, Static
 from textual.worker import Worker
 
@@ -179,9 +180,12 @@ class SisyphusApp(App[None]):
         """Coalesced: whatever arrived since the last tick, drawn once."""
         if not self._dirty:
             return
+        try:
+            stream = self.query_one(EventStream)
+        except NoMatches:
+            return  # the app is closing: its widgets are gone, the timer not yet
         self._dirty = False
         new, self._new = self._new, []
-        stream = self.query_one(EventStream)
         stream.grow(self.head, new)
         self.query_one(StatusLine).show(
             self.store.location, self.ledger, self.head, following=stream.following,

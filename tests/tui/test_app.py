@@ -266,3 +266,59 @@ async def test_the_demo_runs_inside_the_app_as_workers(tmp_path: Path) -> None:
             assert "phase: done" in str(app.query_one(StatusLine).render())
         assert {"actor:kernel", "actor:planner", "actor:validator", "actor:executor",
                 "actor:researcher"} <= groups
+
+
+async def test_an_attached_app_steers_a_swarm_in_another_process(tmp_path: Path) -> None:
+    """The swarm runs in `sisyphus demo --headless` (another process); the attached app
+    shows it live, wipes its executor with `w`, and quitting leaves the swarm running."""
+    import subprocess
+
+    from tests.swarm.conftest import demo_argv
+
+    db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
+    async with await open_store(db):  # made here so the app can open it at once
+        pass
+    host = await asyncio.to_thread(
+        subprocess.Popen, demo_argv(db, workspace) + ["--speed", "0.3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        app = SisyphusApp(db=db)
+        async with app.run_test(size=(120, 40)) as pilot:
+            table = app.query_one(AgentsTable)
+            for _ in range(600):
+                if app.ledger.phase == "execute" and "executor" in {
+                        str(k.value) for k in table.rows}:
+                    break
+                await pilot.pause(0.1)
+            assert app.ledger.phase == "execute"
+            await pilot.press("1")
+            await pilot.pause(0.2)
+            # (Choosing a row with the arrows is covered above; here, the steering.)
+            table.move_cursor(row=[str(k.value) for k in table.rows].index("executor"))
+            await pilot.pause(0.1)
+            assert table.selected == "executor"
+            await pilot.press("w")
+            for _ in range(600):
+                if await store_has(db, "RESUMED", "executor"):
+                    break
+                await pilot.pause(0.1)
+            assert await store_has(db, "RESUMED", "executor")
+            assert [c["agent"] for c in controls(db) if c["action"] == "wipe"] == ["executor"]
+        # The app quit; the swarm in the other process carries on to the end.
+        out, err = await asyncio.to_thread(host.communicate, timeout=240)
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.communicate()
+    assert host.returncode == 0, err
+    assert "executor: context wiped" in out and "done: 4/4 steps" in out
+
+
+async def store_has(db: Path, event_type: str, agent: str) -> bool:
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute("SELECT count(*) FROM events WHERE type = ? AND "
+                           "json_extract(payload, '$.agent') = ?", (event_type, agent)).fetchone()
+        return bool(row[0])
+    finally:
+        conn.close()

@@ -16,7 +16,7 @@ STATE_STYLES = {
     "working": "bold green", "idle": "white", "waiting": "yellow", "stale": "bold red",
     "wiped": "bold red", "blocked": "bold red", "done": "dim", "failed": "bold red",
 }
-COLUMNS = ("agent", "state", "lag", "active", "role", "cursor", "thinking")
+COLUMNS = ("agent", "state", "lag", "active", "role", "phase", "cursor", "thinking")
 MAILBOXES = ("swarm", "human")
 
 
@@ -67,6 +67,7 @@ class AgentsTable(DataTable[Text]):
             Text("-" if agent.state == "done" else str(max(head - agent.cursor, 0))),
             Text(age),
             Text(printable(role)),
+            Text(printable(agent.phase)),
             Text(str(agent.cursor)),
             Text(agent.thinking),
         ]
