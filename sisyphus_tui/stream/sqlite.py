@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiosqlite
+import orjson
 
 from sisyphus_tui.errors import (
     DatabaseError,
@@ -131,8 +132,18 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
     return result
 
 
+def _loads(text: str) -> Any:
+    """Decode a stored payload: orjson (about 3x faster than json, which matters when a
+    log is replayed), falling back to json for what orjson refuses (integers beyond 64
+    bits, which json.dumps wrote)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def _fetch_events(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Event]:
-    loads = json.loads
+    loads = _loads
     # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost
     # per event when replaying a large log.
     new = tuple.__new__
@@ -409,7 +420,7 @@ class SQLiteStore(EventStore):
         if not rows:
             return None
         o, t, a, r, p, ts, k = rows[0]
-        return Event(o, t, a, r, json.loads(p), ts, k)
+        return Event(o, t, a, r, _loads(p), ts, k)
 
     async def read_offsets(self, offsets: Sequence[int]) -> list[Event]:
         found: list[Event] = []

@@ -242,3 +242,13 @@ async def test_read_offsets_and_match_offsets(store: EventStore) -> None:
     assert await store.match_offsets(text="%") == [4], "the text is literal, not a pattern"
     assert await store.match_offsets(text="done_") == [4]
     assert await store.match_offsets(2, text="x.") == [3, 4]
+
+
+async def test_payloads_round_trip_exactly(store: EventStore) -> None:
+    payload = {"big": 2**70, "neg": -(2**65), "float": 0.1, "text": "é\\u2028\x00", "n": None,
+               "nested": {"list": [1, 2.5, "three", True]}}
+    offset = await store.append("x.exact", payload)
+    assert (await store.read(offset, 1)).events[0].payload == payload
+    assert (await store.read_offsets([offset]))[0].payload == payload
+    last = await store.last(types=["x.exact"])
+    assert last is not None and last.payload == payload
