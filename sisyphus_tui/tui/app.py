@@ -200,6 +200,8 @@ class SisyphusApp(App[None]):
         self._refresh_inbox(new)
 
     def _refresh_inbox(self, new: list[Event]) -> None:
+        if not self._caught_up:
+            return  # cursors move on every tick while a large log is folded
         agent = self.query_one(AgentsTable).selected
         view = self.ledger.agents.get(agent) if agent else None
         key = (agent, view.cursor if view else -1)
@@ -213,9 +215,13 @@ class SisyphusApp(App[None]):
         if agent is None:
             self.query_one(InboxView).show(None, [], 0)
             return
+        # Only what the pane shows: the last acked message and the pending ones after
+        # the cursor (an agent may have thousands of messages in a large log).
         cursor = await self.store.cursor(agent)
-        page = await self.store.read(0, 10_000, to=agent)
-        self.query_one(InboxView).show(agent, page.events, cursor)
+        pending = await self.store.read(cursor + 1, 50, to=agent)
+        acked = await self.store.read_offsets([cursor]) if cursor else []
+        shown = [e for e in acked if e.to == agent] + pending.events
+        self.query_one(InboxView).show(agent, shown, cursor)
 
     def on_data_table_row_highlighted(self) -> None:
         self._inbox_key = (None, -2)

@@ -181,8 +181,6 @@ class EventStream(ScrollView, can_focus=True):
         """The log (or the filtered view) now has ``total`` rows."""
         if total == self.total:
             return
-        # The last page may have been read partly filled: forget it.
-        self.pages.discard(self.total // PAGE) if self.total else None
         self.total = total
         self.virtual_size = Size(self.scrollable_content_region.width, total)
         if self.following:
@@ -192,12 +190,19 @@ class EventStream(ScrollView, can_focus=True):
         self.refresh()
 
     def on_resize(self) -> None:
-        if self.following:
+        if self.following and self.total > 0:
             self.jump_to_end()
 
     def grow(self, head: int, new_events: list[Event]) -> None:
         """New events were committed (head is the log's last offset)."""
         if self.matches is None:
+            # The new events are in hand: extend the cached page they belong to, so the
+            # rows appear without a read (and without placeholders flashing).
+            for event in new_events:
+                row = event.offset - 1
+                page = self.pages.get(row // PAGE)
+                if page is not None and len(page) == row % PAGE:
+                    page.append(event)
             self.set_total(head)
             return
         for event in new_events:
@@ -299,8 +304,9 @@ class EventStream(ScrollView, can_focus=True):
         """Select the newest row and follow the tail."""
         self.following = True
         self.cursor_row = self.total - 1
+        # Immediate: a deferred scroll could land after a newer one (to the tail).
         self.scroll_to(y=max(self.total - self.scrollable_content_region.height, 0),
-                       animate=False)
+                       animate=False, immediate=True)
         self.refresh()
 
     def scroll_to_row(self, row: int) -> None:

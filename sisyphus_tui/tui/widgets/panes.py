@@ -79,11 +79,11 @@ class InboxView(Static):
     def show(self, agent: str | None, events: list[Event], cursor: int) -> None:
         """Render ``agent``'s inbox."""
         if agent is None:
-            self.update(Text("select an agent (tab to the agents pane, arrows)", "dim"))
+            self.update(Text("select an agent (1, then the arrows)", "dim"))
             return
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append(f"inbox of {printable(agent)}  (cursor {cursor})\n", "bold")
-        acked = [e for e in events if e.offset <= cursor][-2:]
+        acked = [e for e in events if e.offset <= cursor][-1:]
         pending = [e for e in events if e.offset > cursor]
         for event in acked:
             out.append_text(row_text(event))
@@ -123,4 +123,5 @@ class StatusLine(Static):
             line.append(f"  filter: {printable(filter_text)}", "cyan")
         # The path last: on a narrow terminal it is what gets cut, not the state.
         line.append(f"  {printable(location)}", "dim")
-        self.update(line)
+        # One line, always: no layout pass for a new status.
+        self.update(line, layout=False)
