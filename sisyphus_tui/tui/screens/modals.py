@@ -5,7 +5,7 @@ Forms validate in place: bad input is shown in the form, never raised."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,6 +17,8 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 from sisyphus_tui.mail import AGENT_NAME
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event
+
+T = TypeVar("T")
 
 
 class HelpScreen(ModalScreen[None]):
@@ -56,10 +58,31 @@ class EventScreen(ModalScreen[None]):
             yield Static(Text(printable(body).replace("\\x0a", "\n")))
 
 
-class SpawnForm(ModalScreen[dict[str, Any] | None]):
-    """Spawn an agent by skill: skill, name, prompt, background, thinking."""
+class Form(ModalScreen[T]):
+    """A form: Submit (or enter in a field) checks it, Cancel (or escape) closes it."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "cancel":
+            self.action_cancel()
+        else:
+            self.submit()
+
+    def on_input_submitted(self) -> None:
+        self.submit()
+
+    def submit(self) -> None:
+        """Check the form; dismiss with its result, or show what is wrong."""
+        raise NotImplementedError
+
+    def action_cancel(self) -> None:
+        """Close without doing anything."""
+        self.dismiss(None)
+
+
+class SpawnForm(Form[dict[str, Any] | None]):
+    """Spawn an agent by skill: skill, name, prompt, background, thinking."""
 
     def __init__(self, skills: list[str], taken: set[str]) -> None:
         super().__init__()
@@ -80,15 +103,6 @@ class SpawnForm(ModalScreen[dict[str, Any] | None]):
                 yield Button("Spawn", variant="primary", id="submit")
                 yield Button("Cancel", id="cancel")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-        else:
-            self.submit()
-
-    def on_input_submitted(self) -> None:
-        self.submit()
-
     def submit(self) -> None:
         """Check the form; dismiss with the request, or show what is wrong."""
         skill = self.query_one("#skill", Select).value
@@ -107,15 +121,9 @@ class SpawnForm(ModalScreen[dict[str, Any] | None]):
                           "background": self.query_one("#background", Checkbox).value,
                           "thinking": None if thinking is Select.NULL else str(thinking)})
 
-    def action_cancel(self) -> None:
-        """Close without spawning."""
-        self.dismiss(None)
 
-
-class InjectForm(ModalScreen[dict[str, str] | None]):
+class InjectForm(Form[dict[str, str] | None]):
     """Inject a message: recipient and text."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, agents: list[str], selected: str | None) -> None:
         super().__init__()
@@ -133,15 +141,6 @@ class InjectForm(ModalScreen[dict[str, str] | None]):
                 yield Button("Send", variant="primary", id="submit")
                 yield Button("Cancel", id="cancel")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "cancel":
-            self.dismiss(None)
-        else:
-            self.submit()
-
-    def on_input_submitted(self) -> None:
-        self.submit()
-
     def submit(self) -> None:
         """Check the form; dismiss with the message, or show what is wrong."""
         to = self.query_one("#to", Select).value
@@ -153,7 +152,3 @@ class InjectForm(ModalScreen[dict[str, str] | None]):
             error.update("the message is empty")
         else:
             self.dismiss({"to": str(to), "text": text})
-
-    def action_cancel(self) -> None:
-        """Close without sending."""
-        self.dismiss(None)
