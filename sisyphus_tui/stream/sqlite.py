@@ -151,6 +151,23 @@ def _fetch_events(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> 
             for o, t, a, r, p, ts, k in conn.execute(sql, params).fetchall()]
 
 
+def _filters(*, to: str | None, types: Sequence[str] | None,
+             actor: str | None) -> tuple[str, list[Any]]:
+    """The WHERE clauses (each starting with AND) and parameters of the shared filters."""
+    sql = ""
+    params: list[Any] = []
+    if to is not None:
+        sql += ' AND "to" = ?'
+        params.append(to)
+    if types:
+        sql += f" AND type IN ({','.join('?' * len(types))})"
+        params.extend(types)
+    if actor is not None:
+        sql += " AND actor = ?"
+        params.append(actor)
+    return sql, params
+
+
 @dataclass(slots=True)
 class _Request:
     events: Sequence[NewEvent]
@@ -366,29 +383,22 @@ class SQLiteStore(EventStore):
         types: Sequence[str] | None = None,
         actor: str | None = None,
     ) -> Page:
-        sql = COLUMNS + ' WHERE "offset" >= ?'
-        params: list[Any] = [max(int(from_offset), 0)]
-        if to is not None:
-            sql += ' AND "to" = ?'
-            params.append(to)
-        if types:
-            sql += f" AND type IN ({','.join('?' * len(types))})"
-            params.extend(types)
-        if actor is not None:
-            sql += " AND actor = ?"
-            params.append(actor)
-        sql += ' ORDER BY "offset" LIMIT ?'
-        params.append(max(int(limit), 0))
+        where, params = _filters(to=to, types=types, actor=actor)
+        sql = COLUMNS + ' WHERE "offset" >= ?' + where + ' ORDER BY "offset" LIMIT ?'
+        events = await self._events(sql, [max(int(from_offset), 0), *params,
+                                          max(int(limit), 0)])
+        next_offset = events[-1].offset + 1 if events else max(int(from_offset), 0)
+        return Page(events, next_offset)
+
+    async def _events(self, sql: str, params: Sequence[Any]) -> list[Event]:
+        """Run an events query; rows are fetched and decoded in the connection's thread:
+        one hop, and the rows never cross to the event loop's CPU undecoded."""
         if self._closed:
             raise DatabaseError(f"store is closed: {self.path}")
         try:
-            # Fetched and decoded in the connection's thread: one hop, and the rows
-            # never cross to the event loop's CPU undecoded.
-            events: list[Event] = await _in_thread(self._reader, _fetch_events, sql, params)
+            return await _in_thread(self._reader, _fetch_events, sql, params)
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from None
-        next_offset = events[-1].offset + 1 if events else max(int(from_offset), 0)
-        return Page(events, next_offset)
 
     async def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
         if self._closed:
@@ -405,22 +415,10 @@ class SQLiteStore(EventStore):
         actor: str | None = None,
         to: str | None = None,
     ) -> Event | None:
-        sql = COLUMNS + " WHERE 1"
-        params: list[Any] = []
-        if to is not None:
-            sql += ' AND "to" = ?'
-            params.append(to)
-        if types:
-            sql += f" AND type IN ({','.join('?' * len(types))})"
-            params.extend(types)
-        if actor is not None:
-            sql += " AND actor = ?"
-            params.append(actor)
-        rows = await self._fetch(sql + ' ORDER BY "offset" DESC LIMIT 1', params)
-        if not rows:
-            return None
-        o, t, a, r, p, ts, k = rows[0]
-        return Event(o, t, a, r, _loads(p), ts, k)
+        where, params = _filters(to=to, types=types, actor=actor)
+        events = await self._events(
+            COLUMNS + " WHERE 1" + where + ' ORDER BY "offset" DESC LIMIT 1', params)
+        return events[0] if events else None
 
     async def read_offsets(self, offsets: Sequence[int]) -> list[Event]:
         found: list[Event] = []
@@ -428,10 +426,7 @@ class SQLiteStore(EventStore):
             chunk = [int(o) for o in offsets[start : start + 500]]
             sql = (COLUMNS + f' WHERE "offset" IN ({",".join("?" * len(chunk))})'
                    ' ORDER BY "offset"')
-            try:
-                found += await _in_thread(self._reader, _fetch_events, sql, chunk)
-            except sqlite3.Error as exc:
-                raise _translate(exc, self.path) from None
+            found += await self._events(sql, chunk)
         return found
 
     async def match_offsets(
