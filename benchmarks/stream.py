@@ -22,7 +22,7 @@ directory that is removed at the end:
    ours (``store.read``) against raw ``sqlite3`` keyset paging + ``json.loads``.
 3. Tail latency, in-process and across processes (see ``tail_in_process``).
 
-Everything is run ``--reps`` times (3 by default, interleaved, each on a fresh file)
+Everything is run ``--reps`` times (5 by default, interleaved, each on a fresh file)
 and the median is reported with the min-max spread.
 """
 
@@ -60,6 +60,7 @@ from eventsourcing.sqlite import (
     SQLiteDatastore,
 )
 
+from sisyphus_tui.events import encode_json
 from sisyphus_tui.stream import Event, EventStore, open_store
 from sisyphus_tui.stream.sqlite import MAX_BATCH_ROWS, SCHEMA
 
@@ -79,8 +80,9 @@ ES_TOPIC = "benchmarks.stream:StepDone"
 
 
 def dumps(payload: dict[str, Any]) -> str:
-    """JSON text of a payload, encoded as the store encodes ``x.`` payloads."""
-    return json.dumps(payload, separators=(",", ":"))
+    """JSON text of a payload, encoded by the store's own encoder (so the peers spend
+    what the store spends on encoding)."""
+    return encode_json(payload)
 
 
 def _base_payload() -> dict[str, Any]:
@@ -914,7 +916,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--reps",
         type=int,
         default=None,
-        help="repetitions per measurement (default 3; 1 with --quick)",
+        help="repetitions per measurement (default 5; 1 with --quick)",
     )
     parser.add_argument(
         "--tail-events",
@@ -952,7 +954,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(child_appender(Path(db), int(n)))
         return 0
 
-    reps = args.reps if args.reps is not None else (1 if args.quick else 3)
+    reps = args.reps if args.reps is not None else (1 if args.quick else 5)
     events = args.events if args.events is not None else (100_000 if args.quick else 1_000_000)
     tail_n = args.tail_events if args.tail_events is not None else (100 if args.quick else 500)
     sections = set(args.only or ["write", "replay", "tail"])

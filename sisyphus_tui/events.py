@@ -269,6 +269,11 @@ def _describe(error: ValidationError) -> str:
     return f"{field}: {message}" if field else message
 
 
+# Built once: json.dumps with arguments builds a new encoder on every call.
+encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+"""Compact JSON text of a payload, as the log stores it (NaN and infinities refused)."""
+
+
 def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) -> str:
     """Validate ``payload`` for ``event_type`` and return its JSON text.
 
@@ -280,7 +285,7 @@ def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) 
             and len(event_type) > len(EXTENSION_PREFIX):
         # The hot path of external tools' events: a plain dict, encoded straight away.
         try:
-            return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+            return encode_json(payload)
         except (TypeError, ValueError) as exc:
             raise InvalidPayload(f"invalid {event_type} payload: {exc}") from None
     if model is None:
@@ -301,7 +306,7 @@ def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) 
                 f"not {type(payload).__name__}"
             )
         try:
-            return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+            return encode_json(payload)
         except (TypeError, ValueError) as exc:
             raise InvalidPayload(f"invalid {event_type} payload: {exc}") from None
     if isinstance(payload, model):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
@@ -52,12 +52,13 @@ class Event(NamedTuple):
 
 class NewEvent(NamedTuple):
     """An event to append: validated and encoded when it is built, before it is queued.
-    (A named tuple: one is built per append, on the hot path.)"""
+    (A named tuple whose fields are in the order of the INSERT's columns: one is built
+    per append, on the hot path, and it is bound to the statement as it is.)"""
 
     type: str
+    actor: str | None
+    to: str | None
     payload_json: str
-    actor: str | None = None
-    to: str | None = None
     key: str | None = None
 
     @classmethod
@@ -75,7 +76,8 @@ class NewEvent(NamedTuple):
         data: Any = payload
         if payload.__class__ is not dict and isinstance(payload, Mapping):
             data = dict(payload)
-        return cls(type, encode_payload(type, data), actor, to, key)
+        # tuple.__new__ skips the named tuple's Python-level __new__.
+        return tuple.__new__(cls, (type, actor, to, encode_payload(type, data), key))
 
     @classmethod
     def coerce(cls, item: NewEvent | Mapping[str, Any]) -> NewEvent:
@@ -136,8 +138,7 @@ class EventStore(ABC):
         Appending an existing ``key`` returns the existing offset and writes nothing.
         """
         event = NewEvent.of(type, payload, actor=actor, to=to, key=key)
-        (offset,) = await self._commit([event], None)
-        return offset
+        return (await self._commit((event,), None))[0]
 
     async def append_many(
         self,
@@ -158,10 +159,11 @@ class EventStore(ABC):
         return await self._commit(batch, cursor)
 
     @abstractmethod
-    async def _commit(
+    def _commit(
         self, events: Sequence[NewEvent], cursor: tuple[str, int] | None
-    ) -> list[int]:
-        """Commit ``events`` (and the cursor advance) in one durable transaction."""
+    ) -> Awaitable[list[int]]:
+        """Commit ``events`` (and the cursor advance) in one durable transaction; the
+        awaitable gives their offsets. (Not a coroutine: no frame per append.)"""
 
     # -- reading ---------------------------------------------------------------
 

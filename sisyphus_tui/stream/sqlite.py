@@ -2,7 +2,7 @@
 
 Appends from any number of coroutines go through one queue; a single writer task
 drains it into one ``BEGIN IMMEDIATE`` transaction per batch (a multi-row INSERT
-and a COMMIT: two hops to the connection thread), so N concurrent producers cost
+and a COMMIT, in one hop to the connection thread), so N concurrent producers cost
 one fsync per batch. Offsets are the rowid, decided inside the write transaction,
 so several processes can append to one file and offsets stay gap-free.
 """
@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -84,8 +85,12 @@ COLUMNS = 'SELECT "offset", type, actor, "to", payload, ts, key FROM events'
 
 @lru_cache(maxsize=128)
 def _insert_sql(rows: int) -> str:
-    values = ",".join(["(?,?,?,?,?,?)"] * rows)
-    return f'INSERT INTO events (type, actor, "to", payload, ts, key) VALUES {values}'
+    # ?1 is the batch's time stamp, shared by every row; each row binds the five fields
+    # of a NewEvent in order, so a batch's parameters are its events chained together.
+    values = ",".join(
+        f"(?{i},?{i + 1},?{i + 2},?{i + 3},?{i + 4},?1)" for i in range(2, 5 * rows + 2, 5)
+    )
+    return f'INSERT INTO events (type, actor, "to", payload, key, ts) VALUES {values}'
 
 
 def _translate(exc: sqlite3.Error, path: Path) -> DatabaseError:
@@ -102,18 +107,63 @@ def _translate(exc: sqlite3.Error, path: Path) -> DatabaseError:
     return DatabaseError(f"database error on {path}: {exc}")
 
 
-def _write_batch(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
+# A request waiting for the writer: its events, a cursor to advance with them, and the
+# future that gets their offsets. (A plain tuple: one is built per append.)
+_Request = tuple[Sequence[NewEvent], "tuple[str, int] | None", "asyncio.Future[list[int]]"]
+
+
+def _write_batch(conn: sqlite3.Connection, requests: list[_Request]) -> list[list[int]]:
+    """Commit a batch of requests in one transaction, in the connection's thread (one
+    hop per batch); returns each request's offsets.
+
+    Optimistic about idempotency keys: the events go in as they are, and only if a key
+    is already in the log (maybe written by another process) or repeated within the
+    batch does the UNIQUE index refuse them; the batch is then rolled back, its keys
+    looked up and laid out again so that each known key resolves to its offset.
+    """
+    cursors = [(c[0], c[1], time.time()) for _, c, _ in requests if c is not None]
+    rows: list[NewEvent] = list(chain.from_iterable(events for events, _, _ in requests))
+    try:
+        last = _insert_rows(conn, rows, cursors)
+    except sqlite3.IntegrityError:
+        pass
+    else:
+        offsets: list[list[int]] = []
+        offset = last - len(rows) + 1
+        for events, _, _ in requests:
+            n = len(events)
+            offsets.append([offset] if n == 1 else list(range(offset, offset + n)))
+            offset += n
+        return offsets
+    for _attempt in range(5):
+        existing = _lookup_keys(conn, [ev.key for ev in rows if ev.key is not None])
+        plan = _plan(requests, existing)
+        try:
+            last = _insert_rows(conn, plan.rows, cursors)
+        except sqlite3.IntegrityError:
+            continue  # another process wrote one of the keys meanwhile: look again
+        first = last - len(plan.rows) + 1
+        return [
+            [first + value if is_row else value for is_row, value in slots]
+            for slots in plan.slots
+        ]
+    raise sqlite3.OperationalError("could not resolve idempotency keys")
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: list[NewEvent],
                  cursors: list[tuple[str, int, float]]) -> int:
-    """Insert the rows and advance the cursors in one transaction (run in the connection's
-    thread); returns the last rowid. Rolls back and re-raises on any error."""
+    """Insert the rows and advance the cursors in one transaction; returns the last
+    rowid. Rolls back and re-raises on any error."""
     last = 0
+    ts = time.time()
     try:
         # One statement per MAX_BATCH_ROWS rows (SQLite's bound-parameter limit); one
         # request larger than that still commits in this one transaction.
         for start in range(0, len(rows), MAX_BATCH_ROWS):
             chunk = rows[start : start + MAX_BATCH_ROWS]
-            cursor = conn.execute(_insert_sql(len(chunk)),
-                                  [value for row in chunk for value in row])
+            params: list[Any] = [ts]
+            params.extend(chain.from_iterable(chunk))
+            cursor = conn.execute(_insert_sql(len(chunk)), params)
             last = int(cursor.lastrowid or 0)
         if cursors:
             conn.executemany(UPSERT_CURSOR, cursors)
@@ -122,6 +172,16 @@ def _write_batch(conn: sqlite3.Connection, rows: list[tuple[Any, ...]],
         conn.rollback()
         raise
     return last
+
+
+def _lookup_keys(conn: sqlite3.Connection, keys: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(f'SELECT key, "offset" FROM events WHERE key IN ({marks})', chunk)
+        found.update({str(k): int(o) for k, o in rows})
+    return found
 
 
 async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: Any) -> T:
@@ -169,31 +229,23 @@ def _filters(*, to: str | None, types: Sequence[str] | None,
 
 
 @dataclass(slots=True)
-class _Request:
-    events: Sequence[NewEvent]
-    cursor: tuple[str, int] | None
-    future: asyncio.Future[list[int]]
+class _Plan:
+    """Rows to insert for a batch, with keys known or repeated folded together."""
 
-
-@dataclass(slots=True)
-class _Batch:
-    """Rows to insert for a group of requests, with duplicate keys folded together."""
-
-    requests: list[_Request]
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    rows: list[NewEvent] = field(default_factory=list)
     # For each request, for each of its events: an index into rows, or a known offset.
     slots: list[list[tuple[bool, int]]] = field(default_factory=list)
 
 
-def _plan(requests: list[_Request], existing: dict[str, int], ts: float) -> _Batch:
+def _plan(requests: list[_Request], existing: dict[str, int]) -> _Plan:
     """Lay out the rows of a batch: keys already in the log or repeated in the batch
     resolve to one offset instead of a new row."""
-    batch = _Batch(requests)
+    plan = _Plan()
     row_of_key: dict[str, int] = {}
-    rows = batch.rows
-    for request in requests:
+    rows = plan.rows
+    for events, _, _ in requests:
         slots: list[tuple[bool, int]] = []
-        for ev in request.events:
+        for ev in events:
             key = ev.key
             if key is not None:
                 if key in existing:
@@ -204,9 +256,9 @@ def _plan(requests: list[_Request], existing: dict[str, int], ts: float) -> _Bat
                     continue
                 row_of_key[key] = len(rows)
             slots.append((True, len(rows)))
-            rows.append((ev.type, ev.actor, ev.to, ev.payload_json, ts, key))
-        batch.slots.append(slots)
-    return batch
+            rows.append(ev)
+        plan.slots.append(slots)
+    return plan
 
 
 class SQLiteStore(EventStore):
@@ -283,9 +335,9 @@ class SQLiteStore(EventStore):
 
     # -- writing ---------------------------------------------------------------
 
-    async def _commit(
+    def _commit(
         self, events: Sequence[NewEvent], cursor: tuple[str, int] | None
-    ) -> list[int]:
+    ) -> asyncio.Future[list[int]]:
         if self._closed:
             raise DatabaseError(f"store is closed: {self.path}")
         if self.read_only:
@@ -293,9 +345,9 @@ class SQLiteStore(EventStore):
         if self._writer_task is None:
             self._writer_task = asyncio.create_task(self._write_loop(), name="sisyphus-writer")
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Request(events, cursor, future))
+        self._pending.append((events, cursor, future))
         self._wake.set()
-        return await future
+        return future
 
     async def _write_loop(self) -> None:
         """The single writer: drain what is pending into one transaction per batch."""
@@ -312,65 +364,29 @@ class SQLiteStore(EventStore):
             while pending and rows < MAX_BATCH_ROWS:
                 request = pending.popleft()
                 requests.append(request)
-                rows += len(request.events)
+                rows += len(request[0])
             await self._commit_batch(requests)
 
     async def _commit_batch(self, requests: list[_Request]) -> None:
         try:
             if self._writer is None:
                 self._writer = await self._open_writer()
-            offsets = await self._insert(self._writer, requests)
+            # The whole transaction in one hop to the connection's thread.
+            offsets = await _in_thread(self._writer, _write_batch, requests)
         except BaseException as exc:
             error: BaseException = exc
             if isinstance(exc, sqlite3.Error):
                 error = _translate(exc, self.path)
-            for request in requests:
-                if not request.future.done():
-                    request.future.set_exception(error)
+            for _, _, future in requests:
+                if not future.done():
+                    future.set_exception(error)
             if not isinstance(exc, Exception):
                 raise
             return
-        for request, result in zip(requests, offsets, strict=True):
-            if not request.future.done():
-                request.future.set_result(result)
+        for (_, _, future), result in zip(requests, offsets, strict=True):
+            if not future.done():
+                future.set_result(result)
         self._notify_commit()
-
-    async def _insert(
-        self, writer: aiosqlite.Connection, requests: list[_Request]
-    ) -> list[list[int]]:
-        existing: dict[str, int] = {}
-        for _attempt in range(5):
-            batch = _plan(requests, existing, time.time())
-            cursors = [(r.cursor[0], r.cursor[1], time.time()) for r in requests if r.cursor]
-            try:
-                # The whole transaction in one hop to the connection's thread.
-                last = await _in_thread(writer, _write_batch, batch.rows, cursors)
-            except sqlite3.IntegrityError:
-                # A key is in the log already (maybe written by another process):
-                # look the batch's keys up and try again without them.
-                keys = [ev.key for r in requests for ev in r.events if ev.key is not None]
-                existing = await self._lookup_keys(writer, keys)
-                continue
-            # Rowids of one multi-row INSERT are consecutive: max(rowid)+1 onwards.
-            first = last - len(batch.rows) + 1
-            return [
-                [first + value if is_row else value for is_row, value in slots]
-                for slots in batch.slots
-            ]
-        raise DatabaseError(f"could not resolve idempotency keys on {self.path}")
-
-    @staticmethod
-    async def _lookup_keys(writer: aiosqlite.Connection, keys: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = await writer.execute_fetchall(
-                f'SELECT key, "offset" FROM events WHERE key IN ({marks})', chunk
-            )
-            found.update({str(k): int(o) for k, o in rows})
-        # execute_fetchall opened no transaction (SELECT), nothing to end.
-        return found
 
     # -- reading ---------------------------------------------------------------
 
