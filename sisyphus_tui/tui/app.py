@@ -19,7 +19,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.css.query import NoMatches
-from textual.widgets import Footer, Input, Markdown, Static
+from textual.widgets import Footer, Input, Static
 from textual.worker import Worker
 
 from sisyphus_tui.errors import SisyphusError
@@ -29,7 +29,13 @@ from sisyphus_tui.stream.base import Event, EventStore
 from sisyphus_tui.tui.commands import SisyphusCommands
 from sisyphus_tui.tui.screens.modals import EventScreen, HelpScreen, InjectForm, SpawnForm
 from sisyphus_tui.tui.widgets.event_stream import EventStream, Filter
-from sisyphus_tui.tui.widgets.panes import MAILBOXES, AgentsTable, InboxView, StatusLine
+from sisyphus_tui.tui.widgets.panes import (
+    MAILBOXES,
+    AgentsTable,
+    InboxView,
+    LedgerView,
+    StatusLine,
+)
 
 MIN_WIDTH, MIN_HEIGHT = 60, 16
 COMPACT_WIDTH = 110
@@ -121,8 +127,7 @@ class SisyphusApp(App[None]):
         with Horizontal(id="main"):
             yield AgentsTable(id="agents")
             yield EventStream(id="stream")
-            with VerticalScroll(id="ledger-pane"):
-                yield Markdown("*reading the log...*", id="ledger")
+            yield LedgerView("*reading the log...*", id="ledger-pane")
         with VerticalScroll(id="inbox-pane"):
             yield InboxView(id="inbox")
         yield Input(placeholder="filter: agent:NAME type:TYPE text (enter applies, "
@@ -187,17 +192,20 @@ class SisyphusApp(App[None]):
         self._dirty = False
         new, self._new = self._new, []
         stream.grow(self.head, new)
-        self.query_one(StatusLine).show(
-            self.store.location, self.ledger, self.head, following=stream.following,
-            filter_text=stream.filter.describe(), caught_up=self._caught_up)
+        self._show_status(stream)
         self.query_one(AgentsTable).show(self.ledger, self.head, self.clock())
         now = time.monotonic()
         if (self._caught_up and self.ledger.offset != self._ledger_offset_shown
                 and now - self._ledger_shown_at >= LEDGER_REFRESH_S):
             self._ledger_shown_at = now
             self._ledger_offset_shown = self.ledger.offset
-            self.query_one("#ledger", Markdown).update(self.ledger.render())
+            self.query_one(LedgerView).show(self.ledger.render())
         self._refresh_inbox(new)
+
+    def _show_status(self, stream: EventStream) -> None:
+        self.query_one(StatusLine).show(
+            self.store.location, self.ledger, self.head, following=stream.following,
+            filter_text=stream.filter.describe(), caught_up=self._caught_up)
 
     def _refresh_inbox(self, new: list[Event]) -> None:
         if not self._caught_up:
@@ -223,7 +231,7 @@ class SisyphusApp(App[None]):
         shown = [e for e in acked if e.to == agent] + pending.events
         self.query_one(InboxView).show(agent, shown, cursor)
 
-    def on_data_table_row_highlighted(self) -> None:
+    def on_agents_table_highlighted(self) -> None:
         self._inbox_key = (None, -2)
         self._dirty = True
 
@@ -299,7 +307,8 @@ class SisyphusApp(App[None]):
             stream.following = False
         else:
             stream.jump_to_end()
-        self._dirty = True
+        # The status line now (FollowingChanged comes a loop iteration later).
+        self._show_status(stream)
 
     def action_filter(self) -> None:
         """Open the filter bar."""
@@ -315,7 +324,7 @@ class SisyphusApp(App[None]):
         stream = self.query_one(EventStream)
         await stream.apply_filter(Filter.parse(event.value), self.head)
         stream.focus()
-        self._dirty = True
+        self._show_status(stream)
 
     def on_key(self, event: events.Key) -> None:
         bar = self.query_one("#filter", Input)
@@ -323,6 +332,9 @@ class SisyphusApp(App[None]):
             bar.remove_class("visible")
             self.query_one(EventStream).focus()
             event.stop()
+
+    def on_event_stream_following_changed(self) -> None:
+        self._show_status(self.query_one(EventStream))
 
     def on_event_stream_opened(self, message: EventStream.Opened) -> None:
         self.push_screen(EventScreen(message.event))

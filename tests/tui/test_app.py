@@ -10,13 +10,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import Input, Label, Markdown, Select
+from textual.widgets import Input, Label, Select
 
 from sisyphus_tui.stream import Event, open_store
 from sisyphus_tui.tui.app import SisyphusApp
 from sisyphus_tui.tui.screens.modals import EventScreen, HelpScreen, InjectForm, SpawnForm
 from sisyphus_tui.tui.widgets.event_stream import EventStream, row_text
-from sisyphus_tui.tui.widgets.panes import AgentsTable, InboxView, StatusLine
+from sisyphus_tui.tui.widgets.panes import AgentsTable, InboxView, LedgerView, StatusLine
 from tests.tui.conftest import NOW
 from tests.tui.fixtures import HOSTILE
 
@@ -45,6 +45,15 @@ async def settle(pilot: Any) -> None:
     await pilot.pause(0.3)
 
 
+async def until(pilot: Any, condition: Any, timeout_s: float = 10.0) -> None:
+    """Let the app run until ``condition()`` holds; fail if it never does."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        assert loop.time() < deadline, "the condition never held"
+        await pilot.pause(0.02)
+
+
 async def test_the_screen_shows_the_swarm(log: Path) -> None:
     async with app_for(log).run_test(size=(120, 40)) as pilot:
         app = pilot.app
@@ -52,12 +61,16 @@ async def test_the_screen_shows_the_swarm(log: Path) -> None:
         status = str(app.query_one(StatusLine).render())
         assert "phase: execute" in status and "steps 0/2" in status
         table = app.query_one(AgentsTable)
-        assert [str(k.value) for k in table.rows] == ["executor", "kernel", "planner",
+        assert table.rows == ["executor", "kernel", "planner",
                                                       "validator"]
         stream = app.query_one(EventStream)
         assert stream.total == 20 and stream.following
-        ledger = app.query_one("#ledger", Markdown)
+        ledger = app.query_one(LedgerView)
         assert "Refactor the SQL" in ledger.source
+        # Rendered as Markdown (in a thread): the heading's '#' marks are gone.
+        await until(pilot, lambda: "Refactor the SQL" in ledger.shown_text)
+        assert "# Sisyphus ledger" not in ledger.shown_text
+        assert "Sisyphus ledger" in ledger.shown_text
 
 
 async def test_keys_append_control_events(log: Path) -> None:
@@ -81,6 +94,32 @@ async def test_keys_append_control_events(log: Path) -> None:
                   {"action": "pause"}, {"action": "unpause"},
                   {"action": "approve", "gate": "signoff"})
     ]
+
+
+async def test_agents_pane_keys_and_mouse(log: Path) -> None:
+    async with app_for(log).run_test(size=(120, 40)) as pilot:
+        app = pilot.app
+        await settle(pilot)
+        table = app.query_one(AgentsTable)
+        inbox = app.query_one(InboxView)
+        await pilot.press("1", "end")
+        assert table.selected == "validator"
+        await until(pilot, lambda: "inbox of validator" in str(inbox.render()))
+        await pilot.press("up")
+        assert table.selected == "planner"
+        await pilot.press("home")
+        assert table.selected == "executor"
+        # The table is wider than its pane at 120 columns: right and left scroll it.
+        assert table.virtual_size.width > table.size.width
+        await pilot.press("right", "right")
+        assert table.scroll_offset.x > 0
+        await pilot.press("left", "left")
+        assert table.scroll_offset.x == 0
+        # A click on a row selects it (below the border: the header, the executor, then
+        # the kernel).
+        await pilot.click(AgentsTable, offset=(3, 3))
+        assert table.selected == "kernel"
+        await until(pilot, lambda: "inbox of kernel" in str(inbox.render()))
 
 
 async def test_follow_filter_and_payload(log: Path) -> None:
@@ -287,15 +326,14 @@ async def test_an_attached_app_steers_a_swarm_in_another_process(tmp_path: Path)
         async with app.run_test(size=(120, 40)) as pilot:
             table = app.query_one(AgentsTable)
             for _ in range(600):
-                if app.ledger.phase == "execute" and "executor" in {
-                        str(k.value) for k in table.rows}:
+                if app.ledger.phase == "execute" and "executor" in table.rows:
                     break
                 await pilot.pause(0.1)
             assert app.ledger.phase == "execute"
             await pilot.press("1")
             await pilot.pause(0.2)
             # (Choosing a row with the arrows is covered above; here, the steering.)
-            table.move_cursor(row=[str(k.value) for k in table.rows].index("executor"))
+            table.select_row(table.rows.index("executor"))
             await pilot.pause(0.1)
             assert table.selected == "executor"
             await pilot.press("w")

@@ -156,7 +156,7 @@ def test_demo_in_tmux_wipe_resume_and_quit(demo: Tmux, tmp_path: Path) -> None:
 
     demo.wait_for(lambda s: "phase: done" in s, "phase: done", RUN_DEADLINE_S)
     final = demo.wait_for(lambda s: "steps 4/4" in s, "steps 4/4", STEP_DEADLINE_S)
-    assert re.search(r"^│ executor +done\b", final, re.MULTILINE), final
+    assert re.search(r"^│[ ▸]executor +done\b", final, re.MULTILINE), final
 
     demo.keys("q")
     demo.wait_for(lambda s: re.search(r"^EXIT=\d+", s, re.MULTILINE) is not None,

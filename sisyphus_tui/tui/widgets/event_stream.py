@@ -157,6 +157,9 @@ class EventStream(ScrollView, can_focus=True):
             self.event = event
             super().__init__()
 
+    class FollowingChanged(Message):
+        """Following the tail was switched on or off (by a key, or by scrolling)."""
+
     def __init__(self, store: EventStore | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.store: EventStore = store  # type: ignore[assignment]  # the app sets it on mount
@@ -164,10 +167,23 @@ class EventStream(ScrollView, can_focus=True):
         self.filter = Filter()
         self.matches: array[int] | None = None
         self.pages: LRUCache[int, list[Event]] = LRUCache(maxsize=40)
+        self._strips: LRUCache[tuple[int, bool], Strip] = LRUCache(maxsize=400)
+        self._strips_for = (0, 0)  # the width and horizontal scroll they were cut for
         self._loading_pages: dict[int, Worker[None]] = {}
-        self.following = True
+        self._following = True
         self.cursor_row = -1
         self._generation = 0
+
+    @property
+    def following(self) -> bool:
+        """Whether the view follows the tail (new events scroll it)."""
+        return self._following
+
+    @following.setter
+    def following(self, value: bool) -> None:
+        if value != self._following:
+            self._following = value
+            self.post_message(self.FollowingChanged())
 
     # -- the rows ---------------------------------------------------------------
 
@@ -203,6 +219,8 @@ class EventStream(ScrollView, can_focus=True):
                 page = self.pages.get(row // PAGE)
                 if page is not None and len(page) == row % PAGE:
                     page.append(event)
+                elif page is None and row % PAGE == 0:
+                    self.pages.set(row // PAGE, [event])  # the tail starts a new page
             self.set_total(head)
             return
         for event in new_events:
@@ -249,12 +267,25 @@ class EventStream(ScrollView, can_focus=True):
             self.pages.discard(page_number)
             self._request(page_number)
             return Strip.blank(width, self.rich_style)
-        text = row_text(page[index])
-        if row == self.cursor_row:
-            text.stylize("reverse")
-        segments = list(text.render(self.app.console))
-        strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        # Rendered rows are kept: following the tail shifts every visible row by one
+        # line per new event, and a row's rendering does not change with its position.
+        selected = row == self.cursor_row
+        if (width, scroll_x) != self._strips_for:
+            self._strips.clear()
+            self._strips_for = (width, scroll_x)
+        strip = self._strips.get((page[index].offset, selected))
+        if strip is None:
+            text = row_text(page[index])
+            if selected:
+                text.stylize("reverse")
+            segments = list(text.render(self.app.console))
+            strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, self.rich_style)
+            self._strips.set((page[index].offset, selected), strip)
         return strip.apply_offsets(scroll_x, row)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()  # focus and theme change the pane's style
 
     def _request(self, page_number: int) -> None:
         loading = self._loading_pages.get(page_number)

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import time
 
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.style import Style
 from rich.text import Text
-from textual.widgets import DataTable, Static
+from textual import events, work
+from textual.binding import Binding
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widgets import Static
 
 from sisyphus_tui.ledger import AgentView, Ledger
 from sisyphus_tui.safe_text import printable
@@ -20,44 +29,155 @@ COLUMNS = ("agent", "state", "lag", "active", "role", "phase", "cursor", "thinki
 MAILBOXES = ("swarm", "human")
 
 
-class AgentsTable(DataTable[Text]):
-    """Every agent: name, role/skill, state, cursor and lag, last activity, thinking."""
+class AgentsTable(ScrollView, can_focus=True):
+    """Every agent: name, state, lag (log head minus cursor), last activity, role/skill,
+    phase, cursor, thinking mode; one line each, sorted by name, the selection kept.
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = False
-        for column in COLUMNS:
-            self.add_column(column, key=column)
+    A scroll view drawing lines it keeps rendered: under load the lag and cursor of every
+    agent change on each refresh, and a DataTable re-rendered all of its cells through
+    Rich for each change (a quarter of the event loop's time in the benchmark). Here a
+    changed row is rendered once and only its line is redrawn."""
+
+    BINDINGS = [
+        Binding("up", "move(-1)", "Up", show=False),
+        Binding("down", "move(1)", "Down", show=False),
+        Binding("pageup", "move(-10)", "Page up", show=False),
+        Binding("pagedown", "move(10)", "Page down", show=False),
+        Binding("home", "move(-1000000)", "First", show=False),
+        Binding("end", "move(1000000)", "Last", show=False),
+        Binding("left", "scroll_left", "Left", show=False),
+        Binding("right", "scroll_right", "Right", show=False),
+    ]
+    COMPONENT_CLASSES = {"agents-table--header", "agents-table--cursor"}
+    DEFAULT_CSS = """
+    AgentsTable { background: $surface; }
+    AgentsTable > .agents-table--header { text-style: bold; background: $panel; }
+    AgentsTable > .agents-table--cursor {
+        background: $block-cursor-blurred-background;
+        color: $block-cursor-blurred-foreground;
+    }
+    AgentsTable:focus > .agents-table--cursor {
+        background: $block-cursor-background;
+        color: $block-cursor-foreground;
+        text-style: $block-cursor-text-style;
+    }
+    """
+
+    class Highlighted(Message):
+        """Another agent is selected."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.rows: list[str] = []  # the agents' names, in display order
+        self.cursor_row = 0
+        self._cells: list[list[Text]] = []
+        self._widths = [len(column) for column in COLUMNS]
+        self._strips: dict[tuple[int, bool], Strip] = {}
 
     @property
     def selected(self) -> str | None:
         """The agent on the cursor row."""
-        if not self.row_count:
-            return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        return str(key.value) if key.value is not None else None
+        return self.rows[self.cursor_row] if self.rows else None
 
     def show(self, ledger: Ledger, head: int, now: float | None = None) -> None:
-        """Bring the rows up to date (same order: by name; the selection is kept)."""
+        """Bring the rows up to date (by name; the selected agent stays selected)."""
         now = time.time() if now is None else now
         selected = self.selected
         agents = [a for a in sorted(ledger.agents.values(), key=lambda a: a.name)
                   if a.name not in MAILBOXES]
-        wanted = [a.name for a in agents]
-        current = [str(k.value) for k in self.rows]
-        if current != wanted:
-            self.clear()
-            for agent in agents:
-                self.add_row(*self._cells(agent, head, now), key=agent.name)
-            if selected in wanted:
-                self.move_cursor(row=wanted.index(selected))
+        cells = [self._cells_of(agent, head, now) for agent in agents]
+        widths = [max([len(column)] + [row[i].cell_len for row in cells])
+                  for i, column in enumerate(COLUMNS)]
+        names = [agent.name for agent in agents]
+        if names != self.rows or widths != self._widths:
+            self.rows, self._cells, self._widths = names, cells, widths
+            self._strips.clear()
+            if selected in names:
+                self.cursor_row = names.index(selected)
+            self.cursor_row = max(0, min(self.cursor_row, len(names) - 1))
+            self.virtual_size = Size(sum(widths) + 2 * len(widths) + 1, len(names) + 1)
+            self.refresh()
+            if self.selected != selected:
+                self.post_message(self.Highlighted())
             return
-        for agent in agents:
-            for column, cell in zip(COLUMNS, self._cells(agent, head, now), strict=True):
-                self.update_cell(agent.name, column, cell)
+        for row, (old, new) in enumerate(zip(self._cells, cells, strict=True)):
+            if any(a.plain != b.plain or a.style != b.style for a, b in zip(old, new, strict=True)):
+                self._cells[row] = new
+                self._strips.pop((row, False), None)
+                self._strips.pop((row, True), None)
+                self._refresh_row(row)
+
+    # -- drawing ------------------------------------------------------------------
+
+    def _refresh_row(self, row: int) -> None:
+        y = row + 1 - self.scroll_offset.y  # below the header
+        if 1 <= y < self.size.height:
+            self.refresh(Region(0, y, self.size.width, 1))
+
+    def _line(self, cells: list[Text] | None, style: Style, marker: str) -> Strip:
+        line = Text(marker, no_wrap=True, end="")
+        for i, width in enumerate(self._widths):
+            cell = cells[i] if cells is not None else Text(COLUMNS[i])
+            line.append_text(cell)
+            line.append(" " * (width - cell.cell_len + 2))
+        line.stylize(style)
+        return Strip(line.render(self.app.console))
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        if y == 0:
+            strip = self._line(None, self.get_component_rich_style("agents-table--header"),
+                               " ")
+        else:
+            row = scroll_y + y - 1
+            if row >= len(self.rows):
+                return Strip.blank(width, self.rich_style)
+            selected = row == self.cursor_row
+            key = (row, selected)
+            strip = self._strips.get(key)  # type: ignore[assignment]
+            if strip is None:
+                style = self.get_component_rich_style("agents-table--cursor") if selected \
+                    else Style()
+                # The marker shows the selection without colours too (NO_COLOR).
+                strip = self._line(self._cells[row], style, "▸" if selected else " ")
+                self._strips[key] = strip
+        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()  # focus and theme change the cursor's style
+
+    # -- keys and mouse ---------------------------------------------------------------
+
+    def action_move(self, delta: int) -> None:
+        """Move the selection."""
+        self.select_row(self.cursor_row + delta)
+
+    def select_row(self, row: int) -> None:
+        """Select the agent at ``row`` (clamped) and scroll it into view."""
+        if not self.rows:
+            return
+        row = max(0, min(row, len(self.rows) - 1))
+        if row == self.cursor_row:
+            return
+        previous, self.cursor_row = self.cursor_row, row
+        top, visible = self.scroll_offset.y, max(self.size.height - 1, 1)
+        if row < top:
+            self.scroll_to(y=row, animate=False, immediate=True)
+        elif row >= top + visible:
+            self.scroll_to(y=row - visible + 1, animate=False, immediate=True)
+        self._refresh_row(previous)
+        self._refresh_row(row)
+        self.post_message(self.Highlighted())
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)  # None on the border
+        if offset is not None and offset.y >= 1:  # line 0 is the header
+            self.select_row(self.scroll_offset.y + offset.y - 1)
 
     @staticmethod
-    def _cells(agent: AgentView, head: int, now: float) -> list[Text]:
+    def _cells_of(agent: AgentView, head: int, now: float) -> list[Text]:
         role = agent.role if not agent.skill or agent.skill == agent.role else (
             f"{agent.role}/{agent.skill}")
         age = "-" if not agent.last_ts else f"{max(now - agent.last_ts, 0):.0f}s"
@@ -125,3 +245,68 @@ class StatusLine(Static):
         line.append(f"  {printable(location)}", "dim")
         # One line, always: no layout pass for a new status.
         self.update(line, layout=False)
+
+
+class LedgerView(ScrollView, can_focus=True):
+    """The ledger projection, rendered as Markdown.
+
+    Rendered off the event loop (a thread worker) into lines that a scroll view draws
+    only where visible: one widget, whatever the ledger holds. (Textual's Markdown
+    widget mounts a widget per block, and under load every layout pass of the screen
+    arranged them all: half of the loop's time in the benchmark.)"""
+
+    DEFAULT_CSS = "LedgerView { overflow-x: hidden; }"
+
+    def __init__(self, source: str = "", *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.source = source
+        self._lines: list[Strip] = []
+        self._width = 0
+        self._generation = 0
+
+    def on_mount(self) -> None:
+        self._render_source()
+
+    def show(self, source: str) -> None:
+        """Render ``source`` (Markdown) and show it once rendered."""
+        if source != self.source:
+            self.source = source
+            self._render_source()
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.scrollable_content_region.width != self._width:
+            self._render_source()
+
+    def _render_source(self) -> None:
+        width = self.scrollable_content_region.width
+        if width > 0:
+            self._generation += 1
+            self._render_markdown(self.source, width, self._generation)
+
+    @work(thread=True, group="ledger-render", exit_on_error=False)
+    def _render_markdown(self, source: str, width: int, generation: int) -> None:
+        console = Console(width=width, color_system="truecolor", force_terminal=True,
+                          highlight=False, emoji=False)
+        lines = console.render_lines(Markdown(source), console.options, pad=True)
+        strips = [Strip(line, width) for line in lines]
+        self.app.call_from_thread(self._rendered, strips, width, generation)
+
+    def _rendered(self, strips: list[Strip], width: int, generation: int) -> None:
+        if generation != self._generation:
+            return  # a newer source or width is being rendered
+        self._lines, self._width = strips, width
+        self.virtual_size = Size(width, len(strips))
+        self.refresh()
+
+    @property
+    def shown_text(self) -> str:
+        """The rendered lines as plain text (what the pane shows when scrolled through)."""
+        return "\n".join(strip.text.rstrip() for strip in self._lines)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        row = scroll_y + y
+        width = self.size.width
+        if row >= len(self._lines):
+            return Strip.blank(width, self.rich_style)
+        return self._lines[row].crop_extend(scroll_x, scroll_x + width, self.rich_style)
