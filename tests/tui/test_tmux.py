@@ -54,6 +54,10 @@ class Tmux:
             self.screens.append(text)
         return text
 
+    def styled_screen(self) -> str:
+        """The pane now with its SGR escape sequences (colours, bold, reverse)."""
+        return self._tmux("capture-pane", "-p", "-e", "-t", self.session)
+
     def keys(self, *keys: str) -> None:
         """Type ``keys`` (tmux key names: ``Up``, ``q``, ...) into the pane."""
         for key in keys:
@@ -79,14 +83,21 @@ class Tmux:
                        capture_output=True, timeout=10, check=False)
 
 
+def in_pane(argv: list[str], env: str = "") -> str:
+    """A pane's shell command: run ``argv``, then print its exit code and stay open."""
+    # Textual draws on stderr: it goes to the pane, never redirected.
+    return f"{env}{shlex.join(argv)}; echo EXIT=$?; sleep 600"
+
+
+def demo_argv(tmp_path: Path, speed: str) -> list[str]:
+    return [sys.executable, "-m", "sisyphus_tui", "demo", "--db", str(tmp_path / "swarm.db"),
+            "--workspace", str(tmp_path / "ws"), "--speed", speed]
+
+
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Tmux]:
     """``sisyphus demo`` in a 120x40 tmux pane; the shell prints its exit code after it."""
-    argv = [sys.executable, "-m", "sisyphus_tui", "demo", "--db", str(tmp_path / "swarm.db"),
-            "--workspace", str(tmp_path / "ws"), "--speed", "0.3"]
-    # Textual draws on stderr: it goes to the pane, never redirected.
-    command = f"{shlex.join(argv)}; echo EXIT=$?; sleep 600"
-    tmux = Tmux(command, tmp_path)
+    tmux = Tmux(in_pane(demo_argv(tmp_path, "0.3")), tmp_path)
     try:
         yield tmux
     finally:
@@ -165,3 +176,95 @@ def test_demo_in_tmux_wipe_resume_and_quit(demo: Tmux, tmp_path: Path) -> None:
 
     ledger = (tmp_path / "ws" / "SISYPHUS_LEDGER.md").read_text(encoding="utf-8")
     assert "**Phase:** done" in ledger
+
+
+def hues_in(styled: str) -> set[str]:
+    """The chromatic colours set by the SGR sequences of a capture: basic colours other
+    than black, white and grey; 256-colour cube entries whose red, green and blue differ;
+    true colours whose channels differ. (Under NO_COLOR, Textual draws in greys: contrast
+    stays, hue goes.)"""
+    found: set[str] = set()
+    for params in re.findall(r"\x1b\[([0-9;]*)m", styled):
+        values = [int(p) for p in params.split(";") if p]
+        i = 0
+        while i < len(values):
+            value = values[i]
+            if value in (38, 48) and i + 1 < len(values):
+                if values[i + 1] == 5 and i + 2 < len(values):
+                    n = values[i + 2]
+                    cube = n - 16
+                    if 16 <= n <= 231 and not (cube // 36 == cube // 6 % 6 == cube % 6):
+                        found.add(f"{value};5;{n}")
+                    elif 1 <= n <= 6 or 9 <= n <= 14:
+                        found.add(f"{value};5;{n}")
+                    i += 3
+                    continue
+                if values[i + 1] == 2 and i + 4 < len(values):
+                    r, g, b = values[i + 2 : i + 5]
+                    if not r == g == b:
+                        found.add(f"{value};2;{r};{g};{b}")
+                    i += 5
+                    continue
+            if value in {*range(31, 37), *range(41, 47), *range(91, 97), *range(101, 107)}:
+                found.add(str(value))
+            i += 1
+    return found
+
+
+def test_two_tuis_on_one_swarm_either_steers_and_quitting_one_leaves_it(
+        tmp_path: Path) -> None:
+    """The demo's TUI runs the swarm; a second TUI attached to its database (as over SSH:
+    TERM=xterm-256color, NO_COLOR, no mouse) shows the same run, pauses and resumes it
+    for both, and quitting it leaves the swarm running to the end."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    db = tmp_path / "swarm.db"
+    runner = Tmux(in_pane(demo_argv(tmp_path, "0.6")), tmp_path / "a")
+    attached: Tmux | None = None
+    try:
+        runner.wait_for(lambda s: "phase: execute" in s, "phase: execute", START_DEADLINE_S)
+        attached = Tmux(in_pane([sys.executable, "-m", "sisyphus_tui", "tui", "--db", str(db),
+                                 "--no-mouse"], env="NO_COLOR=1 "), tmp_path / "b")
+        attached.wait_for(lambda s: "phase: execute" in s and "Payload" in footer(s),
+                          "the attached TUI showing the run", START_DEADLINE_S)
+        # The header names the database; a long path loses its start, not its name.
+        assert re.search(r" …\S*_eit0/swarm\.db$|" + re.escape(str(db)),
+                         attached.screen().splitlines()[0].rstrip())
+
+        # Colours for one, greys only for the other: NO_COLOR is honoured, and the check
+        # sees colours where there are some.
+        assert hues_in(runner.styled_screen())
+        assert not hues_in(attached.styled_screen())
+
+        # Steered from the attached TUI, seen by both.
+        attached.keys("p")
+        for tui in (attached, runner):
+            tui.wait_for(lambda s: "PAUSED" in s.splitlines()[0], "PAUSED", STEP_DEADLINE_S)
+        attached.keys("p")
+        for tui in (attached, runner):
+            tui.wait_for(lambda s: "PAUSED" not in s.splitlines()[0], "the pause lifted",
+                         STEP_DEADLINE_S)
+
+        # Quitting the attached TUI ends only that process.
+        attached.keys("q")
+        attached.wait_for(lambda s: re.search(r"^EXIT=\d+", s, re.MULTILINE) is not None,
+                          "the attached TUI's exit", STEP_DEADLINE_S)
+        assert re.search(r"^EXIT=0$", attached.screens[-1], re.MULTILINE)
+        runner.wait_for(lambda s: "phase: done" in s and "steps 4/4" in s, "phase: done",
+                        RUN_DEADLINE_S)
+        assert not re.search(r"^EXIT=", runner.screen(), re.MULTILINE)
+        pauses = [p for p in control_actions(db) if p in ("pause", "unpause")]
+        assert pauses == ["pause", "unpause"]
+    finally:
+        runner.kill()
+        if attached is not None:
+            attached.kill()
+
+
+def control_actions(db: Path) -> list[str]:
+    """The actions of the CONTROL events in the log, in order."""
+    with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5) as conn:
+        rows = conn.execute("SELECT json_extract(payload, '$.action') FROM events "
+                            "WHERE type = 'CONTROL' ORDER BY \"offset\"").fetchall()
+    conn.close()
+    return [str(action) for (action,) in rows]

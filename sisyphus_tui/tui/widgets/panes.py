@@ -6,6 +6,7 @@ import time
 
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events, work
@@ -241,8 +242,16 @@ class StatusLine(Static):
         line.append("  following" if following else "  scrolled", "dim")
         if filter_text:
             line.append(f"  filter: {printable(filter_text)}", "cyan")
-        # The path last: on a narrow terminal it is what gets cut, not the state.
-        line.append(f"  {printable(location)}", "dim")
+        # The path last: on a narrow terminal it is what gets cut (from the left, so the
+        # file's name stays), not the state.
+        path = printable(location)
+        name = printable(location.rsplit("/", 1)[-1])
+        room = self.size.width - line.cell_len - 2
+        if 0 < room < len(name) + 2:
+            path = name  # at least the file's name, cut at the edge if it must be
+        elif 0 < room < len(path):
+            path = "…" + path[len(path) - room + 1:]
+        line.append(f"  {path}", "dim")
         # One line, always: no layout pass for a new status.
         self.update(line, layout=False)
 
@@ -288,7 +297,11 @@ class LedgerView(ScrollView, can_focus=True):
         console = Console(width=width, color_system="truecolor", force_terminal=True,
                           highlight=False, emoji=False)
         lines = console.render_lines(Markdown(source), console.options, pad=True)
-        strips = [Strip(line, width) for line in lines]
+        # Every segment gets a style (Rich pads with unstyled ones): Textual's colour
+        # filters (NO_COLOR) read the style of each segment.
+        plain = Style()
+        strips = [Strip([Segment(text, style or plain, control)
+                         for text, style, control in line], width) for line in lines]
         self.app.call_from_thread(self._rendered, strips, width, generation)
 
     def _rendered(self, strips: list[Strip], width: int, generation: int) -> None:
