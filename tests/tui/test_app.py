@@ -18,7 +18,7 @@ from sisyphus_tui.tui.screens.modals import EventScreen, HelpScreen, InjectForm,
 from sisyphus_tui.tui.widgets.event_stream import EventStream, row_text
 from sisyphus_tui.tui.widgets.panes import AgentsTable, InboxView, LedgerView, StatusLine
 from tests.tui.conftest import NOW
-from tests.tui.fixtures import HOSTILE
+from tests.tui.fixtures import HOSTILE, build_log
 
 
 def app_for(db: Path) -> SisyphusApp:
@@ -94,6 +94,23 @@ async def test_keys_append_control_events(log: Path) -> None:
                   {"action": "pause"}, {"action": "unpause"},
                   {"action": "approve", "gate": "signoff"})
     ]
+
+
+async def test_a_big_log_opens_on_its_tail_and_scrolls_back_to_offset_1(
+        tmp_path: Path) -> None:
+    db = tmp_path / "big.db"
+    await asyncio.to_thread(build_log, db, 5000)  # 50 pages of the stream pane
+    async with app_for(db).run_test(size=(120, 40)) as pilot:
+        app = pilot.app
+        stream = app.query_one(EventStream)
+        await until(pilot, lambda: stream.total == 5020 and "  5020 " in
+                    "".join(stream.render_line(y).text for y in range(stream.size.height)))
+        assert stream.following and stream.cursor_row == 5019
+        assert stream.scroll_offset.y == 5020 - stream.size.height
+        assert len(stream.pages) < 5  # only what is on screen was read
+        await pilot.press("home")
+        await until(pilot, lambda: stream.render_line(0).text.split()[0] == "1")
+        assert not stream.following and stream.scroll_offset.y == 0
 
 
 async def test_agents_pane_keys_and_mouse(log: Path) -> None:

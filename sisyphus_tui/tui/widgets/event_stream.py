@@ -202,7 +202,7 @@ class EventStream(ScrollView, can_focus=True):
         if self.following:
             self.cursor_row = total - 1
             self.scroll_to(y=max(total - self.scrollable_content_region.height, 0),
-                           animate=False, immediate=True)
+                           animate=False, immediate=True, force=True)
         self.refresh()
 
     def on_resize(self) -> None:
@@ -337,7 +337,7 @@ class EventStream(ScrollView, can_focus=True):
         self.cursor_row = self.total - 1
         # Immediate: a deferred scroll could land after a newer one (to the tail).
         self.scroll_to(y=max(self.total - self.scrollable_content_region.height, 0),
-                       animate=False, immediate=True)
+                       animate=False, immediate=True, force=True)
         self.refresh()
 
     def scroll_to_row(self, row: int) -> None:
