@@ -9,6 +9,7 @@ matching offsets are kept as a compact array.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from array import array
@@ -166,9 +167,10 @@ class EventStream(ScrollView, can_focus=True):
         self.total = 0
         self.filter = Filter()
         self.matches: array[int] | None = None
-        self.pages: LRUCache[int, list[Event]] = LRUCache(maxsize=40)
-        self._strips: LRUCache[tuple[int, bool], Strip] = LRUCache(maxsize=400)
+        self.pages: LRUCache[int, list[Event]] = LRUCache(maxsize=16)
+        self._strips: LRUCache[tuple[int, bool], Strip] = LRUCache(maxsize=160)
         self._strips_for = (0, 0)  # the width and horizontal scroll they were cut for
+        self.first_rows = asyncio.Event()  # set once a page of rows has been read
         self._loading_pages: dict[int, Worker[None]] = {}
         self._following = True
         self.cursor_row = -1
@@ -308,6 +310,7 @@ class EventStream(ScrollView, can_focus=True):
             self.pages.set(page_number, events)
             self._loading_pages.pop(page_number, None)
             self.refresh()
+            self.first_rows.set()
 
     # -- keys -------------------------------------------------------------------
 
