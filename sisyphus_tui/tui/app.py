@@ -151,8 +151,10 @@ class SisyphusApp(App[None]):
             self.store = await open_store(self._db, create=False)
         self.query_one(EventStream).store = self.store
         self.head = self._initial_head = await self.store.head()
-        self.query_one(EventStream).set_total(self.head)
-        self.query_one(EventStream).focus()
+        stream = self.query_one(EventStream)
+        stream.set_total(self.head)
+        await stream.preload_tail(self.size.height)
+        stream.focus()
         self._fit(self.size.width, self.size.height)
         self.run_worker(self._follow(), group="follower", exit_on_error=False)
         if self.host is not None:
@@ -162,6 +164,7 @@ class SisyphusApp(App[None]):
                 coroutine, name=name, group=f"actor:{name}", exit_on_error=False))
             self.run_worker(self._run_host(), group="swarm", exit_on_error=False)
         self.set_interval(1 / self.refresh_hz, self._refresh_panes)
+        self._refresh_panes()  # the first frame has the status line, not the next tick
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(self._gc_threshold[0], self._gc_threshold[1], GC_THRESHOLD_2)
 

@@ -298,6 +298,15 @@ class EventStream(ScrollView, can_focus=True):
             self._load(page_number, self._generation), group="stream-pages",
             exit_on_error=False)
 
+    async def preload_tail(self, rows: int) -> None:
+        """Read the pages of the last ``rows`` rows now, so the first frame shows them
+        (rather than placeholders, then a second frame once a worker has read them)."""
+        if self.matches is not None or not self.total:
+            return
+        first_page = max(self.total - rows, 0) // PAGE
+        for page_number in range(first_page, (self.total - 1) // PAGE + 1):
+            await self._load(page_number, self._generation)
+
     async def _load(self, page_number: int, generation: int) -> None:
         first = page_number * PAGE
         if self.matches is None:
