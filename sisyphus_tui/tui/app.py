@@ -187,6 +187,7 @@ class SisyphusApp(App[None]):
         """Fold every event into the ledger; keep the new ones for the stream pane."""
         if self._initial_head == 0:
             self._caught_up = True
+            self._dirty = True  # nothing will arrive to say so
         else:
             # The first frame first: the stream pane's rows are read before the fold of
             # a large log starts competing for the reader connection and the CPU.

@@ -96,6 +96,20 @@ async def test_keys_append_control_events(log: Path) -> None:
     ]
 
 
+async def test_an_empty_log_opens_ready(tmp_path: Path) -> None:
+    db = tmp_path / "empty.db"
+    async with await open_store(db):
+        pass
+    async with app_for(db).run_test(size=(120, 40)) as pilot:
+        app = pilot.app
+        status = app.query_one(StatusLine)
+        ledger = app.query_one(LedgerView)
+        await until(pilot, lambda: "Sisyphus ledger" in ledger.shown_text)
+        line = str(status.render())
+        assert "head 0" in line and "reading log" not in line
+        assert app.query_one(EventStream).total == 0
+
+
 async def test_a_big_log_opens_on_its_tail_and_scrolls_back_to_offset_1(
         tmp_path: Path) -> None:
     db = tmp_path / "big.db"
