@@ -49,6 +49,7 @@ LEDGER_REFRESH_S = 1.0
 # 40-90 ms per scan about once a second under load, the main source of slow key presses.
 GC_THRESHOLD_2 = 100
 FIRST_ROWS_WAIT_S = 2.0
+SETTLE_AFTER_S = 1.0  # the collection (~50 ms) waits until the first frames are out
 
 
 class WorkerHandle:
@@ -171,7 +172,7 @@ class SisyphusApp(App[None]):
     def _settle_memory(self) -> None:
         """Collect, then move what lives on (the DOM, styles, the ledger) out of the
         collector's sight (gc.freeze): later collections scan only newer objects. Done
-        after the first frame and once the log is read, never while keys wait."""
+        a second after the first frame, and again once the log is read."""
         gc.collect()
         gc.freeze()
 
@@ -194,7 +195,7 @@ class SisyphusApp(App[None]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.query_one(EventStream).first_rows.wait(),
                                        FIRST_ROWS_WAIT_S)
-        self.call_after_refresh(self._settle_memory)
+        self.set_timer(SETTLE_AFTER_S, self._settle_memory)
         async for event in self.store.tail(1):
             self.ledger.apply(event)
             if event.offset > self.head:
@@ -203,7 +204,7 @@ class SisyphusApp(App[None]):
                 self._new.append(event)
             if event.offset >= self._initial_head and not self._caught_up:
                 self._caught_up = True
-                self.call_after_refresh(self._settle_memory)
+                self.set_timer(SETTLE_AFTER_S, self._settle_memory)
             self._dirty = True
 
     async def _run_host(self) -> None:
