@@ -44,6 +44,7 @@ COMPACT_WIDTH = 110
 REFRESH_HZ = 10.0
 LOW_BANDWIDTH_HZ = 2.0
 LEDGER_REFRESH_S = 1.0
+INBOX_REFRESH_HZ = 4.0
 # Full (generation 2) garbage collections: at most every 100 generation-1 ones, not 10.
 # Each scans every live object; the app's ~80,000 (Textual's DOM, styles, caches) took
 # 40-90 ms per scan about once a second under load, the main source of slow key presses.
@@ -127,6 +128,8 @@ class SisyphusApp(App[None]):
         self._ledger_shown_at = 0.0
         self._ledger_offset_shown = -1
         self._inbox_key: tuple[str | None, int] = (None, -1)
+        self._inbox_stale = False
+        self._inbox_loaded_at = 0.0
         self._pane = 2
         self.outcome: Ledger | None = None
         self._gc_threshold = gc.get_threshold()
@@ -195,6 +198,9 @@ class SisyphusApp(App[None]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.query_one(EventStream).first_rows.wait(),
                                        FIRST_ROWS_WAIT_S)
+            painted = asyncio.Event()
+            self.call_after_refresh(painted.set)  # and on the screen
+            await painted.wait()
         self.set_timer(SETTLE_AFTER_S, self._settle_memory)
         async for event in self.store.tail(1):
             self.ledger.apply(event)
@@ -245,9 +251,20 @@ class SisyphusApp(App[None]):
         agent = self.query_one(AgentsTable).selected
         view = self.ledger.agents.get(agent) if agent else None
         key = (agent, view.cursor if view else -1)
-        if key == self._inbox_key and not any(e.to == agent for e in new):
+        selected_now = key[0] != self._inbox_key[0]
+        if key != self._inbox_key or any(e.to == agent for e in new):
+            self._inbox_key = key
+            self._inbox_stale = True
+        if not self._inbox_stale:
             return
-        self._inbox_key = key
+        # At most INBOX_REFRESH_HZ reloads a second (each is a read and a layout pass),
+        # at once when another agent is selected.
+        now = time.monotonic()
+        if not selected_now and now - self._inbox_loaded_at < 1 / INBOX_REFRESH_HZ:
+            self._dirty = True  # a later tick loads it
+            return
+        self._inbox_stale = False
+        self._inbox_loaded_at = now
         self._load_inbox(agent)
 
     @work(group="inbox", exclusive=True, exit_on_error=False)

@@ -197,10 +197,13 @@ class AgentsTable(ScrollView, can_focus=True):
 class InboxView(Static):
     """The selected agent's messages, with the cursor line between acked and pending."""
 
+    _lines = 0
+
     def show(self, agent: str | None, events: list[Event], cursor: int) -> None:
         """Render ``agent``'s inbox."""
         if agent is None:
             self.update(Text("select an agent (1, then the arrows)", "dim"))
+            self._lines = 1
             return
         out = Text(no_wrap=True, overflow="ellipsis")
         out.append(f"inbox of {printable(agent)}  (cursor {cursor})\n", "bold")
@@ -214,7 +217,10 @@ class InboxView(Static):
         for event in pending[:20]:
             out.append_text(row_text(event))
             out.append("\n")
-        self.update(out)
+        # A layout pass only when the pane's height changes.
+        lines = len(acked) + min(len(pending), 20) + 2
+        self.update(out, layout=lines != self._lines)
+        self._lines = lines
 
 
 class StatusLine(Static):
