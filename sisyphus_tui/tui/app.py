@@ -224,9 +224,12 @@ class SisyphusApp(App[None]):
         if not self._dirty:
             return
         try:
-            stream = self.query_one(EventStream)
+            self._draw_panes()
         except NoMatches:
-            return  # the app is closing: its widgets are gone, the timer not yet
+            pass  # the app is closing: its widgets are going, the timer not yet
+
+    def _draw_panes(self) -> None:
+        stream = self.query_one(EventStream)
         self._dirty = False
         new, self._new = self._new, []
         stream.grow(self.head, new)
@@ -383,7 +386,8 @@ class SisyphusApp(App[None]):
             event.stop()
 
     def on_event_stream_following_changed(self) -> None:
-        self._show_status(self.query_one(EventStream))
+        with contextlib.suppress(NoMatches):  # (the app may be closing)
+            self._show_status(self.query_one(EventStream))
 
     def on_event_stream_opened(self, message: EventStream.Opened) -> None:
         self.push_screen(EventScreen(message.event))
