@@ -43,7 +43,7 @@ SCHEMA_VERSION = 1
 # Marks a file as a sisyphus log ("SISY"), so a foreign SQLite file is refused untouched.
 APPLICATION_ID = 0x53495359
 DEFAULT_BUSY_TIMEOUT_MS = 5000
-# SQLite allows 32766 bound parameters per statement; six per row.
+# SQLite allows 32766 bound parameters per statement; five per row, and the time stamp.
 MAX_BATCH_ROWS = 4000
 POLL_INTERVAL_S = 0.01
 
@@ -338,7 +338,7 @@ class SQLiteStore(EventStore):
     def _commit(
         self, events: Sequence[NewEvent], cursor: tuple[str, int] | None
     ) -> asyncio.Future[list[int]]:
-        if self._closed:
+        if self._closed or self._stopping:  # (a closing writer takes no new requests)
             raise DatabaseError(f"store is closed: {self.path}")
         if self.read_only:
             raise DatabaseReadOnly(f"database is read-only: {self.path}")

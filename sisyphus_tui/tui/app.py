@@ -236,11 +236,13 @@ class SisyphusApp(App[None]):
         self._show_status(stream)
         self.query_one(AgentsTable).show(self.ledger, self.head, self.clock())
         now = time.monotonic()
-        if (self._caught_up and self.ledger.offset != self._ledger_offset_shown
-                and now - self._ledger_shown_at >= LEDGER_REFRESH_S):
-            self._ledger_shown_at = now
-            self._ledger_offset_shown = self.ledger.offset
-            self.query_one(LedgerView).show(self.ledger.render())
+        if self._caught_up and self.ledger.offset != self._ledger_offset_shown:
+            if now - self._ledger_shown_at >= LEDGER_REFRESH_S:
+                self._ledger_shown_at = now
+                self._ledger_offset_shown = self.ledger.offset
+                self.query_one(LedgerView).show(self.ledger.render())
+            else:
+                self._dirty = True  # not yet: a later tick shows it, even if nothing new comes
         self._refresh_inbox(new)
 
     def _show_status(self, stream: EventStream) -> None:

@@ -127,6 +127,25 @@ async def test_a_big_log_opens_on_its_tail_and_scrolls_back_to_offset_1(
         assert not stream.following and stream.scroll_offset.y == 0
 
 
+async def test_the_ledger_pane_is_current_when_shown_again(log: Path) -> None:
+    """On a narrow terminal the ledger pane is hidden while another is shown; what the
+    log says meanwhile is there when it comes back, wrapped beside its scrollbar."""
+    async with app_for(log).run_test(size=(80, 24)) as pilot:
+        app = pilot.app
+        ledger = app.query_one(LedgerView)
+        await pilot.press("3")
+        await until(pilot, lambda: "Phase: execute" in ledger.shown_text)
+        assert ledger._width == ledger.scrollable_content_region.width
+        await pilot.press("2")
+        assert not ledger.display
+        async with await open_store(log) as store:
+            await store.append("PHASE", {"phase": "gates", "reason": "plan done"},
+                               actor="kernel")
+        await until(pilot, lambda: "**Phase:** gates" in ledger.source)
+        await pilot.press("3")
+        await until(pilot, lambda: "Phase: gates" in ledger.shown_text)
+
+
 async def test_agents_pane_keys_and_mouse(log: Path) -> None:
     async with app_for(log).run_test(size=(120, 40)) as pilot:
         app = pilot.app

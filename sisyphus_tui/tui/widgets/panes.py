@@ -97,6 +97,7 @@ class AgentsTable(ScrollView, can_focus=True):
                 self.cursor_row = names.index(selected)
             self.cursor_row = max(0, min(self.cursor_row, len(names) - 1))
             self.virtual_size = Size(sum(widths) + 2 * len(widths) + 1, len(names) + 1)
+            self._scroll_into_view(self.cursor_row)
             self.refresh()
             if self.selected != selected:
                 self.post_message(self.Highlighted())
@@ -112,8 +113,17 @@ class AgentsTable(ScrollView, can_focus=True):
 
     def _refresh_row(self, row: int) -> None:
         y = row + 1 - self.scroll_offset.y  # below the header
-        if 1 <= y < self.size.height:
+        if 1 <= y < self.scrollable_content_region.height:
             self.refresh(Region(0, y, self.size.width, 1))
+
+    def _scroll_into_view(self, row: int) -> None:
+        # The content region: without the horizontal scrollbar the wide table usually has.
+        top = self.scroll_offset.y
+        visible = max(self.scrollable_content_region.height - 1, 1)  # minus the header
+        if row < top:
+            self.scroll_to(y=row, animate=False, immediate=True)
+        elif row >= top + visible:
+            self.scroll_to(y=row - visible + 1, animate=False, immediate=True)
 
     def _line(self, cells: list[Text] | None, style: Style, marker: str) -> Strip:
         line = Text(marker, no_wrap=True, end="")
@@ -163,11 +173,7 @@ class AgentsTable(ScrollView, can_focus=True):
         if row == self.cursor_row:
             return
         previous, self.cursor_row = self.cursor_row, row
-        top, visible = self.scroll_offset.y, max(self.size.height - 1, 1)
-        if row < top:
-            self.scroll_to(y=row, animate=False, immediate=True)
-        elif row >= top + visible:
-            self.scroll_to(y=row - visible + 1, animate=False, immediate=True)
+        self._scroll_into_view(row)
         self._refresh_row(previous)
         self._refresh_row(row)
         self.post_message(self.Highlighted())
@@ -270,7 +276,9 @@ class LedgerView(ScrollView, can_focus=True):
     widget mounts a widget per block, and under load every layout pass of the screen
     arranged them all: half of the loop's time in the benchmark.)"""
 
-    DEFAULT_CSS = "LedgerView { overflow-x: hidden; }"
+    # A stable gutter: the text is rendered for the width left beside the scrollbar,
+    # whether or not the ledger is tall enough to need one yet.
+    DEFAULT_CSS = "LedgerView { overflow-x: hidden; scrollbar-gutter: stable; }"
 
     def __init__(self, source: str = "", *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -278,6 +286,7 @@ class LedgerView(ScrollView, can_focus=True):
         self._lines: list[Strip] = []
         self._width = 0
         self._generation = 0
+        self._rendered_source: str | None = None
 
     def on_mount(self) -> None:
         self._render_source()
@@ -290,6 +299,13 @@ class LedgerView(ScrollView, can_focus=True):
 
     def on_resize(self, event: events.Resize) -> None:
         if self.scrollable_content_region.width != self._width:
+            self._render_source()
+
+    def on_show(self) -> None:
+        # Hidden (one pane at a time on a narrow terminal), it could not render what it
+        # was given: it has no width then.
+        if self._rendered_source != self.source or (
+                self.scrollable_content_region.width != self._width):
             self._render_source()
 
     def _render_source(self) -> None:
@@ -308,12 +324,13 @@ class LedgerView(ScrollView, can_focus=True):
         plain = Style()
         strips = [Strip([Segment(text, style or plain, control)
                          for text, style, control in line], width) for line in lines]
-        self.app.call_from_thread(self._rendered, strips, width, generation)
+        self.app.call_from_thread(self._rendered, strips, width, generation, source)
 
-    def _rendered(self, strips: list[Strip], width: int, generation: int) -> None:
+    def _rendered(self, strips: list[Strip], width: int, generation: int,
+                  source: str) -> None:
         if generation != self._generation:
             return  # a newer source or width is being rendered
-        self._lines, self._width = strips, width
+        self._lines, self._width, self._rendered_source = strips, width, source
         self.virtual_size = Size(width, len(strips))
         self.refresh()
 
