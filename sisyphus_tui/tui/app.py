@@ -169,7 +169,6 @@ class SisyphusApp(App[None]):
             self.run_worker(self._run_host(), group="swarm", exit_on_error=False)
         self.set_interval(1 / self.refresh_hz, self._refresh_panes)
         self._refresh_panes()  # the first frame has the status line, not the next tick
-        self._gc_threshold = gc.get_threshold()
         gc.set_threshold(self._gc_threshold[0], self._gc_threshold[1], GC_THRESHOLD_2)
 
     def _settle_memory(self) -> None:
@@ -361,8 +360,6 @@ class SisyphusApp(App[None]):
             stream.following = False
         else:
             stream.jump_to_end()
-        # The status line now (FollowingChanged comes a loop iteration later).
-        self._show_status(stream)
 
     def action_filter(self) -> None:
         """Open the filter bar."""

@@ -284,38 +284,33 @@ class LedgerView(ScrollView, can_focus=True):
         super().__init__(id=id)
         self.source = source
         self._lines: list[Strip] = []
-        self._width = 0
-        self._generation = 0
-        self._rendered_source: str | None = None
-
-    def on_mount(self) -> None:
-        self._render_source()
+        self._width = 0  # the width the shown lines were rendered for
+        self._requested: tuple[str, int] | None = None  # the last render started
 
     def show(self, source: str) -> None:
         """Render ``source`` (Markdown) and show it once rendered."""
-        if source != self.source:
-            self.source = source
-            self._render_source()
+        self.source = source
+        self._render_if_stale()
+
+    # Mounted, resized, or shown again (hidden, one pane at a time on a narrow terminal,
+    # it has no width and renders nothing): render what is not rendered yet.
+    def on_mount(self) -> None:
+        self._render_if_stale()
 
     def on_resize(self, event: events.Resize) -> None:
-        if self.scrollable_content_region.width != self._width:
-            self._render_source()
+        self._render_if_stale()
 
     def on_show(self) -> None:
-        # Hidden (one pane at a time on a narrow terminal), it could not render what it
-        # was given: it has no width then.
-        if self._rendered_source != self.source or (
-                self.scrollable_content_region.width != self._width):
-            self._render_source()
+        self._render_if_stale()
 
-    def _render_source(self) -> None:
+    def _render_if_stale(self) -> None:
         width = self.scrollable_content_region.width
-        if width > 0:
-            self._generation += 1
-            self._render_markdown(self.source, width, self._generation)
+        if width > 0 and (self.source, width) != self._requested:
+            self._requested = (self.source, width)
+            self._render_markdown(self.source, width)
 
     @work(thread=True, group="ledger-render", exit_on_error=False)
-    def _render_markdown(self, source: str, width: int, generation: int) -> None:
+    def _render_markdown(self, source: str, width: int) -> None:
         console = Console(width=width, color_system="truecolor", force_terminal=True,
                           highlight=False, emoji=False)
         lines = console.render_lines(Markdown(source), console.options, pad=True)
@@ -324,13 +319,12 @@ class LedgerView(ScrollView, can_focus=True):
         plain = Style()
         strips = [Strip([Segment(text, style or plain, control)
                          for text, style, control in line], width) for line in lines]
-        self.app.call_from_thread(self._rendered, strips, width, generation, source)
+        self.app.call_from_thread(self._rendered, strips, source, width)
 
-    def _rendered(self, strips: list[Strip], width: int, generation: int,
-                  source: str) -> None:
-        if generation != self._generation:
+    def _rendered(self, strips: list[Strip], source: str, width: int) -> None:
+        if (source, width) != self._requested:
             return  # a newer source or width is being rendered
-        self._lines, self._width, self._rendered_source = strips, width, source
+        self._lines, self._width = strips, width
         self.virtual_size = Size(width, len(strips))
         self.refresh()
 
