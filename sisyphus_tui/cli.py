@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,12 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from sisyphus_tui import __version__
-from sisyphus_tui.errors import InvalidPayload, SisyphusError
+from sisyphus_tui.errors import HostFault, InvalidPayload, SisyphusError
 from sisyphus_tui.mail import SwarmMail, check_agent_name
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream import Event, EventStore, NewEvent, dumps_event, open_store
+from sisyphus_tui.stream.lease import HostLease
 
 EXIT_ERROR = 2
+# What a hosting command's exit code says (the README's table): 0 the run is done with
+# every gate passed; 3 it is blocked (a verdict: a plan rejected, a gate failing); 4 the
+# host stopped on a fault (an agent failed, ...); 128 + N interrupted by signal N (130
+# Ctrl-C or `q`, 143 SIGTERM, 129 SIGHUP). Only 0 and 3 are final: run the same command
+# again to resume after 4 or an interruption.
+EXIT_BLOCKED = 3
+EXIT_FAULT = 4
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+HOSTING = ("demo", "run")
 # Interactive runs are paced so a person can follow them; headless ones run flat out.
 WATCH_SPEED = 0.2
 DEFAULT_DB = Path(".sisyphus") / "swarm.db"
@@ -232,12 +243,20 @@ def _triggers(texts: list[str] | None) -> tuple[Any, ...]:
     return tuple(Trigger.parse(t) for t in texts or [])
 
 
-async def _run_swarm(store: EventStore, workspace: Path, args: argparse.Namespace) -> int:
+async def _run_swarm(store: EventStore, workspace: Path, args: argparse.Namespace,
+                     lease: HostLease) -> int:
     from sisyphus_tui.runtime import Swarm
 
     swarm = Swarm(store, workspace, speed=args.speed, stale_after_s=args.stale_after,
-                  wipes=_triggers(args.wipe), out=_progress)
-    ledger = await swarm.run()
+                  wipes=_triggers(args.wipe), out=_progress, lease=lease)
+    try:
+        ledger = await swarm.run()
+    except HostFault as exc:
+        _stopped(f"stopped by a fault: {exc}", swarm.ledger)
+        return EXIT_FAULT
+    except asyncio.CancelledError:
+        _stopped("interrupted", swarm.ledger)
+        raise
     done, total = ledger.progress()
     if ledger.phase == "done":
         _progress(f"done: {done}/{total} steps, every gate passed; "
@@ -245,7 +264,15 @@ async def _run_swarm(store: EventStore, workspace: Path, args: argparse.Namespac
         return 0
     print(f"sisyphus: blocked: {printable(ledger.phase_reason or ledger.phase)}",
           file=sys.stderr)
-    return 3
+    return EXIT_BLOCKED
+
+
+def _stopped(why: str, ledger: Any) -> None:
+    """Say where an unfinished run stopped, and how to carry on."""
+    done, total = ledger.progress()
+    print(printable(f"sisyphus: {why}; the run stopped at offset {ledger.offset} (phase "
+                    f"{ledger.phase}, {done}/{total} steps done): run the same command to "
+                    "resume"), file=sys.stderr, flush=True)
 
 
 def _progress(line: str) -> None:
@@ -261,9 +288,12 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     _triggers(args.wipe)  # refuse a bad --wipe before anything is written
 
     async def body(store: EventStore) -> int:
-        resumed = await prepare_demo(store, workspace, spec)
-        _progress(("resuming the demo in " if resumed else "demo workspace: ") + str(workspace))
-        return await _run_swarm(store, workspace, args)
+        # The lease first: a second host is refused before it touches the workspace.
+        async with await store.host_lease() as lease:
+            resumed = await prepare_demo(store, workspace, spec)
+            _progress(("resuming the demo in " if resumed else "demo workspace: ")
+                      + str(workspace))
+            return await _run_swarm(store, workspace, args, lease)
 
     return await _with_store(args, body, create=True)
 
@@ -281,18 +311,20 @@ async def cmd_run(args: argparse.Namespace) -> int:
     _triggers(args.wipe)
 
     async def body(store: EventStore) -> int:
-        task = await current_task(store)
-        if task is None:
-            if not args.goal:
-                raise SisyphusError("this database has no task yet: pass --goal (and --spec, "
-                                    "--workspace), or start the demo with `sisyphus demo`")
-            workspace = Path(args.workspace or args.cwd)
-            await start_task(store, workspace, args.goal, spec)
-        else:
-            own = task_workspace(task)
-            workspace = Path(args.workspace) if args.workspace else (own or Path(args.cwd))
-            check_workspace(task, workspace)
-        return await _run_swarm(store, workspace, args)
+        async with await store.host_lease() as lease:
+            task = await current_task(store)
+            if task is None:
+                if not args.goal:
+                    raise SisyphusError("this database has no task yet: pass --goal (and "
+                                        "--spec, --workspace), or start the demo with "
+                                        "`sisyphus demo`")
+                workspace = Path(args.workspace or args.cwd)
+                await start_task(store, workspace, args.goal, spec)
+            else:
+                own = task_workspace(task)
+                workspace = Path(args.workspace) if args.workspace else (own or Path(args.cwd))
+                check_workspace(task, workspace)
+            return await _run_swarm(store, workspace, args, lease)
 
     return await _with_store(args, body, create=True)
 
@@ -355,6 +387,60 @@ async def cmd_agents(args: argparse.Namespace) -> int:
                 f"{row['lag']:>6} {row['pending']:>7} {age:>8}  {row['thinking']:<9} "
                 f"{row['detail'][:60]}"))
         return 0
+
+    return await _with_store(args, body, create=False)
+
+
+EXIT_PROBLEMS = 1
+
+
+def event_problem(event: Event) -> str | None:
+    """Why a stored event cannot be read as its type says (None: it can)."""
+    from pydantic import ValidationError
+
+    from sisyphus_tui.events import REGISTRY, _describe
+    from sisyphus_tui.stream.base import UNDECODABLE
+
+    if UNDECODABLE in event.payload:
+        return str(event.payload[UNDECODABLE])
+    model = REGISTRY.get(event.type)
+    if model is None:
+        return None if event.type.startswith("x.") else f"unknown event type {event.type!r}"
+    try:
+        model.model_validate(event.payload)
+    except ValidationError as exc:
+        return f"invalid payload: {_describe(exc)}"
+    return None
+
+
+async def cmd_doctor(args: argparse.Namespace) -> int:
+    async def body(store: EventStore) -> int:
+        from sisyphus_tui.stream.sqlite import SQLiteStore
+
+        head = await store.head()
+        integrity = await store.integrity_check() if isinstance(store, SQLiteStore) else "ok"
+        _emit_line(printable(f"database: {store.location} (head {head}, integrity "
+                             f"{integrity.splitlines()[0] if integrity else '?'})"))
+        host = store.current_host()
+        _emit_line(f"host: {host.describe()}" if host else "host: none (nobody runs this "
+                   "swarm now)")
+        bad = 0
+        offset = 0
+        while True:
+            page = await store.read(offset, 5000)
+            for event in page.events:
+                problem = event_problem(event)
+                if problem is not None:
+                    bad += 1
+                    _emit_line(printable(f"event {event.offset} ({event.type}): {problem}"))
+            if not page.events:
+                break
+            offset = page.next_offset
+        ok = bad == 0 and integrity == "ok"
+        _emit_line("no problems found" if ok else
+                   f"{bad} of {head} events cannot be read as their type says (readers skip "
+                   "them)" if bad else "the database file is damaged (integrity check)")
+        return 0 if ok else EXIT_PROBLEMS
 
     return await _with_store(args, body, create=False)
 
@@ -476,16 +562,17 @@ async def _tui(args: argparse.Namespace) -> int:
     host = None
     workspace: Path | None = None
     store = await open_store(args.db, create=args.command == "demo")
-    async with store:
+    async with store, contextlib.AsyncExitStack() as stack:
         if args.command == "demo":
             from sisyphus_tui.demo.runner import load_spec_file, prepare_demo
             from sisyphus_tui.runtime import Swarm
 
             spec = load_spec_file(Path(args.spec)) if args.spec else None
             workspace = Path(args.workspace)
+            lease = await stack.enter_async_context(await store.host_lease())
             await prepare_demo(store, workspace, spec)
             host = Swarm(store, workspace, speed=args.speed, stale_after_s=args.stale_after,
-                         wipes=_triggers(args.wipe))
+                         wipes=_triggers(args.wipe), lease=lease)
         else:
             from sisyphus_tui.demo.runner import current_task, task_workspace
 
@@ -493,12 +580,33 @@ async def _tui(args: argparse.Namespace) -> int:
             workspace = task_workspace(task) if task else None
         app = SisyphusApp(store, workspace=workspace, host=host,
                           low_bandwidth=args.low_bandwidth)
+        received: list[int] = []
+
+        def stop(signum: int) -> None:
+            received.append(signum)
+            app.exit(return_code=128 + signum)
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, stop, signum)
         await app.run_async(mouse=not args.no_mouse)
-        outcome = app.outcome
+        outcome, fault = app.outcome, app.host_fault
+    crashed = app.return_code not in (None, 0) and not received
+    if crashed:
+        print("sisyphus: the TUI stopped on an error (above)", file=sys.stderr)
+        return app.return_code or 1
+    if host is None:
+        return 0  # a viewer: quitting it never stops anything
+    if fault is not None:
+        _stopped(f"stopped by a fault: {fault}", host.ledger)
+        return EXIT_FAULT
+    if outcome is not None and outcome.phase == "done":
+        return 0
     if outcome is not None and outcome.phase == "blocked":
         print(f"sisyphus: blocked: {printable(outcome.phase_reason)}", file=sys.stderr)
-        return 3
-    return 0
+        return EXIT_BLOCKED
+    _stopped("interrupted", host.ledger)
+    return 128 + received[0] if received else EXIT_INTERRUPTED
 
 
 # -- parsing --------------------------------------------------------------------
@@ -619,6 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write it here (atomically) instead of stdout")
     p.set_defaults(run=cmd_ledger)
 
+    p = sub.add_parser("doctor", parents=[db], help="check the database and every event in "
+                       "it; list what readers skip (exit 1 if anything)")
+    p.set_defaults(run=cmd_doctor)
+
     p = sub.add_parser("agents", parents=[db], help="every agent: role, state, cursor, lag, "
                        "last activity")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -663,8 +775,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+async def _until_signalled(args: argparse.Namespace, received: list[int]) -> int:
+    """Run the command; SIGTERM and SIGHUP end it as cleanly as Ctrl-C does (the main
+    task is cancelled, so every ``finally`` runs and the database closes)."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        main_task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop, signum)
+    code: int = await args.run(args)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -683,18 +808,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.cwd = os.getcwd()
     if getattr(args, "workspace", None):
         args.workspace = os.path.abspath(args.workspace)
-    # SIGTERM ends --follow as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, _interrupted)
+    received: list[int] = []
+    # An interrupted host says so in its exit code; a reader (`events --follow`) ends
+    # that way by design, with 0.
+    hosting = args.command in HOSTING
     try:
         if args.command == "tui" or (args.command == "demo" and not args.headless):
             return run_tui(args)
-        code: int = asyncio.run(args.run(args))
-        return code
+        return asyncio.run(_until_signalled(args, received))
     except SisyphusError as exc:
         print(f"sisyphus: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        return 128 + received[0] if hosting else 0
     except KeyboardInterrupt:
-        return 0
+        return EXIT_INTERRUPTED if hosting else 0
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, as other tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)

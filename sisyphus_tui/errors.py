@@ -25,8 +25,21 @@ class DatabaseMissing(DatabaseError):
     """The database file does not exist and the command does not create one."""
 
 
-class DatabaseLocked(DatabaseError):
+class DatabaseUnavailable(DatabaseError):
+    """A fault that may pass (a lock held too long, a full disk, an I/O error): nothing
+    was written, and the same request may succeed later. Retried, never a verdict."""
+
+
+class DatabaseLocked(DatabaseUnavailable):
     """Another process holds the write lock for longer than the busy timeout."""
+
+
+class DatabaseFull(DatabaseUnavailable):
+    """The disk (or the file system's quota) is full."""
+
+
+class DatabaseIOError(DatabaseUnavailable):
+    """The operating system reported an I/O error on the database."""
 
 
 class DatabaseReadOnly(DatabaseError):
@@ -39,3 +52,12 @@ class SchemaTooNew(DatabaseError):
 
 class NotADatabase(DatabaseError):
     """The file is not a SQLite database, or not a sisyphus one."""
+
+
+class HostBusy(SisyphusError):
+    """Another process already hosts this swarm (holds its host lease)."""
+
+
+class HostFault(SisyphusError):
+    """The host stopped on a fault (an actor failed, the database stayed unavailable):
+    not a verdict on the run, which resumes when the same command runs again."""

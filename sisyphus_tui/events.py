@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sisyphus_tui.errors import InvalidPayload, UnknownEventType
 
@@ -24,10 +31,19 @@ class Payload(BaseModel):
 
 
 class TaskInit(Payload):
-    """A run starts: the goal and the spec that defines done."""
+    """A run starts: the goal and the spec that defines done (checked whole against the
+    spec's model, as the kernel and the ledger read it; kept as it was written)."""
 
     goal: str = Field(min_length=1)
     spec: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("spec")
+    @classmethod
+    def _spec_runs(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        from sisyphus_tui.conductor import Spec
+
+        Spec.model_validate(spec)  # its ValidationError names the field, under spec.
+        return spec
 
 
 class PlanInit(Payload):

@@ -14,14 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sisyphus_tui.conductor import parse_spec
+from sisyphus_tui.events import REGISTRY
 from sisyphus_tui.safe_text import printable
-from sisyphus_tui.stream.base import Event
+from sisyphus_tui.stream.base import UNDECODABLE, Event
 
 LEDGER_FILE = "SISYPHUS_LEDGER.md"
 # Temp files of atomic writes end so; a crash may leave one, and a restart removes it.
 TMP_SUFFIX = ".sisyphus-tmp"
 
 STEP_ORDER = ("pending", "red", "green", "done")
+# Skipped events are counted without limit, but only the first ones are kept with why.
+SKIPPED_KEPT = 100
+# The rare events whose fields the ledger keeps and renders are checked whole against
+# their model when folded (a few microseconds each); the frequent ones (CHECKPOINT,
+# STATUS_UPDATE, MESSAGE) are folded as they are, their handlers checking what they use.
+CHECKED_ON_FOLD = frozenset({"PLAN_INIT", "PLAN_STEP", "REVIEW", "GATE_RESULT",
+                             "MEMORY_STORED", "PHASE"})
 
 
 def _utc(ts: float) -> str:
@@ -106,32 +115,57 @@ class Ledger:
         self.last_checkpoint: dict[str, Any] | None = None
         self.memories: dict[int, str] = {}
         self.precedents_used: list[int] = []
+        # Events that could not be decoded or applied: skipped, and shown, never fatal.
+        self.skipped: dict[int, str] = {}
+        self.skipped_count = 0
 
     # -- the fold ------------------------------------------------------------------
 
-    def apply(self, event: Event) -> None:
-        """Fold one event in (events must come in offset order)."""
+    def apply(self, event: Event) -> str | None:
+        """Fold one event in (events must come in offset order). An event that cannot
+        be decoded or applied (bit rot, a payload an older version let through) is
+        skipped and recorded; returns why, or None when it was applied."""
         self.offset = event.offset
         p = event.payload
+        if UNDECODABLE in p:
+            return self._skip(event, str(p[UNDECODABLE]))
         actor = self.agents.get(event.actor) if event.actor else None
         if actor is not None:
             actor.last_ts = event.ts
         handler = getattr(self, "_on_" + event.type.replace(".", "_"), None)
         if handler is not None:
-            handler(event, p)
+            try:
+                if event.type in CHECKED_ON_FOLD:
+                    REGISTRY[event.type].model_validate(p)
+                handler(event, p)
+            except Exception as exc:
+                return self._skip(event, f"{type(exc).__name__}: {exc}")
+        return None
+
+    def _skip(self, event: Event, why: str) -> str:
+        reason = printable(f"{event.type}: {why}")[:300]
+        self.skipped_count += 1
+        if len(self.skipped) < SKIPPED_KEPT:
+            self.skipped[event.offset] = reason
+        return reason
 
     def _agent(self, name: str) -> AgentView:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"agent must be a name, not {name!r}")
         if name not in self.agents:
             self.agents[name] = AgentView(name)
         return self.agents[name]
 
     def _on_TASK_INIT(self, event: Event, p: dict[str, Any]) -> None:
-        self.goal = p["goal"]
-        self.spec = p.get("spec", {})
-        self.task_ts = event.ts
-        for gate in self.spec.get("gates", []):
-            name = str(gate.get("name", "?"))
-            self.gates[name] = GateView(name, human=bool(gate.get("human")))
+        if self.goal is not None:
+            return  # the run's task is the first: a later one changes nothing (the kernel too)
+        goal, spec = p["goal"], p.get("spec", {})
+        if not isinstance(goal, str):
+            raise TypeError(f"goal is a {type(goal).__name__}, not text")
+        gates = parse_spec(spec).gates  # checked whole before anything is folded in
+        self.goal, self.spec, self.task_ts = goal, spec, event.ts
+        for gate in gates:
+            self.gates[gate.name] = GateView(gate.name, human=gate.human)
 
     def _on_PHASE(self, event: Event, p: dict[str, Any]) -> None:
         self.phase = p["phase"]
@@ -347,6 +381,15 @@ class Ledger:
             title = self.memories.get(memory_id, "(not in this log)")
             out.append(f"- #{memory_id}: {_cell(title)}")
         out.append("")
+
+        if self.skipped_count:
+            out += ["## Skipped events", "",
+                    f"{self.skipped_count} events could not be decoded or applied "
+                    "(`sisyphus doctor` lists them):", ""]
+            out += [f"- #{offset}: {_cell(why)}" for offset, why in self.skipped.items()]
+            if self.skipped_count > len(self.skipped):
+                out.append(f"- ... and {self.skipped_count - len(self.skipped)} more")
+            out.append("")
         return "\n".join(out)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -20,15 +21,26 @@ from typing import Any, Protocol
 from sisyphus_tui.actors import ROLES, SisyphusActor
 from sisyphus_tui.actors.base import BootInfo
 from sisyphus_tui.brains import make_brain
-from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.errors import HostFault, SisyphusError
+from sisyphus_tui.faults import Backoff, describe, is_passing
 from sisyphus_tui.ledger import LEDGER_FILE, Ledger, remove_leftovers, write_atomically
 from sisyphus_tui.mail import SwarmMail
 from sisyphus_tui.stream.base import Event, EventStore
+from sisyphus_tui.stream.lease import HostLease
 
 SWARM = "swarm"
 HUMAN = "human"
 LEDGER_WRITE_INTERVAL_S = 0.2
 FINAL_PHASES = ("done", "blocked")
+# The agents the run cannot go on without: if one fails, the host stops (loudly, and
+# resumably), instead of waiting for ever for what it will never send.
+ESSENTIAL = ("kernel", "planner", "validator", "executor")
+
+
+def _say_to_stderr(text: str) -> None:
+    from sisyphus_tui.safe_text import printable
+
+    print(f"sisyphus: {printable(text)}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,8 @@ class Swarm:
     def __init__(self, store: EventStore, workspace: Path, *, brain: str = "scripted",
                  speed: float = 0.0, stale_after_s: float = 120.0,
                  wipes: tuple[Trigger, ...] = (), out: Callable[[str], None] | None = None,
-                 write_ledger: bool = True,
+                 on_fault: Callable[[str], None] = _say_to_stderr,
+                 lease: HostLease | None = None, write_ledger: bool = True,
                  run_actor: Callable[[Coroutine[Any, Any, None], str], ActorHandle] | None
                  = None) -> None:
         self.store = store
@@ -109,7 +122,10 @@ class Swarm:
         self.stale_after_s = stale_after_s
         self.wipes = wipes
         self.out = out
+        self.on_fault = on_fault
+        self.lease = lease
         self.write_ledger = write_ledger
+        self.stopped_by: HostFault | None = None
         self.actors: dict[str, SisyphusActor] = {}
         self.tasks: dict[str, ActorHandle] = {}
         self.run_actor: Callable[[Coroutine[Any, Any, None], str], ActorHandle] = (
@@ -173,8 +189,69 @@ class Swarm:
         if self.out is not None:
             self.out(line)
 
+    def fault(self, text: str) -> None:
+        """A fault being retried, or one that stops the host: always said (to stderr, or
+        the TUI's notifications), since the log may not take it at that moment."""
+        self.on_fault(text)
+
+    def stop_on_fault(self, reason: str) -> None:
+        """End the run loudly, not as a verdict: the same command resumes it."""
+        if self.stopped_by is None:
+            self.stopped_by = HostFault(reason)
+            self.fault(f"stopping: {reason}")
+        self._finished.set()
+
+    async def _append(self, type: str, payload: dict[str, Any], **fields: Any) -> int:
+        """The swarm's own appends: a fault that passes is retried, with a backoff."""
+        backoff = Backoff()
+        while True:
+            try:
+                return await self.store.append(type, payload, **fields)
+            except Exception as exc:
+                if not is_passing(exc):
+                    raise
+                delay = backoff.next()
+                if backoff.attempts & (backoff.attempts - 1) == 0:  # 1, 2, 4, 8, ...
+                    self.fault(f"cannot append {type} ({describe(exc)}); retry "
+                               f"{backoff.attempts} in {delay:.1f}s")
+                await asyncio.sleep(delay)
+
+    def _supervised(self, name: str, body: Callable[[], Coroutine[Any, Any, None]]
+                    ) -> asyncio.Task[None]:
+        """Run a helper of the swarm as a task that a fault that passes restarts (each
+        helper resumes from durable state); any other error ends it, and the run."""
+        async def loop() -> None:
+            backoff = Backoff()
+            while True:
+                try:
+                    await body()
+                    return
+                except Exception as exc:
+                    if not is_passing(exc):
+                        raise
+                    delay = backoff.next()
+                    self.fault(f"the swarm's {name}: {describe(exc)}; restarting it "
+                               f"in {delay:.1f}s")
+                    await asyncio.sleep(delay)
+
+        task = asyncio.create_task(loop(), name=f"swarm-{name}")
+        self._helpers.append(task)
+        return task
+
     async def run(self) -> Ledger:
-        """Run until the task is done or blocked; returns the final ledger."""
+        """Run until the task is done or blocked; returns the final ledger. Only one
+        process hosts a swarm: without a ``lease`` taken by the caller, the run takes
+        one (HostBusy, naming the holder, if another process has it)."""
+        if self.lease is not None:
+            return await self._run()
+        self.lease = await self.store.host_lease()
+        try:
+            return await self._run()
+        finally:
+            self.lease.release()
+            self.lease = None
+
+    async def _run(self) -> Ledger:
         await self.mail.init(SWARM, role=SWARM)
         await self.mail.init(HUMAN, role=HUMAN)
         if self.workspace.is_dir():
@@ -182,8 +259,7 @@ class Swarm:
                 self.say(f"removed {path.name}, left by an interrupted write")
         head = await self.store.head()
         self._live_from = head + 1
-        follower = asyncio.create_task(self._follow(), name="swarm-follower")
-        self._helpers.append(follower)
+        self._supervised("follower", self._follow)
         await self.ledger_at(head)
         if self.ledger.paused:
             self._running.clear()
@@ -194,15 +270,17 @@ class Swarm:
                 self.say(f"resuming at offset {head}: phase {self.ledger.phase}, "
                          f"{self.ledger.progress()[0]}/{self.ledger.progress()[1]} steps done")
             self._started = True
+            # A failed agent is started again too: a new host is a new attempt, and
+            # what made it fail (a fault, a bug since fixed) may have passed.
             for agent in list(self.ledger.agents.values()):
-                if agent.role in ROLES and agent.state not in ("done", "failed", "registered"):
+                if agent.role in ROLES and agent.state not in ("done", "registered"):
                     self.start_actor(agent.name, agent.role, agent.skill,
-                                     resumed=agent.cursor > 0 or agent.state == "wiped")
-            self._helpers.append(asyncio.create_task(self._control(), name="swarm-control"))
-            self._helpers.append(asyncio.create_task(self._liveness(), name="swarm-liveness"))
+                                     resumed=agent.cursor > 0 or agent.state in ("wiped",
+                                                                                 "failed"))
+            self._supervised("control", self._control)
+            self._supervised("liveness", self._liveness)
         if self.write_ledger:
-            self._helpers.append(asyncio.create_task(self._write_ledger_loop(),
-                                                     name="swarm-ledger"))
+            self._supervised("ledger", self._write_ledger_loop)
         finished = asyncio.create_task(self._finished.wait())
         try:
             # A helper that dies (the follower, control) must end the run loudly, not
@@ -215,6 +293,8 @@ class Swarm:
         finally:
             finished.cancel()
             await self.shutdown()
+        if self.stopped_by is not None:
+            raise self.stopped_by
         return self.ledger
 
     async def shutdown(self) -> None:
@@ -230,7 +310,8 @@ class Swarm:
                        for name, view in sorted(self.ledger.agents.items())
                        if view.role in ROLES and view.state not in ("done", "failed")]
             if stopped:
-                await self.store.append_many(stopped)
+                with contextlib.suppress(Exception):  # said by _finish_stopped if not
+                    await self.store.append_many(stopped)
         head = await self.store.head()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(self.ledger_at(head), 10)
@@ -239,7 +320,10 @@ class Swarm:
             with contextlib.suppress(BaseException):
                 await task
         if self.write_ledger:
-            self._write_ledger_file()
+            try:
+                self._write_ledger_file()
+            except OSError as exc:
+                self.fault(f"cannot write the ledger file: {describe(exc)}")
         if self._memory is not None:
             await self._memory.close()
 
@@ -254,22 +338,54 @@ class Swarm:
         self.tasks[name] = self.run_actor(self._actor_main(actor, resumed), name)
 
     async def _actor_main(self, actor: SisyphusActor, resumed: bool) -> None:
+        """An actor's whole life: a fault that passes reboots it from its cursor and
+        checkpoint (its turns are idempotent); any other error is recorded; and
+        whatever ends it, the swarm hears of it (an essential agent's end stops the
+        host loudly, never leaving it waiting)."""
         try:
-            info: BootInfo = await actor.boot()
-            if resumed:
-                await self.store.append("RESUMED", {
-                    "agent": actor.name, "cursor": info.cursor, "reread": info.reread,
-                    "duration_ms": round(info.duration_ms, 3)}, actor=actor.name)
-            await actor.serve(info)
+            await self._serve_retrying(actor, resumed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # one failing actor must not take the others down
-            error = f"{type(exc).__name__}: {exc}"
-            await self.store.append("AGENT_FAILED", {"agent": actor.name, "error": error},
-                                    actor=SWARM)
-            if actor.name != "kernel" and await self.mail.is_registered("kernel"):
-                await self.mail.send("kernel", {"kind": "agent_failed", "text": error,
-                                                "data": {"agent": actor.name}}, sender=SWARM)
+            try:
+                await self._record_failure(actor, exc)
+            except Exception as again:
+                self.stop_on_fault(f"{actor.name} failed ({describe(exc)}) and its failure "
+                                   f"could not be recorded ({describe(again)})")
+        except BaseException as exc:
+            self.stop_on_fault(f"{actor.name} ended: {type(exc).__name__}")
+            raise
+
+    async def _serve_retrying(self, actor: SisyphusActor, resumed: bool) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                info: BootInfo = await actor.boot()
+                if resumed:
+                    await self.store.append("RESUMED", {
+                        "agent": actor.name, "cursor": info.cursor, "reread": info.reread,
+                        "duration_ms": round(info.duration_ms, 3)}, actor=actor.name)
+                await actor.serve(info)
+                return
+            except Exception as exc:
+                if not is_passing(exc):
+                    raise
+                delay = backoff.next()
+                self.fault(f"{actor.name}: {describe(exc)}; resuming from its checkpoint "
+                           f"in {delay:.1f}s (retry {backoff.attempts})")
+                await asyncio.sleep(delay)
+                resumed = True
+
+    async def _record_failure(self, actor: SisyphusActor, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        await self._append("AGENT_FAILED", {"agent": actor.name, "error": error}, actor=SWARM)
+        if actor.name != "kernel" and await self.mail.is_registered("kernel"):
+            await self.mail.send("kernel", {"kind": "agent_failed", "text": error,
+                                            "data": {"agent": actor.name}}, sender=SWARM)
+        view = self.ledger.agents.get(actor.name)
+        if actor.name == "kernel" or (actor.name in ESSENTIAL and view is not None
+                                      and view.parent == "kernel"):
+            self.stop_on_fault(f"{actor.name} failed: {error}")
 
     async def wipe(self, name: str, *, hold: bool = False) -> None:
         """A context wipe: cancel the actor wherever it is, forget its memory, record
@@ -285,7 +401,7 @@ class Swarm:
         lost = actor.wipe()
         # Appending through the same writer queue also waits out a commit the wiped
         # turn had already queued, so the resumed actor reads the true cursor.
-        await self.store.append("CONTEXT_WIPED", {"agent": name, "lost": lost}, actor=SWARM)
+        await self._append("CONTEXT_WIPED", {"agent": name, "lost": lost}, actor=SWARM)
         if not hold:
             await self.resume(name)
 
@@ -300,11 +416,16 @@ class Swarm:
     # -- the follower -----------------------------------------------------------
 
     async def _follow(self) -> None:
-        async for event in self.store.tail(1):
-            self.ledger.apply(event)
+        # From where the ledger is: a follower restarted after a fault folds on.
+        async for event in self.store.tail(self.ledger.offset + 1):
+            problem = self.ledger.apply(event)
             moved, self._ledger_moved = self._ledger_moved, asyncio.Event()
             moved.set()
             self._ledger_dirty.set()
+            if problem is not None:
+                # Flagged and skipped: one bad event never stops the swarm.
+                self.fault(f"skipped event {event.offset}: {problem}")
+                continue
             if event.offset >= self._live_from:
                 self._report(event)
             if self._started:
@@ -346,7 +467,11 @@ class Swarm:
         if line is not None:
             from sisyphus_tui.safe_text import printable
 
-            self.say(printable(f"[{event.offset}] {event.actor or '-'}: {line()}"))
+            try:
+                text = line()
+            except (KeyError, TypeError, ValueError):  # a field the fold did not need
+                text = f"{event.type} (unreadable payload)"
+            self.say(printable(f"[{event.offset}] {event.actor or '-'}: {text}"))
 
     # -- control ----------------------------------------------------------------
 

@@ -12,6 +12,7 @@ not rewritten, and tests are simply run again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 from abc import ABC, abstractmethod
@@ -23,6 +24,7 @@ from typing import Any, ClassVar, Protocol
 from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.conductor import CommandResult, run_command
 from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.faults import Backoff, describe, is_passing
 from sisyphus_tui.ledger import TMP_SUFFIX, Ledger
 from sisyphus_tui.mail import SwarmMail, check_agent_name, registration_key
 from sisyphus_tui.stream.base import Event, EventStore, NewEvent
@@ -50,6 +52,10 @@ class SwarmContext(Protocol):
 
     def skill_role(self, skill: str) -> tuple[str, str]:
         """The role and default thinking mode of a skill (UnknownSkill if none)."""
+
+    def fault(self, text: str) -> None:
+        """Say a fault that is being retried (a person must see it; the log may not
+        be writable at that moment)."""
 
 
 def sha256_of(data: bytes) -> str:
@@ -236,13 +242,59 @@ class SisyphusActor(ABC):
         """One message, one tracking transaction: effects + CHECKPOINT + cursor advance."""
         self.last_activity = time.monotonic()
         turn = Turn(self, message)
-        await self.on_message(turn, message)
+        try:
+            await self.on_message(turn, message)
+        except Exception as exc:
+            if is_passing(exc) or self._from_the_swarm(message):
+                raise  # retried, or the agent's failure: a bug of ours
+            # A message from outside the swarm (a person, a tool) this role cannot act
+            # on: refused on the record, and the agent goes on with the next one.
+            error = f"{type(exc).__name__}: {exc}"
+            self.swarm.fault(f"{self.name}: refused message {message.offset} from "
+                             f"{message.actor or '-'}: {error}")
+            turn = Turn(self, message)
+            turn.status("refused", f"message {message.offset} from {message.actor or '-'}: "
+                                   f"{error}"[:500])
         turn.emit("CHECKPOINT", {"agent": self.name, "cursor": message.offset,
                                  "step": self.state.get("step"), "state": self.state})
-        await self.swarm.mail.ack(self.name, message.offset, events=turn.outputs)
+        await self._commit(message, turn.outputs)
         self.cursor = message.offset
         self.handled += 1
         self.last_activity = time.monotonic()
+
+    async def _commit(self, message: Event, outputs: list[NewEvent]) -> None:
+        """Commit a turn; a fault that passes (a lock, a full disk) is retried with a
+        backoff, never made the turn's verdict: the turn's work is not redone."""
+        backoff = Backoff()
+        while True:
+            try:
+                await self.swarm.mail.ack(self.name, message.offset, events=outputs)
+                break
+            except Exception as exc:
+                if not is_passing(exc):
+                    raise
+                delay = backoff.next()
+                self.swarm.fault(f"{self.name}: the commit of message {message.offset} "
+                                 f"failed ({describe(exc)}); retry {backoff.attempts} "
+                                 f"in {delay:.1f}s")
+                await asyncio.sleep(delay)
+            with contextlib.suppress(Exception):
+                # SQLite rolls back a commit that fails; should one have gone through
+                # after all, the cursor (in the same transaction) says so.
+                if await self.swarm.store.cursor(self.name) >= message.offset:
+                    break
+        if backoff.attempts:
+            self.swarm.fault(f"{self.name}: message {message.offset} committed after "
+                             f"{backoff.attempts} retries")
+
+    def _from_the_swarm(self, message: Event) -> bool:
+        """Whether the message was written by the swarm or one of its actors."""
+        from sisyphus_tui.actors import ROLES
+
+        if message.actor == "swarm":
+            return True
+        view = self.swarm.ledger.agents.get(message.actor or "")
+        return view is not None and view.role in ROLES
 
     @abstractmethod
     async def on_message(self, turn: Turn, message: Event) -> None:

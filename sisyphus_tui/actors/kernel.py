@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sisyphus_tui.actors.base import SisyphusActor, Turn, message_kind
-from sisyphus_tui.conductor import Spec, parse_spec, run_gate
+from sisyphus_tui.conductor import Spec, SpecError, parse_spec, run_gate
 from sisyphus_tui.stream.base import Event
 
 TEAM = (("planner", "planner"), ("validator", "validator"), ("executor", "executor"))
@@ -47,11 +47,10 @@ class Kernel(SisyphusActor):
         elif kind == "approve":
             await self._approve(turn, str(data["gate"]))
         elif kind == "agent_failed":
-            if data.get("agent") in {name for name, _ in TEAM}:
-                await self._block(turn, f"agent {data.get('agent')} failed: "
-                                        f"{message.payload['text']}")
-            else:  # a sub-agent's failure is on the record; the run goes on
-                self.state.setdefault("failed", []).append(str(data.get("agent")))
+            # On the record, not a verdict: a failed member of the team stops the host
+            # (the swarm sees to that), and the next host starts it again; a
+            # sub-agent's failure leaves the run going on.
+            self.state.setdefault("failed", []).append(str(data.get("agent")))
         elif kind == "result":
             results = self.state.setdefault("results", {})
             found = data.get("findings", {}).get("files", [])
@@ -65,7 +64,11 @@ class Kernel(SisyphusActor):
     async def _start(self, turn: Turn, message: Event) -> None:
         if self.state.get("phase"):
             return  # a second TASK_INIT for a run in progress changes nothing
-        spec = parse_spec(message.payload.get("spec", {}))
+        try:
+            spec = parse_spec(message.payload.get("spec", {}))
+        except SpecError as exc:  # written before specs were checked whole
+            await self._block(turn, f"the task cannot run: {exc}")
+            return
         self.state.update({"goal": message.payload["goal"], "spec": spec.model_dump(),
                            "round": 1, "revision": 1, "gate_index": 0, "gate_fixes": {},
                            "approved": [], "current_step": 0,

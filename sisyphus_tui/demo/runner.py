@@ -58,14 +58,22 @@ def copy_sample(sample: Path, workspace: Path) -> None:
 
 
 async def current_task(store: EventStore) -> Event | None:
-    """The run's TASK_INIT, if the log has one."""
-    return await store.last(types=["TASK_INIT"])
+    """The run's TASK_INIT, if the log has one: the one ``start_task`` wrote (key
+    ``task``), else the first; a later one changes nothing, for the kernel too."""
+    offset = await store.find_key("task")
+    if offset is not None:
+        found = await store.read_offsets([offset])
+        if found:
+            return found[0]
+    page = await store.read(0, 1, types=["TASK_INIT"])
+    return page.events[0] if page.events else None
 
 
 def task_workspace(task: Event) -> Path | None:
-    """Where the run in this log works."""
-    where = task.payload.get("spec", {}).get("workspace")
-    return Path(where) if where else None
+    """Where the run in this log works (None if it does not say, or says nonsense)."""
+    spec = task.payload.get("spec")
+    where = spec.get("workspace") if isinstance(spec, dict) else None
+    return Path(where) if isinstance(where, str) and where else None
 
 
 async def start_task(store: EventStore, workspace: Path, goal: str, spec: dict[str, Any],

@@ -17,6 +17,11 @@ from typing import Any, NamedTuple, Self
 from pydantic import BaseModel
 
 from sisyphus_tui.events import decode_payload, encode_payload
+from sisyphus_tui.stream.lease import HostInfo, HostLease
+
+# The payload key a reader finds in place of a stored payload it could not decode (bit
+# rot, a row written by another program): readers flag and skip such an event.
+UNDECODABLE = "_undecodable"
 
 
 class Event(NamedTuple):
@@ -259,6 +264,18 @@ class EventStore(ABC):
     @abstractmethod
     def _watching(self) -> Any:
         """An async context manager kept open while a tail runs (starts change detection)."""
+
+    # -- hosting ---------------------------------------------------------------
+
+    @abstractmethod
+    async def host_lease(self) -> HostLease:
+        """Take the lease that makes this process the swarm's one host (HostBusy names
+        the holder if another process has it); released by ``release()`` or the
+        process's end, however it ends."""
+
+    @abstractmethod
+    def current_host(self) -> HostInfo | None:
+        """Who hosts this log's swarm now (None: nobody), without taking the lease."""
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -29,13 +29,16 @@ import orjson
 
 from sisyphus_tui.errors import (
     DatabaseError,
+    DatabaseFull,
+    DatabaseIOError,
     DatabaseLocked,
     DatabaseMissing,
     DatabaseReadOnly,
     NotADatabase,
     SchemaTooNew,
 )
-from sisyphus_tui.stream.base import Event, EventStore, NewEvent, Page
+from sisyphus_tui.stream.base import UNDECODABLE, Event, EventStore, NewEvent, Page
+from sisyphus_tui.stream.lease import HostInfo, HostLease, current_host
 
 T = TypeVar("T")
 
@@ -96,8 +99,14 @@ def _insert_sql(rows: int) -> str:
 def _translate(exc: sqlite3.Error, path: Path) -> DatabaseError:
     """Turn a sqlite3 error into one of ours, with a one-line message naming the file."""
     text = str(exc).lower()
-    if "locked" in text or "busy" in text:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary result code
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text \
+            or "busy" in text:
         return DatabaseLocked(f"database is locked by another process: {path}")
+    if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+        return DatabaseFull(f"disk full: cannot write the database: {path}")
+    if code == sqlite3.SQLITE_IOERR or "disk i/o error" in text:
+        return DatabaseIOError(f"I/O error on the database: {path}")
     if "readonly" in text or "read-only" in text:
         return DatabaseReadOnly(f"database is read-only: {path}")
     if "not a database" in text or "malformed" in text:
@@ -195,11 +204,41 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
 def _loads(text: str) -> Any:
     """Decode a stored payload: orjson (about 3x faster than json, which matters when a
     log is replayed), falling back to json for what orjson refuses (integers beyond 64
-    bits, which json.dumps wrote)."""
+    bits, which json.dumps wrote). A payload neither can read (bit rot), or that is not
+    a JSON object, comes back as ``{UNDECODABLE: why}``: one bad row never stops a
+    reader."""
     try:
-        return orjson.loads(text)
+        value = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return json.loads(text)
+        value = _loads_slowly(text)
+    return value if value.__class__ is dict else _undecodable(
+        f"the payload is a JSON {type(value).__name__}, not an object")
+
+
+def _loads_slowly(text: str) -> Any:
+    if not isinstance(text, str):
+        return _undecodable(f"the payload is stored as {type(text).__name__}, not text")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return _undecodable(f"undecodable payload: {str(exc)[:120]}")
+    # orjson refuses lone surrogates ("\\ud800"), which json lets through: text no
+    # terminal or encoder can take.
+    if isinstance(value, dict) and _has_surrogates(json.dumps(value, ensure_ascii=False)):
+        return _undecodable("the payload holds a lone surrogate (not valid Unicode)")
+    return value
+
+
+def _undecodable(why: str) -> dict[str, Any]:
+    return {UNDECODABLE: why}
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _fetch_events(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Event]:
@@ -207,8 +246,33 @@ def _fetch_events(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> 
     # tuple.__new__ skips the named tuple's Python-level __new__: a third of the cost
     # per event when replaying a large log.
     new = tuple.__new__
-    return [new(Event, (o, t, a, r, loads(p), ts, k))
-            for o, t, a, r, p, ts, k in conn.execute(sql, params).fetchall()]
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "decode" not in str(exc).lower():
+            raise
+        rows = _fetch_tolerantly(conn, sql, params)
+    return [new(Event, (o, t, a, r, loads(p), ts, k)) for o, t, a, r, p, ts, k in rows]
+
+
+def _fetch_tolerantly(conn: sqlite3.Connection, sql: str, params: Sequence[Any]
+                      ) -> list[Any]:
+    """The rows of a page that holds text that is not UTF-8 (bit rot): its names are
+    shown with U+FFFD, its payload comes back undecodable, the other rows as they are.
+    (In the connection's own thread, so changing its text factory is safe.)"""
+    factory = conn.text_factory
+    conn.text_factory = lambda data: data.decode("utf-8", "surrogateescape")
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    finally:
+        conn.text_factory = factory
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, str) and _has_surrogates(value):
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return value
+
+    return [(o, clean(t), clean(a), clean(r), p, ts, clean(k)) for o, t, a, r, p, ts, k in rows]
 
 
 def _filters(*, to: str | None, types: Sequence[str] | None,
@@ -386,6 +450,12 @@ class SQLiteStore(EventStore):
             error: BaseException = exc
             if isinstance(exc, sqlite3.Error):
                 error = _translate(exc, self.path)
+                if isinstance(error, DatabaseIOError) and self._writer is not None:
+                    # After an I/O error the connection's state is unknown: the next
+                    # batch opens a fresh one.
+                    writer, self._writer = self._writer, None
+                    with contextlib.suppress(Exception):
+                        await writer.close()
             for _, _, future in requests:
                 if not future.done():
                     future.set_exception(error)
@@ -526,6 +596,16 @@ class SQLiteStore(EventStore):
                 self._notify_commit()
             last = version
             await asyncio.sleep(POLL_INTERVAL_S)
+
+    # -- hosting ---------------------------------------------------------------
+
+    async def host_lease(self) -> HostLease:
+        if self.read_only:
+            raise DatabaseReadOnly(f"database is read-only: {self.path}")
+        return await HostLease.acquire(self.path)
+
+    def current_host(self) -> HostInfo | None:
+        return current_host(self.path)
 
     # -- lifecycle -------------------------------------------------------------
 

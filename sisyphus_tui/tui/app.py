@@ -24,9 +24,10 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, Input, Static
 from textual.worker import Worker
 
-from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.errors import HostFault, SisyphusError
 from sisyphus_tui.ledger import Ledger
 from sisyphus_tui.mail import SwarmMail
+from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore
 from sisyphus_tui.tui.commands import SisyphusCommands
 from sisyphus_tui.tui.screens.modals import EventScreen, HelpScreen, InjectForm, SpawnForm
@@ -132,6 +133,7 @@ class SisyphusApp(App[None]):
         self._inbox_loaded_at = 0.0
         self._pane = 2
         self.outcome: Ledger | None = None
+        self.host_fault: HostFault | None = None
         self._gc_threshold = gc.get_threshold()
 
     def compose(self) -> ComposeResult:
@@ -213,7 +215,16 @@ class SisyphusApp(App[None]):
             self._dirty = True
 
     async def _run_host(self) -> None:
-        self.outcome = await self.host.run()
+        # Faults being retried are toasts, not lines on a screen they would scribble on.
+        self.host.on_fault = lambda text: self.notify(printable(text), title="fault",
+                                                      severity="warning", markup=False)
+        try:
+            self.outcome = await self.host.run()
+        except HostFault as exc:
+            self.host_fault = exc
+            self.notify(printable(f"the host stopped: {exc}"), severity="error",
+                        timeout=30, markup=False)
+            return
         self.notify(f"the run is {self.outcome.phase}"
                     + (f": {self.outcome.phase_reason}" if self.outcome.phase_reason else ""),
                     timeout=30)

@@ -10,11 +10,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sisyphus_tui.brains import BRAINS, Brain
 from sisyphus_tui.brains.base import Thought
 from sisyphus_tui.brains.scripted import ScriptedBrain
 from sisyphus_tui.demo.runner import prepare_demo
 from sisyphus_tui.demo.script import load_script
+from sisyphus_tui.errors import HostFault
 from sisyphus_tui.runtime import Swarm
 from sisyphus_tui.stream import Event, EventStore, open_store
 from tests.conftest import run_cli
@@ -78,25 +81,26 @@ class EscapingBrain(ScriptedBrain):
         return answer
 
 
-async def test_a_failing_actor_is_recorded_and_the_others_go_on(tmp_path: Path) -> None:
+async def test_a_failing_actor_is_recorded_and_stops_the_host_resumably(tmp_path: Path) -> None:
     BRAINS["escaping"] = EscapingBrain
     try:
         db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
         async with await open_store(db) as store:
             await prepare_demo(store, workspace)
             swarm = Swarm(store, workspace, brain="escaping")
-            ledger = await swarm.run()
+            with pytest.raises(HostFault, match="executor failed: WorkspaceError"):
+                await swarm.run()
+            ledger = swarm.ledger
     finally:
         del BRAINS["escaping"]
     assert not (tmp_path / "outside.py").exists()
     assert ledger.agents["executor"].state == "failed"
     assert "path escapes the workspace" in ledger.agents["executor"].detail
-    assert ledger.phase == "blocked"
-    assert ledger.phase_reason.startswith("agent executor failed: WorkspaceError")
-    # The others were not taken down: the kernel handled the failure report, and every
-    # other agent was still serving until the run ended.
+    # A failure is on the record, not a verdict: the run is where it was, for the same
+    # command to resume, and no other agent was taken down.
+    assert ledger.phase == "execute"
     assert {a.state for name, a in ledger.agents.items()
-            if name in ("planner", "validator")} == {"done"}
+            if name in ("planner", "validator")} <= {"idle", "waiting"}
 
 
 async def first(store: EventStore, predicate: Any, start: int = 1,
