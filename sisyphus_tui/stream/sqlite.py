@@ -194,8 +194,9 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
 
 def _loads(text: str) -> Any:
     """Decode a stored payload: orjson (about 3x faster than json, which matters when a
-    log is replayed), falling back to json for what orjson refuses (integers beyond 64
-    bits, which json.dumps wrote)."""
+    log is replayed), falling back to json for what orjson refuses: lone surrogate
+    escapes, which versions before the payload limits wrote. (An integer beyond 64 bits
+    from those versions is read by orjson as an approximate float, not refused.)"""
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
