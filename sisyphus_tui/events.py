@@ -290,12 +290,16 @@ def encode_json(payload: Any) -> str:
     extra cost; two cheap tests on its output decide whether the payload must also be
     walked for what orjson lets through: NaN and infinities (written as ``null``) and
     nesting deeper than MAX_PAYLOAD_DEPTH (which needs that many brackets). Raises
-    ValueError naming the first problem's path.
+    ValueError naming the first broken limit's path, TypeError for a value JSON has no
+    type for.
     """
     try:
         out = orjson.dumps(payload, option=_JSON_OPTIONS)
     except orjson.JSONEncodeError as exc:
-        raise ValueError(_problem(payload) or str(exc)) from None
+        problem = _problem(payload)
+        if problem is None:
+            raise TypeError(str(exc)) from None
+        raise ValueError(problem) from None
     if b"null" in out or (
         len(out) > 2 * MAX_PAYLOAD_DEPTH
         and out.count(b"{") + out.count(b"[") > MAX_PAYLOAD_DEPTH
@@ -369,7 +373,7 @@ def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) 
         # The hot path of external tools' events: a plain dict, encoded straight away.
         try:
             return encode_json(payload)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise InvalidPayload(f"invalid {event_type} payload: {exc}") from None
     if model is None:
         if not event_type.startswith(EXTENSION_PREFIX) or len(event_type) <= len(
@@ -390,7 +394,7 @@ def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) 
             )
         try:
             return encode_json(payload)
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise InvalidPayload(f"invalid {event_type} payload: {exc}") from None
     if isinstance(payload, BaseModel) and not isinstance(payload, model):
         payload = payload.model_dump()
@@ -403,10 +407,15 @@ def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) 
     try:
         valid = payload if isinstance(payload, model) else model.model_validate(payload)
         # Dumped to Python, then encoded by encode_json: the same limits as x. types.
-        return encode_json(valid.model_dump())
+        try:
+            return encode_json(valid.model_dump())
+        except TypeError:
+            # A value JSON has no type for, in a free-form field (a Path, a datetime), is
+            # converted as pydantic's JSON mode does; a broken limit fails here again.
+            return encode_json(valid.model_dump(mode="json"))
     except ValidationError as exc:
         raise InvalidPayload(f"invalid {event_type} payload: {_describe(exc)}") from None
-    except (ValueError, RecursionError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         problem = _problem(payload) or str(exc) or type(exc).__name__
         raise InvalidPayload(f"invalid {event_type} payload: {problem}") from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import pytest
 
@@ -171,6 +172,9 @@ async def test_payload_may_be_a_model(store: EventStore) -> None:
     assert (await store.read(offset, 1)).events[0].payload == {"goal": "g", "spec": {"gates": []}}
     event = NewEvent.of("TASK_INIT", TaskInit(goal="g"))
     assert event.payload_json == '{"goal":"g","spec":{}}'
+    # A value JSON has no type for, in a free-form field, is written as pydantic's JSON.
+    where = NewEvent.of("MESSAGE", {"data": {"where": Path("/tmp/ws")}})
+    assert '"data":{"where":"/tmp/ws"}' in where.payload_json
 
 
 async def test_tail_yields_the_past_then_live_events(store: EventStore) -> None:
