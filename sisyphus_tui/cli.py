@@ -10,19 +10,22 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sisyphus_tui import __version__
 from sisyphus_tui.errors import HostFault, InvalidPayload, SisyphusError
+from sisyphus_tui.events import MAX_PAYLOAD_DEPTH
 from sisyphus_tui.mail import SwarmMail, check_agent_name
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream import Event, EventStore, NewEvent, dumps_event, open_store
+from sisyphus_tui.stream.base import MAX_OFFSET
 from sisyphus_tui.stream.lease import HostLease
 
 EXIT_ERROR = 2
@@ -60,6 +63,15 @@ def summarize(payload: dict[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
+def _terminal(line: str) -> str:
+    """``line`` safe to print: control characters and lone surrogates (in rows an older
+    version let in) become visible escapes, instead of driving the terminal or raising."""
+    line = printable(line)
+    if line.isascii():
+        return line
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def format_event(event: Event) -> str:
     """A human line for an event; text from agents is shown literally, never interpreted."""
     to = f" -> {event.to}" if event.to else ""
@@ -67,7 +79,7 @@ def format_event(event: Event) -> str:
         f"{event.offset:>7}  {_clock(event.ts)}  {event.actor or '-':<12} "
         f"{event.type:<16}{to}  {summarize(event.payload)}"
     )
-    return printable(line)
+    return _terminal(line)
 
 
 def _emit_line(line: str) -> None:
@@ -88,13 +100,38 @@ async def _with_store(
         return await body(store)
 
 
+def _read_payload(source: str | None) -> str | None:
+    """The text of ``--payload``: itself, or the contents of ``@FILE``, or stdin for ``-``."""
+    if source is None or not (source == "-" or source.startswith("@")):
+        return source
+    where = "stdin" if source == "-" else source[1:]
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(where).read_bytes()
+    except OSError as exc:
+        raise InvalidPayload(f"--payload {source}: cannot read {where}: "
+                             f"{exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidPayload(f"--payload {source}: not valid UTF-8 (byte "
+                             f"0x{data[exc.start]:02x} at position {exc.start})") from None
+
+
 def _parse_payload(text: str | None) -> Any:
+    """The JSON value of ``--payload`` text (the event's encoder checks the rest)."""
     if text is None:
         return None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidPayload(f"malformed JSON in --payload: {exc}") from None
+    except RecursionError:
+        raise InvalidPayload(f"--payload is nested deeper than {MAX_PAYLOAD_DEPTH} "
+                             "levels") from None
+    except ValueError:
+        # Python refuses to read an integer of more than 4300 digits.
+        raise InvalidPayload("--payload has an integer out of range (payload integers "
+                             "are 64-bit)") from None
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
@@ -117,8 +154,9 @@ async def cmd_register(args: argparse.Namespace) -> int:
 
 async def cmd_emit(args: argparse.Namespace) -> int:
     # Validate before the database is opened: bad input never touches the file.
+    text = await asyncio.to_thread(_read_payload, args.payload)
     event = NewEvent.of(
-        args.type, _parse_payload(args.payload), actor=args.actor, to=args.to, key=args.key
+        args.type, _parse_payload(text), actor=args.actor, to=args.to, key=args.key
     )
 
     async def body(store: EventStore) -> int:
@@ -226,7 +264,7 @@ async def cmd_cursors(args: argparse.Namespace) -> int:
             return 0
         _emit_line(f"{'AGENT':<24} {'ROLE':<12} {'CURSOR':>8} {'LAG':>8}   (head {head})")
         for row in rows:
-            _emit_line(printable(
+            _emit_line(_terminal(
                 f"{row['agent']:<24} {row['role'] or '-':<12} {row['cursor']:>8} {row['lag']:>8}"
             ))
         return 0
@@ -372,8 +410,9 @@ async def cmd_agents(args: argparse.Namespace) -> int:
             rows.append({"agent": agent.name, "role": agent.role, "skill": agent.skill,
                          "state": agent.state, "thinking": agent.thinking, "cursor": cursor,
                          "lag": head - cursor, "pending": pending,
-                         "last_active_s": round(now - agent.last_ts, 1) if agent.last_ts
-                         else None, "detail": agent.detail})
+                         # A host whose clock is ahead writes future time stamps.
+                         "last_active_s": round(max(now - agent.last_ts, 0.0), 1)
+                         if agent.last_ts else None, "detail": agent.detail})
         if args.json:
             for row in rows:
                 _emit_line(json.dumps(row, separators=(",", ":")))
@@ -382,7 +421,7 @@ async def cmd_agents(args: argparse.Namespace) -> int:
                    f"{'PENDING':>7} {'ACTIVE':>8}  THINKING  DETAIL   (head {head})")
         for row in rows:
             age = "-" if row["last_active_s"] is None else f"{row['last_active_s']:.0f}s ago"
-            _emit_line(printable(
+            _emit_line(_terminal(
                 f"{row['agent']:<16} {row['role']:<11} {row['state']:<9} {row['cursor']:>7} "
                 f"{row['lag']:>6} {row['pending']:>7} {age:>8}  {row['thinking']:<9} "
                 f"{row['detail'][:60]}"))
@@ -612,25 +651,72 @@ async def _tui(args: argparse.Namespace) -> int:
 # -- parsing --------------------------------------------------------------------
 
 
-def _non_negative(text: str) -> int:
+def _offset(text: str) -> int:
+    """An offset or a count: a whole number from 0 to the log's largest offset."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {value}")
+        raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+    if not 0 <= value <= MAX_OFFSET:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_OFFSET}: {text[:40]}")
     return value
+
+
+def _seconds(text: str) -> float:
+    """A duration: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more: {text[:40]}")
+    return value
+
+
+def _text(text: str) -> str:
+    """A text argument: valid UTF-8. Bytes that are not arrive from argv as lone
+    surrogates (surrogateescape), which no event can hold."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            byte = ord(text[exc.start]) - 0xDC00
+            shown = f"byte 0x{byte:02x}" if 0x80 <= byte <= 0xFF else "a lone surrogate"
+            raise argparse.ArgumentTypeError(
+                f"not valid UTF-8 ({shown} at index {exc.start})") from None
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with errors as one line on stderr (exit 2), and every text argument
+    checked to be valid UTF-8."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        if kwargs.get("action", "store") in ("store", "append") and "type" not in kwargs:
+            kwargs["type"] = _text
+        return super().add_argument(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, _terminal(f"sisyphus: error: {message} (see "
+                                        f"'{self.prog} --help')") + "\n")
+
+
+PAYLOAD_HELP = (
+    "the payload, a JSON object; @FILE reads it from FILE, - from stdin (for payloads "
+    f"beyond the argument length limit). At most {MAX_PAYLOAD_DEPTH} levels deep, "
+    "integers 64-bit (-2**63 to 2**64-1), text valid Unicode"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sisyphus`` command."""
-    db = argparse.ArgumentParser(add_help=False)
+    db = _Parser(add_help=False)
     db.add_argument(
         "--db",
         default=argparse.SUPPRESS,
         help="the swarm's database (default: $SISYPHUS_DB, else .sisyphus/swarm.db)",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sisyphus",
         description="Supervise swarms of coding agents on a durable event log.",
         parents=[db],
@@ -648,16 +734,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("emit", parents=[db], help="append one event, print its offset")
     p.add_argument("type", help="event type (TASK_INIT, MESSAGE, ... or x.anything)")
-    p.add_argument("--payload", help="the payload, a JSON object")
+    p.add_argument("--payload", metavar="JSON|@FILE|-", help=PAYLOAD_HELP)
     p.add_argument("--actor", help="who writes it")
     p.add_argument("--to", help="recipient agent (must be registered)")
     p.add_argument("--key", help="idempotency key: the same key twice writes once")
     p.set_defaults(run=cmd_emit)
 
     p = sub.add_parser("events", parents=[db], help="print events; --follow for live ones")
-    p.add_argument("--from", dest="from_offset", type=_non_negative, default=0,
-                   metavar="N", help="first offset to show (default 0: all)")
-    p.add_argument("--limit", type=_non_negative, metavar="N", help="at most N events")
+    p.add_argument("--from", dest="from_offset", type=_offset, default=0,
+                   metavar="N", help=f"first offset to show (default 0: all; at most "
+                   f"{MAX_OFFSET})")
+    p.add_argument("--limit", type=_offset, metavar="N", help="at most N events")
     p.add_argument("--to", help="only events addressed to this agent")
     p.add_argument("--type", action="append", metavar="T", help="only this type (repeatable)")
     p.add_argument("--actor", help="only events written by this actor")
@@ -680,7 +767,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ack", parents=[db], help="advance an agent's durable cursor")
     p.add_argument("agent")
-    p.add_argument("offset", type=_non_negative)
+    p.add_argument("offset", type=_offset, help="the last offset the agent has handled")
     p.set_defaults(run=cmd_ack)
 
     p = sub.add_parser("cursors", parents=[db], help="every agent's cursor and lag")
@@ -690,7 +777,7 @@ def build_parser() -> argparse.ArgumentParser:
     def swarm_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--workspace", help="where the swarm works (the demo's default: "
                        "./sisyphus-demo)")
-        p.add_argument("--speed", type=float, metavar="S",
+        p.add_argument("--speed", type=_seconds, metavar="S",
                        help="seconds between actions, so a person can watch (0: flat out; "
                        f"default {WATCH_SPEED:g}, or 0 with --headless)")
         p.add_argument("--wipe", action="append", metavar="AGENT@STEP",
@@ -698,10 +785,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "validate, execute, gates) begins; repeatable")
         p.add_argument("--spec", metavar="FILE", help="a JSON spec (gates, bounds) instead of "
                        "the default")
-        p.add_argument("--stale-after", type=float, default=120.0, metavar="S",
+        p.add_argument("--stale-after", type=_seconds, default=120.0, metavar="S",
                        help="mark an agent stale after S silent seconds with work pending")
 
-    screen = argparse.ArgumentParser(add_help=False)
+    screen = _Parser(add_help=False)
     screen.add_argument("--low-bandwidth", action="store_true",
                         help="over slow SSH: cap the frame rate, no animations")
     screen.add_argument("--no-mouse", action="store_true", help="do not capture the mouse")
@@ -736,7 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(run=cmd_agents)
 
-    actor = argparse.ArgumentParser(add_help=False)
+    actor = _Parser(add_help=False)
     actor.add_argument("--from", dest="sender", default="human", help="who asks "
                        "(default: human)")
 
@@ -769,7 +856,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background", action="store_true", help="print the name and return at "
                    "once; the result arrives in the human's inbox")
     p.add_argument("--thinking", choices=["off", "think", "ultrathink"])
-    p.add_argument("--timeout", type=float, default=300.0, metavar="S")
+    p.add_argument("--timeout", type=_seconds, default=300.0, metavar="S",
+                   help="how long to wait for the result (default 300)")
     p.add_argument("--workspace", help="where workspace skills live (.sisyphus/skills)")
     p.set_defaults(run=cmd_spawn)
     return parser

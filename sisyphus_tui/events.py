@@ -7,9 +7,10 @@ only under an ``x.`` prefix (for external tools) and must be JSON objects.
 
 from __future__ import annotations
 
-import json
+import math
 from typing import Any, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -285,16 +286,102 @@ def _describe(error: ValidationError) -> str:
     return f"{field}: {message}" if field else message
 
 
-# Built once: json.dumps with arguments builds a new encoder on every call.
-encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-"""Compact JSON text of a payload, as the log stores it (NaN and infinities refused)."""
+MAX_PAYLOAD_DEPTH = 64
+"""Objects and lists nest at most this deep in a payload (the payload itself is level 1)."""
+MIN_PAYLOAD_INT = -(2**63)
+MAX_PAYLOAD_INT = 2**64 - 1
+"""Payload integers are 64-bit: what orjson, the log's reader, reads back exactly (it
+would turn a larger one into an approximate float)."""
+
+# Dataclasses and datetimes are refused (TypeError), as json refused them, rather than
+# silently stored as objects or strings; non-string keys become strings, as in json.
+_JSON_OPTIONS = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
+                 | orjson.OPT_PASSTHROUGH_DATETIME)
+
+
+def encode_json(payload: Any) -> str:
+    """Compact JSON text of a payload, as the log stores it.
+
+    orjson refuses lone surrogates, integers beyond 64 bits and nesting beyond 255 at no
+    extra cost; two cheap tests on its output decide whether the payload must also be
+    walked for what orjson lets through: NaN and infinities (written as ``null``) and
+    nesting deeper than MAX_PAYLOAD_DEPTH (which needs that many brackets). Raises
+    ValueError naming the first broken limit's path, TypeError for a value JSON has no
+    type for.
+    """
+    try:
+        out = orjson.dumps(payload, option=_JSON_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        problem = _problem(payload)
+        if problem is None:
+            raise TypeError(str(exc)) from None
+        raise ValueError(problem) from None
+    if b"null" in out or (
+        len(out) > 2 * MAX_PAYLOAD_DEPTH
+        and out.count(b"{") + out.count(b"[") > MAX_PAYLOAD_DEPTH
+    ):
+        problem = _problem(payload)
+        if problem is not None:
+            raise ValueError(problem)
+    return out.decode()
+
+
+def _problem(value: Any) -> str | None:
+    """The first place where ``value`` breaks a payload limit ('a.b.0: ...'), or None."""
+    found = _find(value, 1)
+    if found is None:
+        return None
+    path, problem = found
+    path.reverse()
+    if len(path) > 8:
+        path[4:-2] = ["..."]
+    return f"{'.'.join(path)}: {problem}" if path else problem
+
+
+def _bad_text(text: str) -> str | None:
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"lone surrogate {text[exc.start]!r} at index {exc.start} "
+                "(not valid Unicode)")
+    return None
+
+
+def _find(value: Any, depth: int) -> tuple[list[str], str] | None:
+    """(path from the leaf up, problem) for the first bad value under ``value``."""
+    if isinstance(value, BaseModel):
+        value = dict(value)
+    if isinstance(value, str):
+        bad = _bad_text(value)
+        return None if bad is None else ([], bad)
+    if isinstance(value, float):
+        return None if math.isfinite(value) else ([], f"{value} is not a JSON number")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if MIN_PAYLOAD_INT <= value <= MAX_PAYLOAD_INT:
+            return None
+        return [], "integer out of range (payload integers are 64-bit)"
+    if isinstance(value, dict | list | tuple):
+        if depth > MAX_PAYLOAD_DEPTH:
+            return [], f"nested deeper than {MAX_PAYLOAD_DEPTH} levels"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str) and (bad := _bad_text(key)) is not None:
+                return [], f"key {key!r}: {bad}"
+            found = _find(item, depth + 1)
+            if found is not None:
+                found[0].append(str(key))
+                return found
+    return None
 
 
 def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) -> str:
     """Validate ``payload`` for ``event_type`` and return its JSON text.
 
     Raises UnknownEventType for an unregistered type without the ``x.`` prefix,
-    and InvalidPayload (naming the field) for a payload that does not validate.
+    and InvalidPayload (naming the field) for a payload that does not validate or
+    breaks a limit of the log (encode_json).
     """
     model = REGISTRY.get(event_type)
     if model is None and type(payload) is dict and event_type.startswith(EXTENSION_PREFIX) \
@@ -313,7 +400,7 @@ def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) 
                 f"(custom types need the {EXTENSION_PREFIX!r} prefix, e.g. 'x.{event_type}')"
             )
         if isinstance(payload, BaseModel):
-            return payload.model_dump_json()
+            payload = payload.model_dump()
         if payload is None:
             payload = {}
         if not isinstance(payload, dict):
@@ -325,20 +412,28 @@ def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) 
             return encode_json(payload)
         except (TypeError, ValueError) as exc:
             raise InvalidPayload(f"invalid {event_type} payload: {exc}") from None
-    if isinstance(payload, model):
-        return payload.model_dump_json()
-    if isinstance(payload, BaseModel):
+    if isinstance(payload, BaseModel) and not isinstance(payload, model):
         payload = payload.model_dump()
     if payload is None:
         payload = {}
-    if not isinstance(payload, dict):
+    if not isinstance(payload, dict | model):
         raise InvalidPayload(
             f"invalid {event_type} payload: must be a JSON object, not {type(payload).__name__}"
         )
     try:
-        return model.model_validate(payload).model_dump_json()
+        valid = payload if isinstance(payload, model) else model.model_validate(payload)
+        # Dumped to Python, then encoded by encode_json: the same limits as x. types.
+        try:
+            return encode_json(valid.model_dump())
+        except TypeError:
+            # A value JSON has no type for, in a free-form field (a Path, a datetime), is
+            # converted as pydantic's JSON mode does; a broken limit fails here again.
+            return encode_json(valid.model_dump(mode="json"))
     except ValidationError as exc:
         raise InvalidPayload(f"invalid {event_type} payload: {_describe(exc)}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        problem = _problem(payload) or str(exc) or type(exc).__name__
+        raise InvalidPayload(f"invalid {event_type} payload: {problem}") from None
 
 
 def decode_payload(event_type: str, payload: dict[str, Any]) -> BaseModel | dict[str, Any]:

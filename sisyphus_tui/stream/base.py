@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Self
 
 from pydantic import BaseModel
 
+from sisyphus_tui.errors import InvalidPayload
 from sisyphus_tui.events import decode_payload, encode_payload
 from sisyphus_tui.stream.lease import HostInfo, HostLease
 
@@ -76,7 +77,19 @@ class NewEvent(NamedTuple):
         to: str | None = None,
         key: str | None = None,
     ) -> NewEvent:
-        """Validate ``payload`` for ``type`` (InvalidPayload names the field)."""
+        """Validate ``payload`` for ``type`` (InvalidPayload names the field).
+
+        Every field is checked here, so a bad event fails alone, before it is queued,
+        and never fails the batch it would have been committed with."""
+        # Plain ASCII strings (nearly every event) pass two C-level tests per field; the
+        # rest are looked at closely: a lone surrogate (os.fsdecode of non-UTF-8 bytes)
+        # cannot be encoded for the database.
+        if not (type.__class__ is str and type.isascii()) or not (
+            actor is None or (actor.__class__ is str and actor.isascii())
+        ) or not (to is None or (to.__class__ is str and to.isascii())) or not (
+            key is None or (key.__class__ is str and key.isascii())
+        ):
+            _check_fields(type=type, actor=actor, to=to, key=key)
         # A plain dict (the common case, on the hot path) is encoded as it is.
         data: Any = payload
         if payload.__class__ is not dict and isinstance(payload, Mapping):
@@ -102,6 +115,40 @@ class NewEvent(NamedTuple):
             to=item.get("to"),
             key=item.get("key"),
         )
+
+
+MAX_OFFSET = 2**63 - 1
+"""The largest offset (and cursor position) a log can hold: SQLite's signed 64-bit."""
+
+
+def _check_text(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise InvalidPayload(f"invalid event: {name} must be a string, "
+                             f"not {value.__class__.__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidPayload(
+            f"invalid event: {name} {value!r} has a lone surrogate {value[exc.start]!r} "
+            f"at index {exc.start} (not valid UTF-8 text)") from None
+
+
+def _check_fields(**fields: object) -> None:
+    """Refuse an event field that is not text the database can store."""
+    for name, value in fields.items():
+        if value is not None or name == "type":
+            _check_text(name, value)
+
+
+def _check_cursor(cursor: object) -> None:
+    """Refuse a cursor advance that is not (agent name, offset within the log's range)."""
+    if not (isinstance(cursor, tuple) and len(cursor) == 2):
+        raise InvalidPayload(f"invalid cursor: must be (agent, offset), not {cursor!r}")
+    agent, offset = cursor
+    _check_text("cursor agent", agent)
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
+        raise InvalidPayload(f"invalid cursor: offset must be a whole number from 0 to "
+                             f"{MAX_OFFSET}, not {offset!r}")
 
 
 class Page(NamedTuple):
@@ -159,6 +206,8 @@ class EventStore(ABC):
         happened, or neither did.
         """
         batch = [NewEvent.coerce(item) for item in events]
+        if cursor is not None:
+            _check_cursor(cursor)
         if not batch and cursor is None:
             return []
         return await self._commit(batch, cursor)

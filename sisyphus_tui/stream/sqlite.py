@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import sqlite3
 import stat
 import time
@@ -203,10 +204,11 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., T], *args: An
 
 def _loads(text: str) -> Any:
     """Decode a stored payload: orjson (about 3x faster than json, which matters when a
-    log is replayed), falling back to json for what orjson refuses (integers beyond 64
-    bits, which json.dumps wrote). A payload neither can read (bit rot), or that is not
-    a JSON object, comes back as ``{UNDECODABLE: why}``: one bad row never stops a
-    reader."""
+    log is replayed), falling back to json for what orjson refuses: lone surrogate
+    escapes, which versions before the payload limits wrote. (An integer beyond 64 bits
+    from those versions is read by orjson as an approximate float, not refused.) A
+    payload neither can read (bit rot), or that is not a JSON object, comes back as
+    ``{UNDECODABLE: why}``: one bad row never stops a reader."""
     try:
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -223,9 +225,23 @@ def _loads_slowly(text: str) -> Any:
     except (ValueError, RecursionError) as exc:
         return _undecodable(f"undecodable payload: {str(exc)[:120]}")
     # orjson refuses lone surrogates ("\\ud800"), which json lets through: text no
-    # terminal or encoder can take.
+    # terminal or encoder can take. They are shown as the escape they were written as.
     if isinstance(value, dict) and _has_surrogates(json.dumps(value, ensure_ascii=False)):
-        return _undecodable("the payload holds a lone surrogate (not valid Unicode)")
+        return _visible(value)
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _visible(value: Any) -> Any:
+    """``value`` with every lone surrogate in its text written out as ``\\udXXX``."""
+    if isinstance(value, str):
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
+    if isinstance(value, dict):
+        return {_visible(k): _visible(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_visible(v) for v in value]
     return value
 
 

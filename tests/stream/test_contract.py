@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import pytest
 
@@ -170,6 +172,9 @@ async def test_payload_may_be_a_model(store: EventStore) -> None:
     assert (await store.read(offset, 1)).events[0].payload == {"goal": "g", "spec": {"gates": []}}
     event = NewEvent.of("TASK_INIT", TaskInit(goal="g"))
     assert event.payload_json == '{"goal":"g","spec":{}}'
+    # A value JSON has no type for, in a free-form field, is written as pydantic's JSON.
+    where = NewEvent.of("MESSAGE", {"data": {"where": Path("/tmp/ws")}})
+    assert '"data":{"where":"/tmp/ws"}' in where.payload_json
 
 
 async def test_tail_yields_the_past_then_live_events(store: EventStore) -> None:
@@ -245,10 +250,83 @@ async def test_read_offsets_and_match_offsets(store: EventStore) -> None:
 
 
 async def test_payloads_round_trip_exactly(store: EventStore) -> None:
-    payload = {"big": 2**70, "neg": -(2**65), "float": 0.1, "text": "é\\u2028\x00", "n": None,
-               "nested": {"list": [1, 2.5, "three", True]}}
+    # The integer limits are exact: the reader (orjson) holds both ends as integers.
+    payload = {"big": 2**64 - 1, "neg": -(2**63), "float": 0.1, "text": "é\\u2028\x00😀",
+               "n": None, "nested": {"list": [1, 2.5, "three", True]}}
     offset = await store.append("x.exact", payload)
     assert (await store.read(offset, 1)).events[0].payload == payload
     assert (await store.read_offsets([offset]))[0].payload == payload
     last = await store.last(types=["x.exact"])
     assert last is not None and last.payload == payload
+
+
+def nested(depth: int) -> dict[str, object]:
+    """A payload ``depth`` levels deep (the payload itself is level 1)."""
+    payload: dict[str, object] = {}
+    for _ in range(depth - 1):
+        payload = {"a": payload}
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payload", "message"),
+    [
+        ("x.text", {"t": "lone \ud800 here"}, "t: lone surrogate '\\ud800' at index 5"),
+        ("MESSAGE", {"text": "lone \udc00"}, "text: lone surrogate '\\udc00'"),
+        ("MESSAGE", {"data": {"list": ["ok", "caf\udce9"]}}, "data.list.1: lone surrogate"),
+        ("x.key", {"a": {"caf\udce9": 1}}, "a: key 'caf\\udce9': lone surrogate"),
+        ("x.big", {"n": 2**64}, "n: integer out of range"),
+        ("x.big", {"n": -(2**63) - 1}, "n: integer out of range"),
+        ("x.big", {"n": 10**5000}, "n: integer out of range"),
+        ("TASK_INIT", {"goal": "g", "spec": {"n": 2**70}}, "spec.n: integer out of range"),
+        ("x.deep", nested(65), "nested deeper than 64 levels"),
+        ("x.deep", nested(60_000), "nested deeper than 64 levels"),
+        ("TASK_INIT", {"goal": "g", "spec": nested(64)}, "nested deeper than 64 levels"),
+        ("MESSAGE", {"data": {"f": float("nan")}}, "data.f: nan is not a JSON number"),
+    ],
+)
+async def test_payloads_beyond_the_logs_limits_are_refused(
+    store: EventStore, event_type: str, payload: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidPayload, match=re.escape(message)):
+        await store.append(event_type, payload)
+    assert await store.head() == 0
+
+
+async def test_the_nesting_limit_is_64_levels(store: EventStore) -> None:
+    offset = await store.append("x.deep", nested(64))
+    assert (await store.read(offset, 1)).events[0].payload == nested(64)
+    with pytest.raises(InvalidPayload, match="nested deeper than 64 levels"):
+        await store.append("x.deep", {"list": [nested(64)]})
+    assert await store.head() == offset
+
+
+@pytest.mark.parametrize("field", ["actor", "to", "key"])
+@pytest.mark.parametrize("value", ["caf\udce9", 5, b"bytes"])
+async def test_event_fields_must_be_text(store: EventStore, field: str, value: object) -> None:
+    with pytest.raises(InvalidPayload, match=f"invalid event: {field} "):
+        await store.append("x.n", {}, **{field: value})  # type: ignore[arg-type]
+    with pytest.raises(InvalidPayload, match="invalid event: type 'x.\\\\udcff'"):
+        await store.append("x.\udcff", {})
+    assert await store.head() == 0
+
+
+async def test_one_bad_append_fails_alone_not_its_batch(store: EventStore) -> None:
+    """What os.fsdecode gives for Latin-1 bytes, among 50 good appends in one batch."""
+    good = [store.append("x.n", {"i": i}, actor="kernel") for i in range(50)]
+    bad = store.append("x.n", {"i": -1}, actor="caf\udce9")
+    results = await asyncio.gather(*good[:25], bad, *good[25:], return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1 and isinstance(failures[0], InvalidPayload), failures
+    assert sorted(r for r in results if isinstance(r, int)) == list(range(1, 51))
+    assert await store.head() == 50
+
+
+@pytest.mark.parametrize("cursor", [("w", 2**63), ("w", -1), ("caf\udce9", 1), ("w", "1")])
+async def test_a_bad_cursor_advance_fails_alone(store: EventStore, cursor: object) -> None:
+    good = [store.append("x.n", {}) for _ in range(10)]
+    bad = store.append_many([{"type": "x.n"}], cursor=cursor)  # type: ignore[arg-type]
+    results = await asyncio.gather(bad, *good, return_exceptions=True)
+    assert isinstance(results[0], InvalidPayload), results[0]
+    assert sorted(results[1:]) == list(range(1, 11))  # type: ignore[type-var]
+    assert await store.cursors() == {}
