@@ -333,8 +333,8 @@ def _problem(value: Any) -> str | None:
         return None
     path, problem = found
     path.reverse()
-    if len(path) > 8:
-        path[4:-2] = ["..."]
+    if len(path) > 8:  # a.a.a.a...a.a
+        return f"{'.'.join(path[:4])}...{'.'.join(path[-2:])}: {problem}"
     return f"{'.'.join(path)}: {problem}" if path else problem
 
 

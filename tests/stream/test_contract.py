@@ -278,10 +278,15 @@ def nested(depth: int) -> dict[str, object]:
         ("x.big", {"n": 2**64}, "n: integer out of range"),
         ("x.big", {"n": -(2**63) - 1}, "n: integer out of range"),
         ("x.big", {"n": 10**5000}, "n: integer out of range"),
-        ("TASK_INIT", {"goal": "g", "spec": {"n": 2**70}}, "spec.n: integer out of range"),
+        ("MESSAGE", {"data": {"n": 2**70}}, "data.n: integer out of range"),
         ("x.deep", nested(65), "nested deeper than 64 levels"),
         ("x.deep", nested(60_000), "nested deeper than 64 levels"),
-        ("TASK_INIT", {"goal": "g", "spec": nested(64)}, "nested deeper than 64 levels"),
+        ("MESSAGE", {"data": nested(64)}, "nested deeper than 64 levels"),
+        # A spec is checked whole, as the kernel reads it.
+        ("TASK_INIT", {"goal": "g", "spec": {"gates": [1]}}, "spec.gates.0: Input should be"),
+        ("TASK_INIT", {"goal": "g", "spec": {"gates": "abc"}}, "spec.gates: Input should be"),
+        ("TASK_INIT", {"goal": "g", "spec": {"gates": [{"name": "a", "argv": 5}]}},
+         "spec.gates.0.argv: Input should be"),
         ("MESSAGE", {"data": {"f": float("nan")}}, "data.f: nan is not a JSON number"),
     ],
 )
