@@ -574,7 +574,9 @@ def _prepare_file(path: Path, create: bool) -> tuple[Path, bool]:
     for its -wal, -shm and -journal files if they exist. An existing empty file is made
     the log (mode 0600) only when ``create``; otherwise it is refused as not
     initialised, untouched. Links in the folders above are followed (they are the
-    user's to choose).
+    user's to choose). The checks come before SQLite opens the file by name, so in a
+    folder others can write a swap in between stays possible: keep the log in a folder
+    of your own.
     """
     path = path.expanduser().absolute()
     info = _lstat(path)
