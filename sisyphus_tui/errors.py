@@ -54,6 +54,11 @@ class NotADatabase(DatabaseError):
     """The file is not a SQLite database, or not a sisyphus one."""
 
 
+class DatabaseUnsafe(DatabaseError):
+    """The database file (or its -wal/-shm) is a symbolic link, another user's, or
+    writable by other users: using it could hand our log to someone else."""
+
+
 class HostBusy(SisyphusError):
     """Another process already hosts this swarm (holds its host lease)."""
 

@@ -8,7 +8,7 @@ rebuild from offset 0 are identical. Time stamps come from the events (UTC).
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -394,22 +394,39 @@ class Ledger:
 
 
 def remove_leftovers(root: Path) -> list[Path]:
-    """Delete the temp files that writes interrupted by a crash left under ``root``."""
-    found = [p for p in root.rglob(f".*{TMP_SUFFIX}") if p.is_file()]
+    """Delete the temp files that writes interrupted by a crash left under ``root``
+    (a symbolic link of that name too, dangling or not: the link goes, never its
+    target)."""
+    found = [p for p in root.rglob(f".*{TMP_SUFFIX}") if p.is_symlink() or p.is_file()]
     for path in found:
         path.unlink(missing_ok=True)
     return found
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file and a rename: readers never see
-    half a ledger."""
+def write_atomically(path: Path, data: str | bytes, *, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` through a temp file and a rename: readers never see
+    half a file.
+
+    The temp file is created new beside ``path`` (O_EXCL|O_NOFOLLOW: never through a
+    link planted at its name), with ``mode`` less the umask; the rename replaces
+    ``path`` itself, a link there included, and never writes through it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    fd, tmp = _create_temp(path, mode)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+        try:
+            return os.open(tmp, flags, mode), tmp
+        except FileExistsError:
+            continue  # taken (or a planted link): draw another name
+    raise FileExistsError(f"no free temp name beside {path}")

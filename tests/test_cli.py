@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
@@ -251,8 +252,37 @@ def test_a_database_another_user_cannot_write(db: Path, world_readable_dir: Path
     env = os.environ | {"HOME": str(world_readable_dir)}
     result = subprocess.run([*as_nobody, "emit", "x.n", "--db", str(path)],
                             capture_output=True, text=True, env=env, timeout=60)
-    assert_refused(result, "read-only")
+    assert_refused(result, f"database {path} is owned by uid 0, not you")
     assert db_fingerprint(path) == before
+
+
+def test_a_planted_database_link_is_refused_not_followed(tmp_path: Path) -> None:
+    """Someone else's 0666 file behind ``shared/swarm.db`` never receives our log."""
+    theirs = tmp_path / "their-home" / "collected.db"
+    theirs.parent.mkdir()
+    theirs.touch(mode=0o666)
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    link = shared / "swarm.db"
+    link.symlink_to(theirs)
+    for args in (["init"], ["emit", "x.n"], ["events"]):
+        assert_refused(run_cli(*args, db=link), f"database path is a symbolic link: {link}")
+    assert theirs.read_bytes() == b""
+    assert os.listdir(shared) == ["swarm.db"]
+
+
+def test_reading_an_empty_file_says_so_and_leaves_it_alone(tmp_path: Path) -> None:
+    empty = tmp_path / "swarm.db"
+    empty.touch()
+    empty.chmod(0o644)
+    for args in (["events"], ["agents"], ["ledger"], ["inbox", "a"], ["cursors"]):
+        assert_refused(run_cli(*args, db=empty),
+                       f"database is empty (not initialised; run `sisyphus init`): {empty}")
+    assert empty.read_bytes() == b""
+    assert stat.S_IMODE(empty.stat().st_mode) == 0o644
+    assert os.listdir(tmp_path) == ["swarm.db"]
+    ok("init", db=empty)
+    assert stat.S_IMODE(empty.stat().st_mode) == 0o600
 
 
 def test_the_tui_needs_a_terminal(tmp_path: Path) -> None:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
+import os
+import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -25,7 +28,7 @@ from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.conductor import CommandResult, run_command
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.faults import Backoff, describe, is_passing
-from sisyphus_tui.ledger import TMP_SUFFIX, Ledger
+from sisyphus_tui.ledger import Ledger, write_atomically
 from sisyphus_tui.mail import SwarmMail, check_agent_name, registration_key
 from sisyphus_tui.stream.base import Event, EventStore, NewEvent
 
@@ -135,10 +138,14 @@ class Turn:
             await asyncio.sleep(self.swarm.speed)
 
     def _resolve(self, rel_path: str) -> Path:
+        """The real path of a workspace file: links resolved, so one that leads out of
+        the workspace (or ``..``, or an absolute path) is refused."""
         root = self.swarm.workspace.resolve()
         path = (root / rel_path).resolve()
         if not path.is_relative_to(root):
             raise WorkspaceError(f"path escapes the workspace: {rel_path!r}")
+        if path == root:
+            raise WorkspaceError(f"path is the workspace itself, not a file: {rel_path!r}")
         return path
 
     async def write_file(self, rel_path: str, content: str, *, step: int | None = None,
@@ -190,17 +197,28 @@ class Turn:
 
 
 def _read_or_none(path: Path) -> bytes | None:
+    """The bytes of a regular file (None if missing), never through a link: ``path``
+    is already resolved, so a link found here was planted since."""
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise WorkspaceError(f"path became a symbolic link: {path}") from None
+        if is_passing(exc):
+            raise  # an I/O error that may pass: the turn is tried again
+        raise WorkspaceError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise WorkspaceError(f"not a regular file: {path}")
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    """Replace ``path`` (resolved, in the workspace) through a new temp file beside it."""
+    write_atomically(path, data, mode=0o666)  # the umask decides, as for any new file
 
 
 class SisyphusActor(ABC):

@@ -4,7 +4,9 @@ whoever asked (a task's parent, or the sender of a ``research`` message)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -19,23 +21,20 @@ TEXT_SUFFIXES = {".py", ".md", ".txt", ".toml", ".ini", ".cfg", ".json", ".yaml"
 
 def search_workspace(root: Path, query: str) -> list[dict[str, Any]]:
     """Lines of the workspace's text files that hold every word of ``query`` (or, if
-    none does, any of its longer words), in path and line order."""
+    none does, any of its longer words), in path and line order.
+
+    Only regular files are read: a symbolic link (to a file or a folder, in the
+    workspace or out of it) is skipped, so nothing outside the workspace is searched."""
     words = [w for w in re.findall(r"\w+", query.lower()) if len(w) > 2]
     if not words:
         return []
-    files = sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and p.suffix in TEXT_SUFFIXES
-        and not SKIP_DIRS.intersection(p.relative_to(root).parts)
-    )
     all_hits: list[dict[str, Any]] = []
     any_hits: list[dict[str, Any]] = []
-    for path in files:
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (UnicodeDecodeError, OSError):
+    for path in sorted(_text_files(root)):
+        text = _read_text(path)
+        if text is None:
             continue
-        for number, line in enumerate(lines, start=1):
+        for number, line in enumerate(text.splitlines(), start=1):
             low = line.lower()
             found = [w for w in words if w in low]
             hit = {"path": str(path.relative_to(root)), "line": number, "text": line.strip()[:200]}
@@ -44,6 +43,40 @@ def search_workspace(root: Path, query: str) -> list[dict[str, Any]]:
             elif found and any(len(w) > 4 for w in found):
                 any_hits.append(hit)
     return (all_hits or any_hits)[:MAX_HITS]
+
+
+def _text_files(root: Path) -> list[Path]:
+    """The regular text files under ``root``; os.walk never follows a folder link."""
+    files = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS]
+        for name in names:
+            path = Path(folder, name)
+            if path.suffix not in TEXT_SUFFIXES:
+                continue
+            try:
+                if stat.S_ISREG(path.lstat().st_mode):
+                    files.append(path)
+            except OSError:
+                continue  # gone since it was listed
+    return files
+
+
+def _read_text(path: Path) -> str | None:
+    """A regular file's text, or None (not UTF-8, gone, or swapped for a link or a pipe
+    since it was listed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            return handle.read().decode("utf-8")
+        except (UnicodeDecodeError, OSError):
+            return None
 
 
 class Researcher(SisyphusActor):

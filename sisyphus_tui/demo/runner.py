@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import filecmp
+import glob
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,10 @@ class WorkspaceConflict(SisyphusError):
 
 
 def _same_tree(left: Path, right: Path) -> bool:
-    """Whether ``right`` holds exactly ``left``'s files, byte for byte."""
+    """Whether ``right`` holds exactly ``left``'s files, byte for byte (a symbolic link
+    in ``right`` is never the sample's, and is not followed to compare)."""
+    if any(entry.is_symlink() for entry in right.iterdir()):
+        return False
     compare = filecmp.dircmp(left, right, ignore=[])
     if compare.left_only or compare.right_only or compare.funny_files:
         return False
@@ -37,8 +42,13 @@ def _same_tree(left: Path, right: Path) -> bool:
 def copy_sample(sample: Path, workspace: Path) -> None:
     """Copy the sample project into ``workspace`` (missing, empty, or already the sample).
 
-    The copy is made beside it and renamed into place, so a crash mid-copy never
-    leaves half a sample that a restart would refuse."""
+    The copy is made beside it, in a new folder (a link planted at its name is never
+    followed), and renamed into place, so a crash mid-copy never leaves half a sample
+    that a restart would refuse. A workspace that is a symbolic link is refused: pass
+    the folder it points to."""
+    if workspace.is_symlink():
+        raise WorkspaceConflict(f"workspace is a symbolic link: {workspace}; "
+                                "pass the folder it points to")
     if workspace.exists():
         if not workspace.is_dir():
             raise WorkspaceConflict(f"workspace is not a directory: {workspace}")
@@ -49,12 +59,20 @@ def copy_sample(sample: Path, workspace: Path) -> None:
                 f"workspace {workspace} is not empty and this database has no run in it; "
                 "choose an empty --workspace or the --db of its run")
     workspace.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in workspace.parent.glob(f".{workspace.name}.*{TMP_SUFFIX}"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    staging = workspace.parent / f".{workspace.name}.{os.getpid()}{TMP_SUFFIX}"
-    shutil.copytree(sample, staging,
-                    ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
-    os.replace(staging, workspace)  # replaces a missing or empty directory atomically
+    prefix = f".{workspace.name}."
+    for leftover in workspace.parent.glob(f"{glob.escape(prefix)}*{TMP_SUFFIX}"):
+        if leftover.is_symlink() or not leftover.is_dir():
+            leftover.unlink(missing_ok=True)  # the link goes, never what it points to
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=workspace.parent, prefix=prefix, suffix=TMP_SUFFIX))
+    try:
+        shutil.copytree(sample, staging, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+        os.replace(staging, workspace)  # replaces a missing or empty directory atomically
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 async def current_task(store: EventStore) -> Event | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from sisyphus_tui.errors import (
     DatabaseLocked,
     DatabaseMissing,
     DatabaseReadOnly,
+    DatabaseUnsafe,
     NotADatabase,
     SchemaTooNew,
 )
@@ -380,6 +382,8 @@ class SQLiteStore(EventStore):
         A missing file without ``create``, a newer schema, a foreign or damaged file
         are refused with one-line errors before anything is written to the file.
         A file that cannot be written opens read-only: reads work, appends refuse.
+        A symbolic link, another user's file, or one others can write is refused (see
+        ``_prepare_file``); so is an empty file when not ``create``.
         """
         # File checks touch the disk: keep them off the event loop.
         file, read_only = await asyncio.to_thread(_prepare_file, Path(path), create)
@@ -391,7 +395,7 @@ class SQLiteStore(EventStore):
             raise _translate(exc, file) from None
         try:
             await reader.execute(f"PRAGMA busy_timeout = {int(timeout)}")
-            await _check_and_migrate(reader, file, read_only=read_only)
+            await _check_and_migrate(reader, file, read_only=read_only, create=create)
         except BaseException:
             await reader.close()
             raise
@@ -652,16 +656,72 @@ def _env_busy_timeout() -> int:
         return DEFAULT_BUSY_TIMEOUT_MS
 
 
+# SQLite keeps these beside the database, under its name.
+SIDECARS = ("-wal", "-shm", "-journal")
+
+
 def _prepare_file(path: Path, create: bool) -> tuple[Path, bool]:
-    """Resolve ``path``, create it if missing (and allowed); say whether it is read-only."""
+    """Check that ``path`` may hold our log, create it if missing (and allowed); say
+    whether it is read-only.
+
+    So that nobody else can make us write our log into their file, or read theirs as
+    ours: the path (its last component) must not be a symbolic link, and an existing
+    file must be a regular file, owned by us, writable by nobody else; the same goes
+    for its -wal, -shm and -journal files if they exist. An existing empty file is made
+    the log (mode 0600) only when ``create``; otherwise it is refused as not
+    initialised, untouched. Links in the folders above are followed (they are the
+    user's to choose). The checks come before SQLite opens the file by name, so in a
+    folder others can write a swap in between stays possible: keep the log in a folder
+    of your own.
+    """
     path = path.expanduser().absolute()
-    if path.is_dir():
-        raise NotADatabase(f"not a sisyphus database (a directory): {path}")
-    if not path.exists():
+    info = _lstat(path)
+    if info is None:
         if not create:
             raise DatabaseMissing(f"database not found: {path}")
         _create_private_file(path)
+    else:
+        _check_ours(path, info, "database")
+        if info.st_size == 0:
+            if not create:
+                raise DatabaseMissing(
+                    f"database is empty (not initialised; run `sisyphus init`): {path}")
+            _claim_empty_file(path)
+        elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise DatabaseUnsafe(
+                f"database {path} is writable by other users "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}); run chmod 600 on it")
+    for suffix in SIDECARS:
+        sidecar = path.with_name(path.name + suffix)
+        info = _lstat(sidecar)
+        if info is not None:
+            _check_ours(sidecar, info, "database file")
+            if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                raise DatabaseUnsafe(
+                    f"database file {sidecar} is writable by other users "
+                    f"(mode {stat.S_IMODE(info.st_mode):04o}); run chmod 600 on it")
     return path, not _writable(path)
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return path.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc.strerror}") from None
+
+
+def _check_ours(path: Path, info: os.stat_result, what: str) -> None:
+    """Refuse a link, a directory or device, or another user's file."""
+    if stat.S_ISLNK(info.st_mode):
+        raise DatabaseUnsafe(f"{what} path is a symbolic link: {path}")
+    if stat.S_ISDIR(info.st_mode):
+        raise NotADatabase(f"not a sisyphus database (a directory): {path}")
+    if not stat.S_ISREG(info.st_mode):
+        raise NotADatabase(f"not a sisyphus database (not a regular file): {path}")
+    if info.st_uid != os.geteuid():
+        raise DatabaseUnsafe(f"{what} {path} is owned by uid {info.st_uid}, not you")
 
 
 def _create_private_file(path: Path) -> None:
@@ -669,14 +729,37 @@ def _create_private_file(path: Path) -> None:
     files the same mode), and its folder with 0700 if it is new."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         os.close(fd)
     except FileExistsError:
-        pass
+        # Another process made it meanwhile: it must pass the same checks.
+        info = _lstat(path)
+        if info is not None:
+            _check_ours(path, info, "database")
     except PermissionError:
         raise DatabaseReadOnly(f"cannot create database (permission denied): {path}") from None
     except OSError as exc:
         raise DatabaseError(f"cannot create database {path}: {exc.strerror}") from None
+
+
+def _claim_empty_file(path: Path) -> None:
+    """Make our existing empty file private (0600) before it becomes the log."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DatabaseUnsafe(f"database path is a symbolic link: {path}") from None
+        raise DatabaseError(f"cannot open database {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            _check_ours(path, info, "database")  # swapped since we looked: refuse
+        if info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+            os.fchmod(fd, 0o600)  # a file without write bits stays read-only
+    except PermissionError:
+        raise DatabaseReadOnly(f"database is read-only: {path}") from None
+    finally:
+        os.close(fd)
 
 
 def _writable(path: Path) -> bool:
@@ -691,9 +774,11 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
 
 
-async def _check_and_migrate(conn: aiosqlite.Connection, path: Path, *, read_only: bool) -> None:
+async def _check_and_migrate(conn: aiosqlite.Connection, path: Path, *, read_only: bool,
+                             create: bool = True) -> None:
     """Refuse what we must not touch (newer schema, foreign file) before any write;
-    then create the schema if the file is new."""
+    then create the schema if the file is new (and ``create``: a reader refuses an
+    empty database, untouched)."""
     try:
         version, app_id, tables = await _identify(conn)
         if version > SCHEMA_VERSION:
@@ -705,6 +790,9 @@ async def _check_and_migrate(conn: aiosqlite.Connection, path: Path, *, read_onl
             return
         if version != 0 or app_id not in (0, APPLICATION_ID) or tables:
             raise NotADatabase(f"not a sisyphus database (it holds other data): {path}")
+        if not create:
+            raise DatabaseMissing(
+                f"database is empty (not initialised; run `sisyphus init`): {path}")
         if read_only:
             raise DatabaseReadOnly(
                 f"database is read-only and has no sisyphus schema yet: {path}"
