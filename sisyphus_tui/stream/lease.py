@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sisyphus_tui.errors import DatabaseError, HostBusy
+from sisyphus_tui.errors import DatabaseError, DatabaseUnsafe, HostBusy
 
 LEASE_SUFFIX = "-host"
 # A viewer asking who holds the lease takes a shared lock for an instant; a host that
@@ -57,12 +57,19 @@ def lease_path(db: Path) -> Path:
 
 
 def _open(path: Path, flags: int) -> int:
+    """Open the lease file: never through a link, never another user's (who could hold
+    the lock for ever, or read who hosts)."""
     try:
-        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise DatabaseError(f"the host lease file is a symbolic link: {path}") from None
+            raise DatabaseUnsafe(f"the host lease file is a symbolic link: {path}") from None
         raise
+    owner = os.fstat(fd).st_uid
+    if owner != os.geteuid():
+        os.close(fd)
+        raise DatabaseUnsafe(f"the host lease file {path} is owned by uid {owner}, not you")
+    return fd
 
 
 def _read_info(fd: int) -> HostInfo:
