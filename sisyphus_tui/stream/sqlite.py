@@ -290,7 +290,13 @@ def _fetch_tolerantly(conn: sqlite3.Connection, sql: str, params: Sequence[Any]
             return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         return value
 
-    return [(o, clean(t), clean(a), clean(r), p, ts, clean(k)) for o, t, a, r, p, ts, k in rows]
+    def payload(value: Any) -> Any:
+        if isinstance(value, str) and _has_surrogates(value):
+            return json.dumps(_undecodable("the payload is not valid UTF-8"))
+        return value
+
+    return [(o, clean(t), clean(a), clean(r), payload(p), ts, clean(k))
+            for o, t, a, r, p, ts, k in rows]
 
 
 def _filters(*, to: str | None, types: Sequence[str] | None,
