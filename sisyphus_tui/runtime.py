@@ -23,6 +23,7 @@ from sisyphus_tui.brains import make_brain
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.ledger import LEDGER_FILE, Ledger, remove_leftovers, write_atomically
 from sisyphus_tui.mail import SwarmMail
+from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore
 
 SWARM = "swarm"
@@ -169,9 +170,10 @@ class Swarm:
     # -- running ----------------------------------------------------------------
 
     def say(self, line: str) -> None:
-        """A progress line for a person (headless runs print them)."""
+        """A progress line for a person (headless runs print them), shown literally:
+        lines name agents, gates and reasons from the log."""
         if self.out is not None:
-            self.out(line)
+            self.out(printable(line))
 
     async def run(self) -> Ledger:
         """Run until the task is done or blocked; returns the final ledger."""
@@ -344,9 +346,7 @@ class Swarm:
             "MEMORY_STORED": lambda: f"memory-lane: stored #{event.offset} {p['title']}",
         }.get(event.type)
         if line is not None:
-            from sisyphus_tui.safe_text import printable
-
-            self.say(printable(f"[{event.offset}] {event.actor or '-'}: {line()}"))
+            self.say(f"[{event.offset}] {event.actor or '-'}: {line()}")
 
     # -- control ----------------------------------------------------------------
 
