@@ -22,7 +22,7 @@ from sisyphus_tui.actors.base import BootInfo
 from sisyphus_tui.brains import make_brain
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.ledger import LEDGER_FILE, Ledger, remove_leftovers, write_atomically
-from sisyphus_tui.mail import SwarmMail
+from sisyphus_tui.mail import SwarmMail, check_agent_name
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore
 
@@ -413,6 +413,7 @@ class Swarm:
     async def spawn(self, skill: str, name: str, prompt: str, *, thinking: str | None,
                     parent: str) -> None:
         """Spawn an agent by skill (events with keys: spawning twice spawns once)."""
+        check_agent_name(name)
         role, default_thinking = self.skill_role(skill)
         await self.store.append_many([
             {"type": "AGENT_SPAWNED", "actor": SWARM, "key": f"spawn:{name}",

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from sisyphus_tui.mail import AGENT_NAME
+from sisyphus_tui.events import AGENT_NAME
 from sisyphus_tui.safe_text import printable_lines
 from sisyphus_tui.stream.base import Event
 from sisyphus_tui.tui.literal import literal
