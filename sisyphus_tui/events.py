@@ -8,10 +8,12 @@ only under an ``x.`` prefix (for external tools) and must be JSON objects.
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,6 +25,22 @@ from pydantic import (
 from sisyphus_tui.errors import InvalidPayload, UnknownEventType
 
 EXTENSION_PREFIX = "x."
+
+
+# The agent-name rule (``mail.check_agent_name``): a name is shown in every pane and
+# output and typed in the forms and the CLI, so it is plain: no markup, no escapes.
+AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+AGENT_NAME_RULE = "use 1-64 letters, digits or _ . @ -, starting with a letter or digit"
+
+
+def _agent_name(name: str) -> str:
+    if not AGENT_NAME.fullmatch(name):
+        raise ValueError(f"invalid agent name {name!r}: {AGENT_NAME_RULE}")
+    return name
+
+
+AgentName = Annotated[str, AfterValidator(_agent_name)]
+"""An agent's name in a payload: the agent-name rule, checked on append."""
 
 
 class Payload(BaseModel):
@@ -129,7 +147,7 @@ class Message(Payload):
 class StatusUpdate(Payload):
     """An agent reports where it is."""
 
-    agent: str = Field(min_length=1)
+    agent: AgentName
     state: str = Field(min_length=1)
     detail: str = ""
     phase: str | None = None
@@ -138,38 +156,38 @@ class StatusUpdate(Payload):
 class AgentRegistered(Payload):
     """An agent has an inbox and a durable cursor from now on."""
 
-    agent: str = Field(min_length=1)
+    agent: AgentName
     role: str | None = None
 
 
 class AgentSpawned(Payload):
     """An agent was started, by skill or role."""
 
-    agent: str = Field(min_length=1)
+    agent: AgentName
     role: str = Field(min_length=1)
     skill: str | None = None
-    parent: str | None = None
+    parent: AgentName | None = None
     thinking: Literal["off", "think", "ultrathink"] = "off"
 
 
 class AgentStopped(Payload):
     """An agent stopped, with why."""
 
-    agent: str = Field(min_length=1)
+    agent: AgentName
     reason: str = ""
 
 
 class ContextWiped(Payload):
     """An agent lost its memory; records what was thrown away."""
 
-    agent: str = Field(min_length=1)
+    agent: AgentName
     lost: dict[str, Any] = Field(default_factory=dict)
 
 
 class Resumed(Payload):
     """An agent booted again from its cursor."""
 
-    agent: str = Field(min_length=1)
+    agent: AgentName
     cursor: int = Field(ge=0)
     reread: int = Field(ge=0)
     duration_ms: float = Field(ge=0)
@@ -179,7 +197,7 @@ class Checkpoint(Payload):
     """An agent's progress marker: the state it needs to resume without redoing work,
     committed with the cursor advance it describes."""
 
-    agent: str = Field(min_length=1)
+    agent: AgentName
     cursor: int | None = Field(default=None, ge=0)
     step: int | None = None
     state: dict[str, Any] = Field(default_factory=dict)
@@ -188,14 +206,14 @@ class Checkpoint(Payload):
 class AgentFailed(Payload):
     """An actor raised; the others carry on."""
 
-    agent: str = Field(min_length=1)
+    agent: AgentName
     error: str
 
 
 class AgentStale(Payload):
     """An agent with pending work was silent for longer than its limit."""
 
-    agent: str = Field(min_length=1)
+    agent: AgentName
     silent_s: float = Field(ge=0)
     pending: int = Field(default=0, ge=0)
 
@@ -214,13 +232,13 @@ class Control(Payload):
     """A request to the running swarm, from any process (TUI, CLI, another TUI)."""
 
     action: Literal["wipe", "resume", "pause", "unpause", "spawn", "approve", "stop"]
-    agent: str | None = None
+    agent: AgentName | None = None
     hold: bool = False
     skill: str | None = None
     prompt: str = ""
     background: bool = True
     thinking: Literal["off", "think", "ultrathink"] | None = None
-    parent: str | None = None
+    parent: AgentName | None = None
     gate: str | None = None
 
     @model_validator(mode="after")

@@ -8,6 +8,7 @@ rebuild from offset 0 are identical. Time stamps come from the events (UTC).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -37,10 +38,39 @@ def _utc(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + "Z"
 
 
+# Characters that mean something inline in Markdown: escaped, so agent text cannot open
+# a link (an OSC 8 hyperlink in a terminal), a code span, emphasis, HTML (dropped by
+# the renderer) or an entity (``&amp;`` shown as ``&``).
+_MARKDOWN_INLINE = re.compile(r"[\\`*~\[\]<>&|]|(?<![^\W_])_|_(?![^\W_])")
+# What opens a block when it starts a line: a heading, a list item, a setext underline.
+_MARKDOWN_BLOCK = re.compile(r"^(#{1,6}|[-+=]+)(?= |$)|^(\d{1,9})([.)])(?= |$)")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(printable(str(text)).split())
+
+
 def _cell(text: object) -> str:
-    """Text safe inside a Markdown table cell, on one line, control characters shown."""
-    out = printable(str(text)).replace("\\", "\\\\").replace("|", "\\|")
-    return " ".join(out.split()) or "-"
+    """Text from the log shown literally inside Markdown (a table cell, a list item), on
+    one line, control characters shown as escapes."""
+    return _MARKDOWN_INLINE.sub(lambda m: "\\" + m.group(), _one_line(text)) or "-"
+
+
+def _block(text: object) -> str:
+    """Like ``_cell``, for text that starts a line (or a list item's content)."""
+    return _MARKDOWN_BLOCK.sub(lambda m: "\\" + m.group() if m.group(1) else
+                               m.group(2) + "\\" + m.group(3), _cell(text), count=1)
+
+
+def _code(text: object, *, in_table: bool = False) -> str:
+    """Text from the log as a Markdown code span: backslashes stay (no escapes work in
+    code), the fence is longer than any run of backticks inside."""
+    out = _one_line(text) or "-"
+    if in_table:
+        out = out.replace("|", "\\|")  # a table's cells split on bare pipes, even in code
+    fence = "`" * (max((len(run) for run in re.findall("`+", out)), default=0) + 1)
+    pad = " " if out[0] == "`" or out[-1] == "`" else ""
+    return f"{fence}{pad}{out}{pad}{fence}"
 
 
 @dataclass
@@ -301,7 +331,7 @@ class Ledger:
         done, total = self.progress()
         out += [
             f"- **Goal:** {_cell(self.goal or '(no task yet)')}",
-            f"- **Phase:** {self.phase}" + (f" ({_cell(self.phase_reason)})"
+            f"- **Phase:** {_cell(self.phase)}" + (f" ({_cell(self.phase_reason)})"
                                             if self.phase_reason else ""),
             f"- **Progress:** {done}/{total} steps",
             f"- **Started:** {_utc(self.task_ts) if self.task_ts else '-'}",
@@ -311,40 +341,42 @@ class Ledger:
         gates = self.spec.get("gates", [])
         if gates:
             for gate in gates:
-                how = "human approval" if gate.get("human") else "`" + " ".join(
-                    str(a) for a in gate.get("argv", [])) + "`"
+                how = "human approval" if gate.get("human") else _code(" ".join(
+                    str(a) for a in gate.get("argv", [])))
                 out.append(f"- gate **{_cell(gate.get('name'))}**: {how}")
         else:
             out.append("- (no gates)")
         for key in sorted(k for k in self.spec if k not in ("gates", "workspace")):
-            out.append(f"- {key}: {_cell(self.spec[key])}")
+            out.append(f"- {_block(key)}: {_cell(self.spec[key])}")
         out.append("")
 
         out += ["## Plans", ""]
         if not self.plans:
             out += ["(no plan yet)", ""]
         for plan in self.plans.values():
-            out.append(f"### {plan.plan_id} (revision {plan.revision}): {plan.verdict}")
+            out.append(f"### {_cell(plan.plan_id)} (revision {_cell(plan.revision)}): "
+                       f"{plan.verdict}")
             out.append("")
             out.append(f"Approach: {_cell(plan.approach)}")
             if plan.summary:
                 out.append("")
-                out.append(_cell(plan.summary))
+                out.append(_block(plan.summary))
             out.append("")
             out.append("| # | step | proven by | state |")
             out.append("|---|------|-----------|-------|")
             for step in sorted(plan.steps.values(), key=lambda s: s.number):
-                out.append(f"| {step.number} | {_cell(step.title)} | `{_cell(step.test)}` "
-                           f"| {step.state} |")
+                out.append(f"| {_cell(step.number)} | {_cell(step.title)} "
+                           f"| {_code(step.test, in_table=True)} | {step.state} |")
             out.append("")
 
         out += ["## Reviews", ""]
         if not self.reviews:
             out += ["(none yet)", ""]
         for review in self.reviews:
-            reasons = "; ".join(review.get("reasons", [])) or "-"
-            out.append(f"- round {review.get('round', 1)}, {review['plan_id']}: "
-                       f"**{review['verdict']}** by {review['by']} - {_cell(reasons)}")
+            reasons = "; ".join(str(r) for r in review.get("reasons", [])) or "-"
+            out.append(f"- round {_cell(review.get('round', 1))}, {_cell(review['plan_id'])}: "
+                       f"**{_cell(review['verdict'])}** by {_cell(review['by'])} "
+                       f"- {_cell(reasons)}")
         if self.reviews:
             out.append("")
 
@@ -354,7 +386,7 @@ class Ledger:
             result = "-" if gate.passed is None else ("pass" if gate.passed else "FAIL")
             if gate.human and gate.passed is None:
                 result = "awaiting approval"
-            exit_code = "-" if gate.exit_code is None else str(gate.exit_code)
+            exit_code = "-" if gate.exit_code is None else _cell(gate.exit_code)
             out.append(f"| {_cell(gate.name)} | {result} | {exit_code} | {gate.runs} |")
         out.append("")
 
@@ -363,13 +395,14 @@ class Ledger:
         for agent in sorted(self.agents.values(), key=lambda a: a.name):
             last = _utc(agent.last_ts) if agent.last_ts else "-"
             out.append(f"| {_cell(agent.name)} | {_cell(agent.role)} | {_cell(agent.skill or '-')} "
-                       f"| {agent.state} | {agent.cursor} | {last} |")
+                       f"| {_cell(agent.state)} | {_cell(agent.cursor)} | {last} |")
         out.append("")
 
         out += ["## Last checkpoint", ""]
         if self.last_checkpoint:
             cp = self.last_checkpoint
-            out.append(f"- {cp['agent']}, step {cp['step']}, at {_utc(cp['ts'])}")
+            out.append(f"- {_block(cp['agent'])}, step {_cell(cp['step'])}, "
+                       f"at {_utc(cp['ts'])}")
         else:
             out.append("- (none yet)")
         out.append("")
@@ -379,7 +412,7 @@ class Ledger:
             out.append("- (none)")
         for memory_id in self.precedents_used:
             title = self.memories.get(memory_id, "(not in this log)")
-            out.append(f"- #{memory_id}: {_cell(title)}")
+            out.append(f"- #{_cell(memory_id)}: {_cell(title)}")
         out.append("")
 
         if self.skipped_count:

@@ -8,17 +8,14 @@ is effectively exactly-once even if the process dies between two statements.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
 from sisyphus_tui.errors import SisyphusError, UnknownAgent
-from sisyphus_tui.events import Message
+from sisyphus_tui.events import AGENT_NAME, AGENT_NAME_RULE, Message
 from sisyphus_tui.stream.base import EventStore, NewEvent, Page
-
-AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 
 class InvalidAgentName(SisyphusError):
@@ -28,10 +25,7 @@ class InvalidAgentName(SisyphusError):
 def check_agent_name(agent: str) -> str:
     """Return ``agent`` if it is a valid name (letters, digits, ``_.@-``, at most 64)."""
     if not isinstance(agent, str) or not AGENT_NAME.fullmatch(agent):
-        raise InvalidAgentName(
-            f"invalid agent name {agent!r}: use 1-64 letters, digits or _ . @ -, "
-            "starting with a letter or digit"
-        )
+        raise InvalidAgentName(f"invalid agent name {agent!r}: {AGENT_NAME_RULE}")
     return agent
 
 

@@ -24,7 +24,8 @@ from sisyphus_tui.brains import make_brain
 from sisyphus_tui.errors import HostFault, SisyphusError
 from sisyphus_tui.faults import Backoff, describe, is_passing
 from sisyphus_tui.ledger import LEDGER_FILE, Ledger, remove_leftovers, write_atomically
-from sisyphus_tui.mail import SwarmMail
+from sisyphus_tui.mail import SwarmMail, check_agent_name
+from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore
 from sisyphus_tui.stream.lease import HostLease
 
@@ -185,9 +186,10 @@ class Swarm:
     # -- running ----------------------------------------------------------------
 
     def say(self, line: str) -> None:
-        """A progress line for a person (headless runs print them)."""
+        """A progress line for a person (headless runs print them), shown literally:
+        lines name agents, gates and reasons from the log."""
         if self.out is not None:
-            self.out(line)
+            self.out(printable(line))
 
     def fault(self, text: str) -> None:
         """A fault being retried, or one that stops the host: always said (to stderr, or
@@ -465,13 +467,11 @@ class Swarm:
             "MEMORY_STORED": lambda: f"memory-lane: stored #{event.offset} {p['title']}",
         }.get(event.type)
         if line is not None:
-            from sisyphus_tui.safe_text import printable
-
             try:
                 text = line()
             except (KeyError, TypeError, ValueError):  # a field the fold did not need
                 text = f"{event.type} (unreadable payload)"
-            self.say(printable(f"[{event.offset}] {event.actor or '-'}: {text}"))
+            self.say(f"[{event.offset}] {event.actor or '-'}: {text}")
 
     # -- control ----------------------------------------------------------------
 
@@ -538,6 +538,7 @@ class Swarm:
     async def spawn(self, skill: str, name: str, prompt: str, *, thinking: str | None,
                     parent: str) -> None:
         """Spawn an agent by skill (events with keys: spawning twice spawns once)."""
+        check_agent_name(name)
         role, default_thinking = self.skill_role(skill)
         await self.store.append_many([
             {"type": "AGENT_SPAWNED", "actor": SWARM, "key": f"spawn:{name}",

@@ -21,6 +21,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.css.query import NoMatches
+from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Input, Static
 from textual.worker import Worker
 
@@ -319,6 +320,22 @@ class SisyphusApp(App[None]):
         self._fit(self.size.width, self.size.height)
         target = {1: "#agents", 2: "#stream", 3: "#ledger-pane", 4: "#inbox-pane"}[number]
         self.query_one(target).focus()
+
+    # -- notifications ------------------------------------------------------------
+
+    def notify(self, message: str, *, title: str = "",
+               severity: SeverityLevel = "information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """A notification shown literally, whatever ``markup`` says: its text names
+        agents, gates and reasons from the log (``x[/]`` would crash the toast, and
+        ``[@click=...]`` would make a link), and ``Widget.notify`` asks for markup by
+        default."""
+        super().notify(printable(message), title=printable(title), severity=severity,
+                       timeout=timeout, markup=False)
+
+    def action_help_quit(self) -> None:
+        """ctrl+c: say how to quit (Textual's own message is markup)."""
+        self.notify("press q to quit the app", title="Do you want to quit?")
 
     # -- actions: every one is a control event in the log -------------------------
 

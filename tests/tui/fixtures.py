@@ -78,3 +78,18 @@ def build_log(path: Path, filler: int = 0) -> None:
     conn.execute("INSERT INTO cursors (agent, position, ts) VALUES ('executor', 15, ?)", (T0,))
     conn.commit()
     conn.close()
+
+
+def insert_events(path: Path, events: list[tuple[str, str | None, str | None, dict[str, Any]]],
+                  ts: float = T0 + 50) -> None:
+    """Append ``events`` (type, actor, to, payload) straight into the database, as another
+    writer (or an older sisyphus) may have: no payload model checks them. A registration
+    gets its key, as SwarmMail gives it."""
+    conn = sqlite3.connect(path)
+    conn.executemany('INSERT INTO events (type, actor, "to", payload, ts, key) '
+                     "VALUES (?, ?, ?, ?, ?, ?)",
+                     [(t, a, to, json.dumps(p, separators=(",", ":")), ts + i,
+                       f"agent:{p['agent']}" if t == "AGENT_REGISTERED" else None)
+                      for i, (t, a, to, p) in enumerate(events)])
+    conn.commit()
+    conn.close()

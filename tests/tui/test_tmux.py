@@ -58,6 +58,10 @@ class Tmux:
         """The pane now with its SGR escape sequences (colours, bold, reverse)."""
         return self._tmux("capture-pane", "-p", "-e", "-t", self.session)
 
+    def title(self) -> str:
+        """The pane's title (an OSC 2 sequence written to the pane sets it)."""
+        return self._tmux("display", "-p", "-t", self.session, "#{pane_title}").rstrip("\n")
+
     def keys(self, *keys: str) -> None:
         """Type ``keys`` (tmux key names: ``Up``, ``q``, ...) into the pane."""
         for key in keys:

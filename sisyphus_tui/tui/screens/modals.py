@@ -14,9 +14,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
-from sisyphus_tui.mail import AGENT_NAME
-from sisyphus_tui.safe_text import printable
+from sisyphus_tui.events import AGENT_NAME
+from sisyphus_tui.safe_text import printable_lines
 from sisyphus_tui.stream.base import Event
+from sisyphus_tui.tui.literal import literal
 
 T = TypeVar("T")
 
@@ -55,7 +56,7 @@ class EventScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         body = json.dumps(self.event.as_dict(), indent=2, ensure_ascii=False)
         with VerticalScroll(id="event-detail"):
-            yield Static(Text(printable(body).replace("\\x0a", "\n")))
+            yield Static(Text(printable_lines(body)))
 
 
 class Form(ModalScreen[T]):
@@ -92,7 +93,8 @@ class SpawnForm(Form[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="form"):
             yield Label("Spawn an agent", classes="title")
-            yield Select([(s, s) for s in self.skills], prompt="skill", id="skill")
+            # Option prompts given as strings are parsed as markup: Text, always.
+            yield Select([(literal(s), s) for s in self.skills], prompt="skill", id="skill")
             yield Input(placeholder="name (letters, digits, _ . @ -)", id="name")
             yield Input(placeholder="prompt: what to do", id="prompt")
             yield Checkbox("in the background", value=True, id="background")
@@ -115,7 +117,7 @@ class SpawnForm(Form[dict[str, Any] | None]):
         elif not AGENT_NAME.fullmatch(name):
             error.update("the name must be 1-64 letters, digits or _ . @ -")
         elif name in self.taken:
-            error.update(f"an agent called {name!r} exists already")
+            error.update(literal(f"an agent called {name!r} exists already"))
         else:
             self.dismiss({"skill": str(skill), "agent": name, "prompt": prompt,
                           "background": self.query_one("#background", Checkbox).value,
@@ -133,7 +135,7 @@ class InjectForm(Form[dict[str, str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="form"):
             yield Label("Inject a message", classes="title")
-            yield Select([(a, a) for a in self.agents], prompt="recipient", id="to",
+            yield Select([(literal(a), a) for a in self.agents], prompt="recipient", id="to",
                          value=self.selected if self.selected in self.agents else Select.NULL)
             yield Input(placeholder="the message", id="text")
             yield Label("", id="error")

@@ -127,7 +127,7 @@ def row_text(event: Event) -> Text:
     row.append(f"{event.offset:>7} ", "dim")
     row.append(f"{clock} ", "dim")
     row.append(f"{printable(event.actor or '-')[:10]:<10} ", "bold")
-    row.append(f"{event.type[:13]:<13} ", TYPE_STYLES.get(event.type, "white"))
+    row.append(f"{printable(event.type)[:13]:<13} ", TYPE_STYLES.get(event.type, "white"))
     if event.to:
         row.append(f"→{printable(event.to)[:10]} ", "italic")
     row.append(printable(summarize(event))[:400])

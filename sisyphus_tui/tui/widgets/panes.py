@@ -20,6 +20,7 @@ from textual.widgets import Static
 from sisyphus_tui.ledger import AgentView, Ledger
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event
+from sisyphus_tui.tui.literal import literal
 from sisyphus_tui.tui.widgets.event_stream import row_text
 
 STATE_STYLES = {
@@ -189,14 +190,14 @@ class AgentsTable(ScrollView, can_focus=True):
             f"{agent.role}/{agent.skill}")
         age = "-" if not agent.last_ts else f"{max(now - agent.last_ts, 0):.0f}s"
         return [
-            Text(printable(agent.name)),
-            Text(agent.state, STATE_STYLES.get(agent.state, "white")),
+            literal(agent.name),
+            literal(agent.state, STATE_STYLES.get(agent.state, "white")),
             Text("-" if agent.state == "done" else str(max(head - agent.cursor, 0))),
             Text(age),
-            Text(printable(role)),
-            Text(printable(agent.phase)),
-            Text(str(agent.cursor)),
-            Text(agent.thinking),
+            literal(role),
+            literal(agent.phase),
+            literal(agent.cursor),
+            literal(agent.thinking),
         ]
 
 
@@ -238,7 +239,7 @@ class StatusLine(Static):
         done, total = ledger.progress()
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(" sisyphus ", "bold reverse")
-        line.append(f" phase: {ledger.phase} ", "bold")
+        line.append(f" phase: {printable(ledger.phase)} ", "bold")
         line.append(f" steps {done}/{total} ")
         for gate in ledger.gates.values():
             mark, style = ("?", "dim") if gate.passed is None else (

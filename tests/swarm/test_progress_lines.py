@@ -1,0 +1,44 @@
+"""A headless swarm's progress lines show names from the log literally: a control
+request for an agent whose name is an escape sequence (written past the payload
+models, as another writer may have) is answered on stdout with the sequence escaped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from sisyphus_tui.stream import open_store
+
+OSC2 = "\x1b]2;pwned\x07"
+
+
+def test_a_headless_run_prints_names_from_the_log_escaped(tmp_path: Path) -> None:
+    db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
+    workspace.mkdir()
+
+    async def create() -> None:
+        async with await open_store(db):
+            pass
+
+    asyncio.run(create())
+    conn = sqlite3.connect(db)
+    conn.executemany('INSERT INTO events (type, actor, "to", payload, ts) VALUES (?, ?, ?, ?, 0)', [
+        ("TASK_INIT", "human", "kernel", json.dumps({"goal": "g", "spec": {
+            "workspace": str(workspace)}})),
+        ("CONTROL", "human", "swarm", json.dumps({"action": "wipe", "agent": OSC2})),
+        ("CONTROL", "human", "swarm", json.dumps({"action": "resume", "agent": OSC2})),
+        ("CONTROL", "human", "swarm", json.dumps({"action": "stop"})),
+    ])
+    conn.commit()
+    conn.close()
+    done = subprocess.run([sys.executable, "-m", "sisyphus_tui", "run", "--headless",
+                           "--db", str(db), "--workspace", str(workspace)],
+                          capture_output=True, timeout=60)
+    out = done.stdout.decode("utf-8")
+    assert b"\x1b" not in done.stdout + done.stderr and b"\x07" not in done.stdout, out
+    assert r"wipe \x1b]2;pwned\x07: no such agent runs here" in out
+    assert r"resume \x1b]2;pwned\x07: no such agent" in out
