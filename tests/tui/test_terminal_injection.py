@@ -37,7 +37,8 @@ def hostile_log(path: Path, where: str) -> None:
         (field("type", "x.tool"), "tool", None, {}),
         ("STATUS_UPDATE", "swarm", None, {"agent": field("agent", "agent-1"),
                                           "state": field("state", "idle")}),
-        ("PHASE", "kernel", None, {"phase": field("phase", "plan"), "reason": ""}),
+        # (A phase outside the six is skipped by the fold: its reason is free text.)
+        ("PHASE", "kernel", None, {"phase": "plan", "reason": field("phase", "")}),
         ("REVIEW", field("review actor", "validator"), None,
          {"plan_id": field("plan_id", "plan-1"), "verdict": "approve"}),
     ], ts=T0)

@@ -42,8 +42,6 @@ def notified(app: Any) -> list[str]:
 def hostile_names(db: Path) -> None:
     """Agents and a human gate whose names are markup (registered, so mail reaches them)."""
     insert_events(db, [
-        ("TASK_INIT", "human", "kernel", {"goal": "g", "spec": {"gates": [
-            {"name": LINK, "human": True}]}}),
         ("GATE_RESULT", "human", None, {"gate": "signoff", "passed": True}),  # (the fixture's)
         ("AGENT_REGISTERED", CLOSER, None, {"agent": CLOSER, "role": "executor"}),
         ("STATUS_UPDATE", CLOSER, None, {"agent": CLOSER, "state": "x[/]"}),
@@ -62,12 +60,13 @@ async def test_keys_on_agents_and_gates_named_in_markup(log: Path) -> None:
         assert app.query_one(AgentsTable).selected == LINK
         await pilot.press("w", "down", "r", "a")
         await until(pilot, lambda: len(notified(app)) == 3)
-        # Wipe and resume are refused (the names break the agent-name rule), approve
-        # goes through; each notification names its agent or gate as typed.
+        # Wipe and resume are refused (the names break the agent-name rule); each
+        # notification names its agent as typed. (A gate's name follows the spec's
+        # model, which has no room for markup: no gate waits.)
         wipe, resume, approve = notified(app)
         assert wipe.startswith("invalid CONTROL payload: agent: invalid agent name")
         assert f"'{LINK}'" in wipe and f"'{CLOSER}'" in resume
-        assert approve == f"gate {LINK} approved"
+        assert approve == "no human gate is waiting in this run"
         await settle(pilot)
         assert sorted(shown_toasts(app)) == sorted(notified(app))
 
@@ -114,7 +113,8 @@ async def test_every_field_is_drawn_printable(log: Path) -> None:
         ("AGENT_SPAWNED", "swarm", None, {"agent": "thinker", "role": esc, "skill": esc,
                                           "thinking": esc}),
         ("STATUS_UPDATE", "thinker", None, {"agent": "thinker", "state": esc, "phase": esc}),
-        ("PHASE", "kernel", None, {"phase": esc, "reason": esc}),
+        # (A phase outside the six is skipped by the fold; its reason is free text.)
+        ("PHASE", "kernel", None, {"phase": "plan", "reason": esc}),
     ], ts=T0 + 25)
     async with SisyphusApp(db=db, clock=lambda: NOW).run_test(size=(200, 40)) as pilot:
         app = pilot.app
@@ -124,7 +124,7 @@ async def test_every_field_is_drawn_printable(log: Path) -> None:
         assert [c.plain for c in cells if "x1b" in c.plain] == [
             r"\x1b]2;pwned\x07\ud800\u202e"] * 4  # state, role (= skill), phase, thinking
         status = str(app.query_one(StatusLine).render())
-        assert r"phase: \x1b]2;pwned\x07\ud800\u202e" in status
+        assert "phase: plan" in status
         async with await open_store(db, create=False) as store:
             events = (await store.read(0, 100)).events
         for text in [status, *(row_text(e).plain for e in events),
