@@ -187,12 +187,12 @@ class Ledger:
         return self.agents[name]
 
     def _on_TASK_INIT(self, event: Event, p: dict[str, Any]) -> None:
-        if self.goal is not None:
-            return  # the run's task is the first: a later one changes nothing (the kernel too)
         goal, spec = p["goal"], p.get("spec", {})
         if not isinstance(goal, str):
             raise TypeError(f"goal is a {type(goal).__name__}, not text")
         gates = parse_spec(spec).gates  # checked whole before anything is folded in
+        if self.goal is not None:
+            return  # the run's task is the first: a later one changes nothing (the kernel too)
         self.goal, self.spec, self.task_ts = goal, spec, event.ts
         for gate in gates:
             self.gates[gate.name] = GateView(gate.name, human=gate.human)

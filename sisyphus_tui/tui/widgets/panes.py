@@ -252,6 +252,9 @@ class StatusLine(Static):
             line.append(f" (reading log: {ledger.offset})", "yellow")
         if ledger.paused:
             line.append("  PAUSED", "bold yellow")
+        if ledger.skipped_count:
+            # Events no fold could use: skipped, and said (`sisyphus doctor` lists them).
+            line.append(f"  ⚠ {ledger.skipped_count} skipped", "bold red")
         line.append("  following" if following else "  scrolled", "dim")
         if filter_text:
             line.append(f"  filter: {printable(filter_text)}", "cyan")
