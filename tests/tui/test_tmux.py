@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -272,3 +273,35 @@ def control_actions(db: Path) -> list[str]:
                             "WHERE type = 'CONTROL' ORDER BY \"offset\"").fetchall()
     conn.close()
     return [str(action) for (action,) in rows]
+
+
+@pytest.mark.parametrize("how", ["q", "SIGTERM", "SIGHUP"])
+def test_a_demo_left_before_its_end_says_so_in_its_exit_code(tmp_path: Path, how: str) -> None:
+    """`q`, SIGTERM or SIGHUP mid-run: the app closes cleanly, says where the run stopped
+    and exits 130 / 143 / 129 (0 means done, every gate passed); the same command then
+    resumes the run to its end."""
+    from sisyphus_tui.stream.lease import current_host
+
+    db = tmp_path / "swarm.db"
+    tmux = Tmux(in_pane(demo_argv(tmp_path, "0.3")), tmp_path)
+    try:
+        tmux.wait_for(lambda s: "phase: execute" in s, "the run in execute", RUN_DEADLINE_S)
+        if how == "q":
+            tmux.keys("q")
+        else:
+            host = current_host(db)
+            assert host is not None and host.pid is not None
+            os.kill(host.pid, getattr(signal, how))
+        screen = tmux.wait_for(lambda s: re.search(r"^EXIT=\d+", s, re.MULTILINE) is not None,
+                               "the app to exit", STEP_DEADLINE_S)
+        code = {"q": 130, "SIGTERM": 143, "SIGHUP": 129}[how]
+        assert re.search(rf"^EXIT={code}$", screen, re.MULTILINE), screen
+        assert "interrupted; the run stopped at offset" in screen, screen
+        assert "run the same command to resume" in " ".join(screen.split())
+        assert "Traceback" not in screen
+    finally:
+        tmux.kill()
+    assert current_host(db) is None
+    again = subprocess.run([*demo_argv(tmp_path, "0"), "--headless"], capture_output=True,
+                           text=True, timeout=RUN_DEADLINE_S)
+    assert again.returncode == 0, again.stderr
