@@ -136,6 +136,7 @@ class Ledger:
         self.task_ts: float | None = None
         self.phase = "idle"
         self.phase_reason = ""
+        self.phase_before = "idle"  # the phase before the current one (to resume a block)
         self.paused = False
         self.plans: dict[str, PlanView] = {}
         self.approved_plan: str | None = None
@@ -198,6 +199,8 @@ class Ledger:
             self.gates[gate.name] = GateView(gate.name, human=gate.human)
 
     def _on_PHASE(self, event: Event, p: dict[str, Any]) -> None:
+        if p["phase"] != self.phase:
+            self.phase_before = self.phase
         self.phase = p["phase"]
         self.phase_reason = p.get("reason", "")
 

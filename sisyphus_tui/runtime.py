@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -36,6 +37,10 @@ FINAL_PHASES = ("done", "blocked")
 # The agents the run cannot go on without: if one fails, the host stops (loudly, and
 # resumably), instead of waiting for ever for what it will never send.
 ESSENTIAL = ("kernel", "planner", "validator", "executor")
+# How versions before faults were retried blocked a run on one: "agent executor failed:
+# DatabaseLocked: ...". Such a block is no verdict, and a new host lifts it.
+FAULT_BLOCK = re.compile(r"agent \S+ failed: (Database(Locked|Full|IOError|Unavailable|Error)|"
+                         r"OSError|TimeoutError)\b")
 
 
 def _say_to_stderr(text: str) -> None:
@@ -263,6 +268,16 @@ class Swarm:
         self._live_from = head + 1
         self._supervised("follower", self._follow)
         await self.ledger_at(head)
+        if self.ledger.phase == "blocked" and FAULT_BLOCK.match(self.ledger.phase_reason) \
+                and self.ledger.phase_before in ("plan", "validate", "execute", "gates"):
+            blocked_by = self.ledger.phase_reason
+            resumed_at = await self._append("PHASE", {
+                "phase": self.ledger.phase_before,
+                "reason": f"resumed: the block was a fault, not a verdict "
+                          f"({blocked_by[:200]})"}, actor=SWARM)
+            await self.ledger_at(resumed_at)
+            self.say(f"the run was blocked by a fault ({blocked_by[:100]}): resuming it in "
+                     f"phase {self.ledger.phase}")
         if self.ledger.paused:
             self._running.clear()
         if self.ledger.phase in FINAL_PHASES:
@@ -432,7 +447,10 @@ class Swarm:
                 self._report(event)
             if self._started:
                 await self._react(event)
-            if event.type == "PHASE" and event.payload["phase"] in FINAL_PHASES:
+            # (A final phase in the log's past is judged by run() once it is read: a
+            # block that was a fault is lifted there.)
+            if event.type == "PHASE" and event.payload["phase"] in FINAL_PHASES \
+                    and event.offset >= self._live_from:
                 self._finished.set()
 
     async def _react(self, event: Event) -> None:

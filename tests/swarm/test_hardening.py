@@ -5,6 +5,7 @@ command, against a real database file."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -278,3 +279,32 @@ def test_a_signal_ends_a_host_cleanly_with_its_code(
 async def _prepare(db: Path, workspace: Path) -> None:
     async with await open_store(db) as store:
         await prepare_demo(store, workspace)
+
+
+def test_a_run_an_older_version_blocked_on_a_fault_is_resumed(
+        tmp_path: Path, reference: Reference, procs: list[subprocess.Popen[str]]) -> None:
+    """Before faults were retried, a lock held past the busy timeout failed the executor
+    and the kernel blocked the run, for ever. A new host sees the block was a fault and
+    lifts it: the run goes on from where it was, each step done once."""
+    db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
+    host = started(demo_argv(db, workspace, "--speed", "0.05"))
+    procs.append(host)
+    wait_for(lambda: count(db, "SELECT count(*) FROM events WHERE type = 'TEST_PASS'") >= 1,
+             "the first step to pass")
+    host.send_signal(signal.SIGKILL)
+    host.communicate(timeout=30)
+    error = f"DatabaseLocked: database is locked by another process: {db}"
+    conn = sqlite3.connect(db)
+    conn.executemany('INSERT INTO events (type, actor, payload, ts) VALUES (?, ?, ?, ?)', [
+        ("AGENT_FAILED", "swarm", json.dumps({"agent": "executor", "error": error}), time.time()),
+        ("PHASE", "kernel", json.dumps({"phase": "blocked",
+                                        "reason": f"agent executor failed: {error}"}),
+         time.time()),
+    ])
+    conn.commit()
+    conn.close()
+    final = run_demo(db, workspace)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert "the run was blocked by a fault" in final.stdout
+    assert_each_step_once(db)
+    assert snapshot(workspace) == snapshot(reference.workspace)
