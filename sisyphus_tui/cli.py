@@ -23,7 +23,7 @@ from sisyphus_tui import __version__
 from sisyphus_tui.errors import HostFault, InvalidPayload, SisyphusError
 from sisyphus_tui.events import MAX_PAYLOAD_DEPTH
 from sisyphus_tui.mail import SwarmMail, check_agent_name
-from sisyphus_tui.safe_text import printable
+from sisyphus_tui.safe_text import printable, printable_lines
 from sisyphus_tui.stream import Event, EventStore, NewEvent, dumps_event, open_store
 from sisyphus_tui.stream.base import MAX_OFFSET
 from sisyphus_tui.stream.lease import HostLease
@@ -63,15 +63,6 @@ def summarize(payload: dict[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
-def _terminal(line: str) -> str:
-    """``line`` safe to print: control characters and lone surrogates (in rows an older
-    version let in) become visible escapes, instead of driving the terminal or raising."""
-    line = printable(line)
-    if line.isascii():
-        return line
-    return line.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def format_event(event: Event) -> str:
     """A human line for an event; text from agents is shown literally, never interpreted."""
     to = f" -> {event.to}" if event.to else ""
@@ -79,7 +70,7 @@ def format_event(event: Event) -> str:
         f"{event.offset:>7}  {_clock(event.ts)}  {event.actor or '-':<12} "
         f"{event.type:<16}{to}  {summarize(event.payload)}"
     )
-    return _terminal(line)
+    return printable(line)
 
 
 def _emit_line(line: str) -> None:
@@ -264,7 +255,7 @@ async def cmd_cursors(args: argparse.Namespace) -> int:
             return 0
         _emit_line(f"{'AGENT':<24} {'ROLE':<12} {'CURSOR':>8} {'LAG':>8}   (head {head})")
         for row in rows:
-            _emit_line(_terminal(
+            _emit_line(printable(
                 f"{row['agent']:<24} {row['role'] or '-':<12} {row['cursor']:>8} {row['lag']:>8}"
             ))
         return 0
@@ -421,7 +412,7 @@ async def cmd_agents(args: argparse.Namespace) -> int:
                    f"{'PENDING':>7} {'ACTIVE':>8}  THINKING  DETAIL   (head {head})")
         for row in rows:
             age = "-" if row["last_active_s"] is None else f"{row['last_active_s']:.0f}s ago"
-            _emit_line(_terminal(
+            _emit_line(printable(
                 f"{row['agent']:<16} {row['role']:<11} {row['state']:<9} {row['cursor']:>7} "
                 f"{row['lag']:>6} {row['pending']:>7} {age:>8}  {row['thinking']:<9} "
                 f"{row['detail'][:60]}"))
@@ -573,7 +564,8 @@ async def cmd_spawn(args: argparse.Namespace) -> int:
             raise SisyphusError(f"no result from {args.name!r} within {args.timeout:g}s "
                                 f"(spawn request at offset {offset}; is a swarm running? "
                                 "`sisyphus run --headless` or the demo)") from None
-        _emit_line(printable(str(reply.payload.get("text", ""))).replace("\\x0a", "\n"))
+        # The reply's own line breaks stay (an agent's literal text "\x0a" stays text).
+        _emit_line(printable_lines(str(reply.payload.get("text", ""))))
         return 0
 
     return await _with_store(args, body, create=False)
@@ -697,7 +689,7 @@ class _Parser(argparse.ArgumentParser):
         return super().add_argument(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_ERROR, _terminal(f"sisyphus: error: {message} (see "
+        self.exit(EXIT_ERROR, printable(f"sisyphus: error: {message} (see "
                                         f"'{self.prog} --help')") + "\n")
 
 
@@ -889,9 +881,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workspace = "sisyphus-demo"
     if hasattr(args, "headless") and args.speed is None:
         args.speed = 0.0 if args.headless else WATCH_SPEED
-    if getattr(args, "speed", None) is not None and args.speed < 0:
-        print("sisyphus: error: --speed must be 0 or more", file=sys.stderr)
-        return EXIT_ERROR
     # Paths are made absolute here, before the event loop starts.
     args.cwd = os.getcwd()
     if getattr(args, "workspace", None):
