@@ -8,9 +8,14 @@ waiting (bad input, a bug) end an actor.
 
 from __future__ import annotations
 
+import asyncio
 import errno
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from sisyphus_tui.errors import DatabaseUnavailable
+
+T = TypeVar("T")
 
 # Errors of the operating system that may pass: a full disk or quota, an I/O error,
 # a resource busy for a moment.
@@ -47,3 +52,19 @@ class Backoff:
         """The delay before the next try (and count this one)."""
         self.attempts += 1
         return float(min(self.first_s * 2 ** (self.attempts - 1), self.max_s))
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]],
+                   on_fault: Callable[[BaseException, int, float], None]) -> T:
+    """``await attempt()`` until it does not fail with a fault that passes; before each
+    new try, ``on_fault(error, tries so far, delay)`` says so. Other errors propagate."""
+    backoff = Backoff()
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            if not is_passing(exc):
+                raise
+            delay = backoff.next()
+            on_fault(exc, backoff.attempts, delay)
+            await asyncio.sleep(delay)

@@ -23,7 +23,7 @@ from sisyphus_tui.actors import ROLES, SisyphusActor
 from sisyphus_tui.actors.base import BootInfo
 from sisyphus_tui.brains import make_brain
 from sisyphus_tui.errors import HostFault, SisyphusError
-from sisyphus_tui.faults import Backoff, describe, is_passing
+from sisyphus_tui.faults import describe, retrying
 from sisyphus_tui.ledger import LEDGER_FILE, Ledger, remove_leftovers, write_atomically
 from sisyphus_tui.mail import SwarmMail, check_agent_name
 from sisyphus_tui.safe_text import printable
@@ -210,38 +210,21 @@ class Swarm:
 
     async def _append(self, type: str, payload: dict[str, Any], **fields: Any) -> int:
         """The swarm's own appends: a fault that passes is retried, with a backoff."""
-        backoff = Backoff()
-        while True:
-            try:
-                return await self.store.append(type, payload, **fields)
-            except Exception as exc:
-                if not is_passing(exc):
-                    raise
-                delay = backoff.next()
-                if backoff.attempts & (backoff.attempts - 1) == 0:  # 1, 2, 4, 8, ...
-                    self.fault(f"cannot append {type} ({describe(exc)}); retry "
-                               f"{backoff.attempts} in {delay:.1f}s")
-                await asyncio.sleep(delay)
+        def said(exc: BaseException, tries: int, delay: float) -> None:
+            if tries & (tries - 1) == 0:  # 1, 2, 4, 8, ...
+                self.fault(f"cannot append {type} ({describe(exc)}); retry {tries} in "
+                           f"{delay:.1f}s")
+
+        return await retrying(lambda: self.store.append(type, payload, **fields), said)
 
     def _supervised(self, name: str, body: Callable[[], Coroutine[Any, Any, None]]
                     ) -> asyncio.Task[None]:
         """Run a helper of the swarm as a task that a fault that passes restarts (each
         helper resumes from durable state); any other error ends it, and the run."""
-        async def loop() -> None:
-            backoff = Backoff()
-            while True:
-                try:
-                    await body()
-                    return
-                except Exception as exc:
-                    if not is_passing(exc):
-                        raise
-                    delay = backoff.next()
-                    self.fault(f"the swarm's {name}: {describe(exc)}; restarting it "
-                               f"in {delay:.1f}s")
-                    await asyncio.sleep(delay)
+        def said(exc: BaseException, tries: int, delay: float) -> None:
+            self.fault(f"the swarm's {name}: {describe(exc)}; restarting it in {delay:.1f}s")
 
-        task = asyncio.create_task(loop(), name=f"swarm-{name}")
+        task = asyncio.create_task(retrying(body, said), name=f"swarm-{name}")
         self._helpers.append(task)
         return task
 
@@ -374,24 +357,21 @@ class Swarm:
             raise
 
     async def _serve_retrying(self, actor: SisyphusActor, resumed: bool) -> None:
-        backoff = Backoff()
-        while True:
-            try:
-                info: BootInfo = await actor.boot()
-                if resumed:
-                    await self.store.append("RESUMED", {
-                        "agent": actor.name, "cursor": info.cursor, "reread": info.reread,
-                        "duration_ms": round(info.duration_ms, 3)}, actor=actor.name)
-                await actor.serve(info)
-                return
-            except Exception as exc:
-                if not is_passing(exc):
-                    raise
-                delay = backoff.next()
-                self.fault(f"{actor.name}: {describe(exc)}; resuming from its checkpoint "
-                           f"in {delay:.1f}s (retry {backoff.attempts})")
-                await asyncio.sleep(delay)
-                resumed = True
+        async def life() -> None:
+            nonlocal resumed
+            info: BootInfo = await actor.boot()
+            if resumed:
+                await self.store.append("RESUMED", {
+                    "agent": actor.name, "cursor": info.cursor, "reread": info.reread,
+                    "duration_ms": round(info.duration_ms, 3)}, actor=actor.name)
+            resumed = True  # a fault from here on: the next life is a resume
+            await actor.serve(info)
+
+        def said(exc: BaseException, tries: int, delay: float) -> None:
+            self.fault(f"{actor.name}: {describe(exc)}; resuming from its checkpoint in "
+                       f"{delay:.1f}s (retry {tries})")
+
+        await retrying(life, said)
 
     async def _record_failure(self, actor: SisyphusActor, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"

@@ -12,7 +12,6 @@ not rewritten, and tests are simply run again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
 import os
@@ -27,7 +26,7 @@ from typing import Any, ClassVar, Protocol
 from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.conductor import CommandResult, run_command
 from sisyphus_tui.errors import SisyphusError
-from sisyphus_tui.faults import Backoff, describe, is_passing
+from sisyphus_tui.faults import describe, is_passing, retrying
 from sisyphus_tui.ledger import Ledger, write_atomically
 from sisyphus_tui.mail import SwarmMail, check_agent_name, registration_key
 from sisyphus_tui.stream.base import Event, EventStore, NewEvent
@@ -283,27 +282,25 @@ class SisyphusActor(ABC):
     async def _commit(self, message: Event, outputs: list[NewEvent]) -> None:
         """Commit a turn; a fault that passes (a lock, a full disk) is retried with a
         backoff, never made the turn's verdict: the turn's work is not redone."""
-        backoff = Backoff()
-        while True:
-            try:
-                await self.swarm.mail.ack(self.name, message.offset, events=outputs)
-                break
-            except Exception as exc:
-                if not is_passing(exc):
-                    raise
-                delay = backoff.next()
-                self.swarm.fault(f"{self.name}: the commit of message {message.offset} "
-                                 f"failed ({describe(exc)}); retry {backoff.attempts} "
-                                 f"in {delay:.1f}s")
-                await asyncio.sleep(delay)
-            with contextlib.suppress(Exception):
-                # SQLite rolls back a commit that fails; should one have gone through
-                # after all, the cursor (in the same transaction) says so.
-                if await self.swarm.store.cursor(self.name) >= message.offset:
-                    break
-        if backoff.attempts:
+        tries = 0
+
+        async def attempt() -> None:
+            nonlocal tries
+            tries += 1
+            # SQLite rolls back a commit that fails; should one have gone through after
+            # all, the cursor (in the same transaction) says so.
+            if tries > 1 and await self.swarm.store.cursor(self.name) >= message.offset:
+                return
+            await self.swarm.mail.ack(self.name, message.offset, events=outputs)
+
+        def said(exc: BaseException, retries: int, delay: float) -> None:
+            self.swarm.fault(f"{self.name}: the commit of message {message.offset} failed "
+                             f"({describe(exc)}); retry {retries} in {delay:.1f}s")
+
+        await retrying(attempt, said)
+        if tries > 1:
             self.swarm.fault(f"{self.name}: message {message.offset} committed after "
-                             f"{backoff.attempts} retries")
+                             f"{tries - 1} retries")
 
     def _from_the_swarm(self, message: Event) -> bool:
         """Whether the message was written by the swarm or one of its actors."""

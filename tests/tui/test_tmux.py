@@ -305,3 +305,36 @@ def test_a_demo_left_before_its_end_says_so_in_its_exit_code(tmp_path: Path, how
     again = subprocess.run([*demo_argv(tmp_path, "0"), "--headless"], capture_output=True,
                            text=True, timeout=RUN_DEADLINE_S)
     assert again.returncode == 0, again.stderr
+
+
+CRASHING = """
+import sys
+from sisyphus_tui.cli import main
+from sisyphus_tui.tui.app import SisyphusApp
+
+def crash(self):  # a bug planted in the app: its first refresh raises
+    raise RuntimeError("planted bug")
+
+SisyphusApp._refresh_panes = crash
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", ["demo", "tui"])
+def test_a_tui_that_crashed_does_not_exit_0(tmp_path: Path, command: str) -> None:
+    db = tmp_path / "swarm.db"
+    if command == "tui":
+        assert subprocess.run([*demo_argv(tmp_path, "0"), "--headless"],
+                              capture_output=True, timeout=RUN_DEADLINE_S).returncode == 0
+        args = ["tui", "--db", str(db)]
+    else:
+        args = demo_argv(tmp_path, "0.3")[3:]
+    tmux = Tmux(in_pane([sys.executable, "-c", CRASHING, *args]), tmp_path)
+    try:
+        screen = tmux.wait_for(lambda s: re.search(r"^EXIT=\d+", s, re.MULTILINE) is not None,
+                               "the app to exit", START_DEADLINE_S)
+        code = int(re.search(r"^EXIT=(\d+)", screen, re.MULTILINE).group(1))  # type: ignore[union-attr]
+        assert code != 0, screen
+        assert "the TUI stopped on an error" in screen, screen
+    finally:
+        tmux.kill()
