@@ -13,10 +13,10 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from sisyphus_tui.conductor import parse_spec
-from sisyphus_tui.events import REGISTRY
+from sisyphus_tui.events import REGISTRY, Phase
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import UNDECODABLE, Event
 
@@ -31,7 +31,8 @@ SKIPPED_KEPT = 100
 # their model when folded (a few microseconds each); the frequent ones (CHECKPOINT,
 # STATUS_UPDATE, MESSAGE) are folded as they are, their handlers checking what they use.
 CHECKED_ON_FOLD = frozenset({"PLAN_INIT", "PLAN_STEP", "REVIEW", "GATE_RESULT",
-                             "MEMORY_STORED", "PHASE"})
+                             "MEMORY_STORED"})
+PHASES = frozenset(get_args(Phase))
 
 
 def _utc(ts: float) -> str:
@@ -199,6 +200,8 @@ class Ledger:
             self.gates[gate.name] = GateView(gate.name, human=gate.human)
 
     def _on_PHASE(self, event: Event, p: dict[str, Any]) -> None:
+        if p["phase"] not in PHASES or not isinstance(p.get("reason", ""), str):
+            raise ValueError(f"not a phase of a run: {p['phase']!r}")
         if p["phase"] != self.phase:
             self.phase_before = self.phase
         self.phase = p["phase"]
