@@ -291,6 +291,9 @@ async def _run_swarm(store: EventStore, workspace: Path, args: argparse.Namespac
         _progress(f"done: {done}/{total} steps, every gate passed; "
                   f"ledger: {workspace / 'SISYPHUS_LEDGER.md'}")
         return 0
+    if ledger.phase != "blocked":  # a `stop` request: the run is not over
+        _stopped("stopped on request", ledger)
+        return EXIT_FAULT
     print(f"sisyphus: blocked: {printable(ledger.phase_reason or ledger.phase)}",
           file=sys.stderr)
     return EXIT_BLOCKED

@@ -30,6 +30,9 @@ SKIPPED_KEPT = 100
 # The rare events whose fields the ledger keeps and renders are checked whole against
 # their model when folded (a few microseconds each); the frequent ones (CHECKPOINT,
 # STATUS_UPDATE, MESSAGE) are folded as they are, their handlers checking what they use.
+# (The events about an agent are checked by hand instead: the types of what they keep,
+# not the agent-name rule, so a log an older version wrote keeps its agents, shown
+# literally.)
 CHECKED_ON_FOLD = frozenset({"PLAN_INIT", "PLAN_STEP", "REVIEW", "GATE_RESULT",
                              "MEMORY_STORED"})
 PHASES = frozenset(get_args(Phase))
@@ -49,6 +52,17 @@ _MARKDOWN_BLOCK = re.compile(r"^(#{1,6}|[-+=]+)(?= |$)|^(\d{1,9})([.)])(?= |$)")
 
 def _one_line(text: object) -> str:
     return " ".join(printable(str(text)).split())
+
+
+def _texts(p: dict[str, Any], *required: str, optional: tuple[str, ...] = ()) -> None:
+    """Refuse a payload whose fields the fold keeps are not text (a list where a name
+    should be would break every later reader of the fold)."""
+    for name in required:
+        if not isinstance(p[name], str):
+            raise TypeError(f"{name} must be text, not {type(p[name]).__name__}")
+    for name in optional:
+        if p.get(name) is not None and not isinstance(p[name], str):
+            raise TypeError(f"{name} must be text, not {type(p[name]).__name__}")
 
 
 def _cell(text: object) -> str:
@@ -258,17 +272,20 @@ class Ledger:
         gate.runs += 1
 
     def _on_AGENT_REGISTERED(self, event: Event, p: dict[str, Any]) -> None:
+        _texts(p, optional=("role",))
         agent = self._agent(p["agent"])
         if p.get("role") and agent.role == "-":
             agent.role = p["role"]
 
     def _on_AGENT_SPAWNED(self, event: Event, p: dict[str, Any]) -> None:
+        _texts(p, "role", optional=("skill", "thinking", "parent"))
         agent = self._agent(p["agent"])
         agent.role, agent.skill = p["role"], p.get("skill")
         agent.thinking, agent.parent = p.get("thinking", "off"), p.get("parent")
         agent.state, agent.last_ts = "idle", event.ts
 
     def _on_STATUS_UPDATE(self, event: Event, p: dict[str, Any]) -> None:
+        _texts(p, "state", optional=("detail", "phase"))
         agent = self._agent(p["agent"])
         agent.state, agent.detail = p["state"], p.get("detail", "")
         if p.get("phase"):
@@ -296,10 +313,12 @@ class Ledger:
         self._agent(p["agent"]).state = "stale"
 
     def _on_AGENT_FAILED(self, event: Event, p: dict[str, Any]) -> None:
+        _texts(p, "error")
         agent = self._agent(p["agent"])
         agent.state, agent.detail = "failed", p["error"]
 
     def _on_AGENT_STOPPED(self, event: Event, p: dict[str, Any]) -> None:
+        _texts(p, optional=("reason",))
         agent = self._agent(p["agent"])
         if agent.state != "failed":
             agent.state = "done"

@@ -23,7 +23,8 @@ from sisyphus_tui.actors import ROLES, SisyphusActor
 from sisyphus_tui.actors.base import BootInfo
 from sisyphus_tui.brains import make_brain
 from sisyphus_tui.errors import HostFault, SisyphusError
-from sisyphus_tui.faults import describe, retrying
+from sisyphus_tui.events import encode_payload
+from sisyphus_tui.faults import describe, is_passing, retrying
 from sisyphus_tui.ledger import LEDGER_FILE, Ledger, remove_leftovers, write_atomically
 from sisyphus_tui.mail import SwarmMail, check_agent_name
 from sisyphus_tui.safe_text import printable
@@ -68,8 +69,9 @@ class Trigger:
     def matches(self, event: Event) -> bool:
         """Whether ``event`` is the boundary this trigger waits for."""
         if self.at.isdigit():
+            data = event.payload.get("data")
             return (event.type == "MESSAGE" and event.payload.get("kind") == "execute_step"
-                    and str(event.payload.get("data", {}).get("step")) == self.at)
+                    and isinstance(data, dict) and str(data.get("step")) == self.at)
         return event.type == "PHASE" and event.payload.get("phase") == self.at
 
 
@@ -142,6 +144,9 @@ class Swarm:
         self._ledger_moved = asyncio.Event()
         self._ledger_dirty = asyncio.Event()
         self._started = False
+        self._stopping = False
+        self._follower_gone = False
+        self._followed = 0  # the last event the follower has folded and reacted to
         self._live_from = 0
         self._stale_flagged: dict[str, int] = {}
         self._memory: Any = None
@@ -157,6 +162,8 @@ class Swarm:
     async def ledger_at(self, offset: int) -> Ledger:
         """The ledger once it has folded every event up to ``offset``."""
         while self.ledger.offset < offset:
+            if self._follower_gone:
+                raise HostFault(f"the swarm's follower stopped at offset {self.ledger.offset}")
             moved = self._ledger_moved
             await moved.wait()
         return self.ledger
@@ -249,7 +256,31 @@ class Swarm:
                 self.say(f"removed {path.name}, left by an interrupted write")
         head = await self.store.head()
         self._live_from = head + 1
-        self._supervised("follower", self._follow)
+        follower = self._supervised("follower", self._follow)
+        follower.add_done_callback(self._follower_ended)
+        try:
+            await self._start(head)
+            finished = asyncio.create_task(self._finished.wait())
+            try:
+                # A helper that dies (the follower, control) ends the run loudly, not
+                # leaving it hanging.
+                await asyncio.wait([finished, *self._helpers],
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                finished.cancel()
+            for helper in self._helpers:
+                if helper.done() and not helper.cancelled() and helper.exception():
+                    raise HostFault(f"the swarm's {helper.get_name()} failed: "
+                                    f"{describe(helper.exception())}")  # type: ignore[arg-type]
+        finally:
+            await self.shutdown()
+        if self.stopped_by is not None:
+            raise self.stopped_by
+        return self.ledger
+
+    async def _start(self, head: int) -> None:
+        """Read the log up to ``head``, lift a block that was a fault, start the actors
+        and the helpers (or, for a finished run, nothing)."""
         await self.ledger_at(head)
         if self.ledger.phase == "blocked" and FAULT_BLOCK.match(self.ledger.phase_reason) \
                 and self.ledger.phase_before in ("plan", "validate", "execute", "gates"):
@@ -281,55 +312,53 @@ class Swarm:
             self._supervised("liveness", self._liveness)
         if self.write_ledger:
             self._supervised("ledger", self._write_ledger_loop)
-        finished = asyncio.create_task(self._finished.wait())
-        try:
-            # A helper that dies (the follower, control) must end the run loudly, not
-            # leave it hanging.
-            await asyncio.wait([finished, *self._helpers], return_when=asyncio.FIRST_COMPLETED)
-            for helper in self._helpers:
-                if helper.done() and not helper.cancelled() and helper.exception():
-                    raise SisyphusError(f"the swarm's {helper.get_name()} failed: "
-                                        f"{helper.exception()}")
-        finally:
-            finished.cancel()
-            await self.shutdown()
-        if self.stopped_by is not None:
-            raise self.stopped_by
-        return self.ledger
+
+    def _follower_ended(self, task: asyncio.Task[None]) -> None:
+        # Whoever waits for the ledger must not wait for a follower that is gone.
+        self._follower_gone = True
+        self._ledger_moved.set()
 
     async def shutdown(self) -> None:
         """Stop every actor and helper; bring the ledger file up to the head."""
-        for handle in self.tasks.values():
-            handle.cancel()
-        for handle in self.tasks.values():
-            await handle.wait()
-        if self.ledger.phase in FINAL_PHASES:
-            # The run is over: its agents are too (keys: a restart stops them once).
-            stopped = [{"type": "AGENT_STOPPED", "actor": SWARM, "key": f"stopped:{name}",
-                        "payload": {"agent": name, "reason": f"the run is {self.ledger.phase}"}}
-                       for name, view in sorted(self.ledger.agents.items())
-                       if view.role in ROLES and view.state not in ("done", "failed")]
-            if stopped:
-                with contextlib.suppress(Exception):  # said by _finish_stopped if not
-                    await self.store.append_many(stopped)
-        head = await self.store.head()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(self.ledger_at(head), 10)
+        self._stopping = True  # no actor starts from here on (a spawn folded, a resume)
         for task in self._helpers:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-        if self.write_ledger:
-            try:
-                self._write_ledger_file()
-            except OSError as exc:
-                self.fault(f"cannot write the ledger file: {describe(exc)}")
-        if self._memory is not None:
-            await self._memory.close()
+            if task.get_name() == "swarm-control":
+                task.cancel()
+        for handle in list(self.tasks.values()):
+            handle.cancel()
+        for handle in list(self.tasks.values()):
+            await handle.wait()
+        try:
+            if self.ledger.phase in FINAL_PHASES:
+                # The run is over: its agents are too (keys: a restart stops them once).
+                stopped = [{"type": "AGENT_STOPPED", "actor": SWARM, "key": f"stopped:{name}",
+                            "payload": {"agent": name,
+                                        "reason": f"the run is {self.ledger.phase}"}}
+                           for name, view in sorted(self.ledger.agents.items())
+                           if view.role in ROLES and view.state not in ("done", "failed")]
+                if stopped:
+                    # If the log takes it not now, the next host writes it (the keys).
+                    with contextlib.suppress(Exception):
+                        await self.store.append_many(stopped)
+            # The ledger file up to the head, if the follower gets there in time.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ledger_at(await self.store.head()), 10)
+        finally:
+            for task in self._helpers:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            if self.write_ledger:
+                try:
+                    self._write_ledger_file()
+                except OSError as exc:
+                    self.fault(f"cannot write the ledger file: {describe(exc)}")
+            if self._memory is not None:
+                await self._memory.close()
 
     def start_actor(self, name: str, role: str, skill: str | None, *, resumed: bool) -> None:
         """Start (or restart) an actor as an asyncio task; its failure stays its own."""
-        if name in self.tasks and not self.tasks[name].done():
+        if self._stopping or (name in self.tasks and not self.tasks[name].done()):
             return
         actor = self.actors.get(name)
         if actor is None or not resumed:
@@ -413,13 +442,17 @@ class Swarm:
     # -- the follower -----------------------------------------------------------
 
     async def _follow(self) -> None:
-        # From where the ledger is: a follower restarted after a fault folds on.
-        async for event in self.store.tail(self.ledger.offset + 1):
-            problem = self.ledger.apply(event)
-            moved, self._ledger_moved = self._ledger_moved, asyncio.Event()
-            moved.set()
-            self._ledger_dirty.set()
+        # From the last event it handled: a follower restarted after a fault reacts to
+        # an event it had folded but not reacted to, and folds nothing twice.
+        async for event in self.store.tail(self._followed + 1):
+            problem = None
+            if event.offset > self.ledger.offset:
+                problem = self.ledger.apply(event)
+                moved, self._ledger_moved = self._ledger_moved, asyncio.Event()
+                moved.set()
+                self._ledger_dirty.set()
             if problem is not None:
+                self._followed = event.offset
                 # Flagged and skipped: one bad event never stops the swarm.
                 self.fault(f"skipped event {event.offset}: {problem}")
                 continue
@@ -432,6 +465,7 @@ class Swarm:
             if event.type == "PHASE" and event.payload["phase"] in FINAL_PHASES \
                     and event.offset >= self._live_from:
                 self._finished.set()
+            self._followed = event.offset
 
     async def _react(self, event: Event) -> None:
         if event.type == "AGENT_SPAWNED":
@@ -440,9 +474,8 @@ class Swarm:
                 self.start_actor(p["agent"], p["role"], p.get("skill"), resumed=False)
         for trigger in self.wipes:
             if trigger.matches(event):
-                await self.store.append("CONTROL", {"action": "wipe", "agent": trigger.agent},
-                                        actor=SWARM, to=SWARM,
-                                        key=f"wipe:{trigger.agent}@{trigger.at}")
+                await self._append("CONTROL", {"action": "wipe", "agent": trigger.agent},
+                                   actor=SWARM, to=SWARM, key=f"wipe:{trigger.agent}@{trigger.at}")
 
     def _report(self, event: Event) -> None:
         p = event.payload
@@ -478,13 +511,20 @@ class Swarm:
         async for event in self.store.tail(cursor + 1, to=SWARM):
             if event.type == "CONTROL":
                 try:
+                    # Checked whole first: a request stored past the model (an older
+                    # version, another program, bit rot) is refused like a bad one.
+                    encode_payload(event.type, event.payload)
                     await self._carry_out(event)
-                except SisyphusError as exc:
+                except Exception as exc:
+                    if is_passing(exc):
+                        raise  # tried again when the helper restarts
                     # A request that cannot be carried out is answered, not retried.
-                    self.say(f"control request {event.offset} refused: {exc}")
-                    await self.store.append("STATUS_UPDATE", {
+                    why = describe(exc) if isinstance(exc, SisyphusError) else \
+                        f"{type(exc).__name__}: {describe(exc)}"
+                    self.say(f"control request {event.offset} refused: {why}")
+                    await self._append("STATUS_UPDATE", {
                         "agent": SWARM, "state": "refused",
-                        "detail": f"control {event.offset}: {exc}"}, actor=SWARM)
+                        "detail": f"control {event.offset}: {why}"[:500]}, actor=SWARM)
             await self.mail.ack(SWARM, event.offset)
 
     async def _carry_out(self, event: Event) -> None:

@@ -250,6 +250,10 @@ def test_a_database_another_user_cannot_write(db: Path, world_readable_dir: Path
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                  sys.executable, "-m", "sisyphus_tui"]
     env = os.environ | {"HOME": str(world_readable_dir)}
+    if subprocess.run([*as_nobody[:-2], "-c", "import sisyphus_tui"], capture_output=True,
+                      env=env, timeout=60).returncode != 0:
+        pytest.skip("this checkout is in a folder other users cannot read (as CI's may be): "
+                    "'nobody' cannot import sisyphus_tui")
     result = subprocess.run([*as_nobody, "emit", "x.n", "--db", str(path)],
                             capture_output=True, text=True, env=env, timeout=60)
     assert_refused(result, f"database {path} is owned by uid 0, not you")

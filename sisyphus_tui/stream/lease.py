@@ -46,8 +46,11 @@ class HostInfo:
 
     def describe(self) -> str:
         """``pid 123 on build-1 since 12:34:56``."""
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since)) \
-            if self.since else "an unknown time"
+        try:
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.since)) \
+                if self.since else "an unknown time"
+        except (OverflowError, OSError, ValueError):  # a file another program wrote
+            since = "an unknown time"
         return f"pid {self.pid if self.pid is not None else '?'} on {self.host} since {since}"
 
 
@@ -102,23 +105,29 @@ class HostLease:
         except OSError as exc:
             raise DatabaseError(f"cannot open the host lease {path}: {exc.strerror}") from None
         deadline = time.monotonic() + ACQUIRE_PATIENCE_S
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_info(fd)
-                    os.close(fd)
-                    raise HostBusy(
-                        f"another sisyphus already hosts this swarm: {holder.describe()}; "
-                        f"watch it with `sisyphus tui --db {db}`, or stop it first") from None
-                await asyncio.sleep(0.02)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = _read_info(fd)
+                        raise HostBusy(
+                            f"another sisyphus already hosts this swarm: {holder.describe()}; "
+                            f"watch it with `sisyphus tui --db {db}`, or stop it first"
+                        ) from None
+                    await asyncio.sleep(0.02)
+        except BaseException:
+            os.close(fd)
+            raise
         info = HostInfo(os.getpid(), socket.gethostname(), time.time(),
                         " ".join(os.path.basename(a) if i == 0 else a
                                  for i, a in enumerate(sys.argv))[:200])
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info.__dict__).encode("utf-8"), 0)
+        # Who holds it is only said, not needed: a full disk does not stop the host.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info.__dict__).encode("utf-8"), 0)
         return cls(path, fd, info)
 
     def release(self) -> None:

@@ -221,8 +221,9 @@ class SisyphusApp(App[None]):
                                                       severity="warning", markup=False)
         try:
             self.outcome = await self.host.run()
-        except HostFault as exc:
-            self.host_fault = exc
+        except Exception as exc:  # the worker would swallow it: the host stopped, say so
+            self.host_fault = exc if isinstance(exc, HostFault) else HostFault(
+                f"{type(exc).__name__}: {exc}")
             self.notify(printable(f"the host stopped: {exc}"), severity="error",
                         timeout=30, markup=False)
             return

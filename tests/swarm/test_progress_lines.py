@@ -40,5 +40,9 @@ def test_a_headless_run_prints_names_from_the_log_escaped(tmp_path: Path) -> Non
                           capture_output=True, timeout=60)
     out = done.stdout.decode("utf-8")
     assert b"\x1b" not in done.stdout + done.stderr and b"\x07" not in done.stdout, out
-    assert r"wipe \x1b]2;pwned\x07: no such agent runs here" in out
-    assert r"resume \x1b]2;pwned\x07: no such agent" in out
+    # (Refused before they are carried out: the name breaks the agent-name rule.)
+    assert r"control request 2 refused: invalid CONTROL payload: agent: invalid agent name " \
+        r"'\x1b]2;pwned\x07'" in out, out
+    assert r"control request 3 refused: invalid CONTROL payload: agent: invalid agent name " \
+        r"'\x1b]2;pwned\x07'" in out, out
+    assert done.returncode == 4, done.stderr  # the stop request: not a verdict
