@@ -30,11 +30,11 @@ SKIPPED_KEPT = 100
 # The rare events whose fields the ledger keeps and renders are checked whole against
 # their model when folded (a few microseconds each); the frequent ones (CHECKPOINT,
 # STATUS_UPDATE, MESSAGE) are folded as they are, their handlers checking what they use.
-# (The events about an agent are checked by hand instead: the types of what they keep,
-# not the agent-name rule, so a log an older version wrote keeps its agents, shown
-# literally.)
+# (A CONTROL request the swarm refuses as invalid is no pause either. The events about
+# an agent are checked by hand instead, the types of what they keep but not the
+# agent-name rule: a log an older version wrote keeps its agents, shown literally.)
 CHECKED_ON_FOLD = frozenset({"PLAN_INIT", "PLAN_STEP", "REVIEW", "GATE_RESULT",
-                             "MEMORY_STORED"})
+                             "MEMORY_STORED", "CONTROL"})
 PHASES = frozenset(get_args(Phase))
 
 
