@@ -204,10 +204,12 @@ class Checkpoint(Payload):
 
 
 class AgentFailed(Payload):
-    """An actor raised; the others carry on."""
+    """An actor raised; the others carry on. ``message``: the offset it was handling
+    (a message an agent fails on twice is set aside, not failed on for ever)."""
 
     agent: AgentName
     error: str
+    message: int | None = Field(default=None, ge=1)
 
 
 class AgentStale(Payload):

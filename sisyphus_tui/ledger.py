@@ -163,6 +163,8 @@ class Ledger:
         self.precedents_used: list[int] = []
         # Events that could not be decoded or applied: skipped, and shown, never fatal.
         self.skipped: dict[int, str] = {}
+        # (agent, message offset) an agent failed on: the second failure sets it aside.
+        self.failed_on: set[tuple[str, int]] = set()
         self.skipped_count = 0
 
     # -- the fold ------------------------------------------------------------------
@@ -315,6 +317,8 @@ class Ledger:
     def _on_AGENT_FAILED(self, event: Event, p: dict[str, Any]) -> None:
         _texts(p, "error")
         agent = self._agent(p["agent"])
+        if isinstance(p.get("message"), int):
+            self.failed_on.add((agent.name, p["message"]))
         agent.state, agent.detail = "failed", p["error"]
 
     def _on_AGENT_STOPPED(self, event: Event, p: dict[str, Any]) -> None:

@@ -404,7 +404,8 @@ class Swarm:
 
     async def _record_failure(self, actor: SisyphusActor, exc: Exception) -> None:
         error = f"{type(exc).__name__}: {exc}"
-        await self._append("AGENT_FAILED", {"agent": actor.name, "error": error}, actor=SWARM)
+        await self._append("AGENT_FAILED", {"agent": actor.name, "error": error,
+                                            "message": actor.handling}, actor=SWARM)
         if actor.name != "kernel" and await self.mail.is_registered("kernel"):
             await self.mail.send("kernel", {"kind": "agent_failed", "text": error,
                                             "data": {"agent": actor.name}}, sender=SWARM)

@@ -12,6 +12,7 @@ not rewritten, and tests are simply run again.
 from __future__ import annotations
 
 import asyncio
+import copy
 import errno
 import hashlib
 import os
@@ -236,6 +237,7 @@ class SisyphusActor(ABC):
         self.cursor = 0
         self.last_activity = time.monotonic()
         self.handled = 0
+        self.handling: int | None = None  # the offset of the message being handled
 
     async def boot(self) -> BootInfo:
         """Read the durable cursor and the last checkpoint: cost independent of log size."""
@@ -258,20 +260,34 @@ class SisyphusActor(ABC):
     async def handle(self, message: Event) -> None:
         """One message, one tracking transaction: effects + CHECKPOINT + cursor advance."""
         self.last_activity = time.monotonic()
+        self.handling = message.offset
+        before = copy.deepcopy(self.state)
         turn = Turn(self, message)
         try:
             await self.on_message(turn, message)
         except Exception as exc:
-            if is_passing(exc) or self._from_the_swarm(message):
-                raise  # retried, or the agent's failure: a bug of ours
+            if is_passing(exc):
+                raise  # tried again
+            internal = self._from_the_swarm(message)
+            failed_before = (self.name, message.offset) in self.swarm.ledger.failed_on
+            if internal and not failed_before:
+                raise  # the agent's failure, on the record; the next host tries again
             # A message from outside the swarm (a person, a tool) this role cannot act
-            # on: refused on the record, and the agent goes on with the next one.
+            # on, or one it failed on before (a poison message): refused on the record,
+            # the state as it was before it, and the agent goes on with the next one.
             error = f"{type(exc).__name__}: {exc}"
             self.swarm.fault(f"{self.name}: refused message {message.offset} from "
                              f"{message.actor or '-'}: {error}")
+            self.state = before
             turn = Turn(self, message)
             turn.status("refused", f"message {message.offset} from {message.actor or '-'}: "
                                    f"{error}"[:500])
+            if internal:
+                # The coordinator decides what a message the swarm needed and cannot
+                # have means for the run.
+                await turn.send("kernel", "refused", error[:1000], {
+                    "agent": self.name, "message": message.offset,
+                    "kind": message_kind(message), "data": message.payload.get("data", {})})
         turn.emit("CHECKPOINT", {"agent": self.name, "cursor": message.offset,
                                  "step": self.state.get("step"), "state": self.state})
         await self._commit(message, turn.outputs)

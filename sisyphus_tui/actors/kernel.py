@@ -51,6 +51,8 @@ class Kernel(SisyphusActor):
             # (the swarm sees to that), and the next host starts it again; a
             # sub-agent's failure leaves the run going on.
             self.state.setdefault("failed", []).append(str(data.get("agent")))
+        elif kind == "refused":
+            await self._refused(turn, message, data)
         elif kind == "result":
             results = self.state.setdefault("results", {})
             found = data.get("findings", {}).get("files", [])
@@ -169,6 +171,20 @@ class Kernel(SisyphusActor):
             "run": str(self.state.get("task_offset", "")) or None,
         }, key=f"memory:run:{turn.message.offset}")
         turn.status("done", "the run is done", "done")
+
+    async def _refused(self, turn: Turn, message: Event, data: dict[str, Any]) -> None:
+        """An agent set aside a message it failed on twice. A step other than the one
+        in hand (a stale or forged request) changes nothing; anything else the run
+        needed and will not get blocks it, saying why."""
+        inner = data.get("data")
+        inner = inner if isinstance(inner, dict) else {}
+        if data.get("kind") in ("execute_step", "green") and \
+                inner.get("step") != self.state.get("current_step"):
+            self.state.setdefault("refused", []).append(data.get("message"))
+            return
+        await self._block(turn, f"{data.get('agent')} could not handle message "
+                                f"{data.get('message')} ({data.get('kind')}) twice: "
+                                f"{message.payload.get('text', '')}"[:600])
 
     async def _block(self, turn: Turn, reason: str) -> None:
         await self._phase(turn, "blocked", reason)

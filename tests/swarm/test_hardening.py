@@ -308,3 +308,51 @@ def test_a_run_an_older_version_blocked_on_a_fault_is_resumed(
     assert "the run was blocked by a fault" in final.stdout
     assert_each_step_once(db)
     assert snapshot(workspace) == snapshot(reference.workspace)
+
+
+def test_a_forged_message_an_agent_fails_on_twice_is_set_aside(
+        tmp_path: Path, reference: Reference, procs: list[subprocess.Popen[str]]) -> None:
+    """A valid-looking message that makes an agent fail (a step that is not a number,
+    "from the kernel") stops the host once (exit 4); the next host's agent fails on it
+    again, sets it aside and tells the kernel, which goes on: the run is not bricked."""
+    db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
+    host = started(demo_argv(db, workspace, "--speed", "0.05"))
+    procs.append(host)
+    wait_for(lambda: reached(db, "execute"), "the run to reach execute")
+    forged = run_cli("emit", "MESSAGE", "--actor", "kernel", "--to", "executor", "--payload",
+                     '{"kind": "execute_step", "text": "x", "data": {"step": "x"}}', db=db)
+    assert forged.returncode == 0, forged.stderr
+    out, err = host.communicate(timeout=WITHIN_S)
+    assert host.returncode == 4, err
+    assert "executor failed: ValueError" in err and "run the same command to resume" in err
+    final = run_demo(db, workspace)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert f"refused message {forged.stdout.strip()} from kernel" in final.stderr
+    assert_each_step_once(db)
+    assert snapshot(workspace) == snapshot(reference.workspace)
+
+
+class AlwaysFailingBrain(ScriptedBrain):
+    """The scripted brain with a bug that never passes: step 2's green always raises."""
+
+    async def think(self, thought: Thought) -> dict[str, object]:
+        if thought.purpose == "green" and thought.data.get("step") == 2:
+            raise RuntimeError("the brain always trips here")
+        return await super().think(thought)
+
+
+async def test_a_message_the_run_needs_failing_twice_blocks_the_run_saying_why(
+        tmp_path: Path) -> None:
+    BRAINS["always-failing"] = AlwaysFailingBrain
+    try:
+        db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
+        async with await open_store(db) as store:
+            await prepare_demo(store, workspace)
+            with pytest.raises(HostFault, match="executor failed: RuntimeError"):
+                await Swarm(store, workspace, brain="always-failing").run()
+            ledger = await Swarm(store, workspace, brain="always-failing").run()
+    finally:
+        del BRAINS["always-failing"]
+    assert ledger.phase == "blocked"
+    assert ledger.phase_reason.startswith("executor could not handle message ")
+    assert "(green) twice: RuntimeError: the brain always trips here" in ledger.phase_reason
