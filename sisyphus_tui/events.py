@@ -25,6 +25,10 @@ from pydantic import (
 from sisyphus_tui.errors import InvalidPayload, UnknownEventType
 
 EXTENSION_PREFIX = "x."
+# The payload key a reader finds in place of a stored payload it could not decode (bit
+# rot, a row written by another program): readers flag and skip such an event, and no
+# event may be written with it.
+UNDECODABLE = "_undecodable"
 
 
 # The agent-name rule (``mail.check_agent_name``): a name is shown in every pane and
@@ -407,6 +411,9 @@ def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) 
     if model is None and type(payload) is dict and event_type.startswith(EXTENSION_PREFIX) \
             and len(event_type) > len(EXTENSION_PREFIX):
         # The hot path of external tools' events: a plain dict, encoded straight away.
+        if UNDECODABLE in payload:
+            raise InvalidPayload(f"invalid {event_type} payload: {UNDECODABLE!r} is the key "
+                                 "readers find in place of a payload they cannot decode")
         try:
             return encode_json(payload)
         except (TypeError, ValueError) as exc:
@@ -428,10 +435,7 @@ def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) 
                 f"invalid {event_type} payload: must be a JSON object, "
                 f"not {type(payload).__name__}"
             )
-        try:
-            return encode_json(payload)
-        except (TypeError, ValueError) as exc:
-            raise InvalidPayload(f"invalid {event_type} payload: {exc}") from None
+        return encode_payload(event_type, dict(payload))  # the plain dict's path, above
     if isinstance(payload, BaseModel) and not isinstance(payload, model):
         payload = payload.model_dump()
     if payload is None:

@@ -17,12 +17,9 @@ from typing import Any, NamedTuple, Self
 from pydantic import BaseModel
 
 from sisyphus_tui.errors import InvalidPayload
+from sisyphus_tui.events import UNDECODABLE as UNDECODABLE  # (readers find it here)
 from sisyphus_tui.events import decode_payload, encode_payload
 from sisyphus_tui.stream.lease import HostInfo, HostLease
-
-# The payload key a reader finds in place of a stored payload it could not decode (bit
-# rot, a row written by another program): readers flag and skip such an event.
-UNDECODABLE = "_undecodable"
 
 
 class Event(NamedTuple):

@@ -335,3 +335,10 @@ async def test_a_bad_cursor_advance_fails_alone(store: EventStore, cursor: objec
     assert isinstance(results[0], InvalidPayload), results[0]
     assert sorted(results[1:]) == list(range(1, 11))  # type: ignore[type-var]
     assert await store.cursors() == {}
+
+
+async def test_no_event_is_written_with_the_key_readers_find_for_bit_rot(
+        store: EventStore) -> None:
+    with pytest.raises(InvalidPayload, match="'_undecodable' is the key readers find"):
+        await store.append("x.note", {"_undecodable": "not really"})
+    assert await store.head() == 0
