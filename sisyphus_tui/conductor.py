@@ -7,21 +7,16 @@ timeout, or a human gate passed with ``sisyphus approve GATE``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import signal
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.process import OUTPUT_TAIL_CHARS, CommandResult, run_process
 
-OUTPUT_TAIL_CHARS = 2000
 PYTHON_PLACEHOLDER = "{python}"
 
 
@@ -82,22 +77,6 @@ def parse_spec(data: Any) -> Spec:
         raise SpecError(f"invalid spec: {where + ': ' if where else ''}{message}") from None
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    """How a command ended."""
-
-    argv: tuple[str, ...]
-    exit_code: int
-    duration_s: float
-    output_tail: str
-    timed_out: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Exit code 0, in time."""
-        return self.exit_code == 0 and not self.timed_out
-
-
 def resolve_argv(argv: tuple[str, ...] | list[str]) -> list[str]:
     """``{python}`` stands for this interpreter, so specs work in any environment."""
     return [sys.executable if a == PYTHON_PLACEHOLDER else a for a in argv]
@@ -115,41 +94,10 @@ def quiet_env() -> dict[str, str]:
 
 async def run_command(argv: list[str] | tuple[str, ...], cwd: Path,
                       timeout_s: float) -> CommandResult:
-    """Run ``argv`` in ``cwd`` (its own process group), killing it on timeout or cancel."""
-    start = time.perf_counter()
-    full = resolve_argv(tuple(argv))
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *full, cwd=cwd, env=quiet_env(), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        return CommandResult(tuple(full), 127, time.perf_counter() - start,
-                             f"cannot run {full[0]!r}: {exc.strerror}")
-    timed_out = False
-    try:
-        output, _ = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except TimeoutError:
-        timed_out = True
-        _kill_group(proc)
-        output, _ = await proc.communicate()
-    except BaseException:
-        _kill_group(proc)
-        with contextlib.suppress(Exception):
-            await asyncio.shield(proc.wait())
-        raise
-    text = output.decode("utf-8", errors="replace")
-    if timed_out:
-        text += f"\n[timed out after {timeout_s:g}s]"
-    code = proc.returncode if proc.returncode is not None else -1
-    return CommandResult(tuple(full), code, time.perf_counter() - start,
-                         text[-OUTPUT_TAIL_CHARS:], timed_out)
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    """Run ``argv`` in ``cwd`` (its own process group, ``{python}`` resolved, the quiet
+    environment), killing the whole group on timeout or cancel."""
+    return await run_process(resolve_argv(tuple(argv)), cwd, timeout_s=timeout_s,
+                             env=quiet_env(), tail_chars=OUTPUT_TAIL_CHARS)
 
 
 async def run_gate(gate: Gate, workspace: Path) -> dict[str, Any]:

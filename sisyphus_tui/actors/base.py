@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from sisyphus_tui.brains.base import Brain, Thought
-from sisyphus_tui.conductor import CommandResult, run_command
+from sisyphus_tui.conductor import run_command
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.faults import describe, is_passing, retrying
 from sisyphus_tui.ledger import Ledger, write_atomically
 from sisyphus_tui.mail import SwarmMail, check_agent_name, registration_key
+from sisyphus_tui.process import CommandResult
 from sisyphus_tui.stream.base import Event, EventStore, NewEvent
 
 TEST_TIMEOUT_S = 300.0
