@@ -20,11 +20,12 @@ import stat
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from sisyphus_tui.brains.base import Brain, Thought
+from sisyphus_tui.brains.decisions import InvalidDecision, check_decision
 from sisyphus_tui.conductor import run_command
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.faults import describe, is_passing, retrying
@@ -191,10 +192,18 @@ class Turn:
         return result
 
     async def think(self, purpose: str, **data: Any) -> dict[str, Any]:
-        """Ask this actor's brain, with the ledger as of this message."""
+        """Ask this actor's brain, with the ledger as of this message; its answer is
+        checked against the purpose's model. A malformed one is sent back once, in the
+        same session, with what was wrong (``invalid_answer``); a second fails the turn
+        (InvalidDecision names the field)."""
         ledger = await self.swarm.ledger_at(self.message.offset)
-        return await self.actor.brain.think(Thought(purpose, self.actor.role, self.actor.name,
-                                                    ledger, self.message, data))
+        thought = Thought(purpose, self.actor.role, self.actor.name, ledger, self.message, data)
+        answer = await self.actor.brain.think(thought)
+        try:
+            return check_decision(purpose, answer)
+        except InvalidDecision as exc:
+            again = replace(thought, data={**data, "invalid_answer": str(exc)})
+            return check_decision(purpose, await self.actor.brain.think(again))
 
 
 def _read_or_none(path: Path) -> bytes | None:

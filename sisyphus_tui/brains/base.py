@@ -40,6 +40,10 @@ class Brain(ABC):
     - ``review``: {"verdict": "approve" | "needs_changes", "reasons", "precedents"}
     - ``red`` / ``green`` / ``fix``: {"files": {path: content}, "test": target}
     - ``task``: {"text", "data"}
+
+    Each answer is checked against its purpose's model (``brains/decisions.py``) where
+    the actor asks; a malformed one is asked again once, with ``invalid_answer`` in the
+    thought's data saying what was wrong.
     """
 
     kind: ClassVar[str]
