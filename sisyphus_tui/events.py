@@ -275,6 +275,21 @@ class MemoryFeedback(Payload):
     helpful: bool
 
 
+class AgentOutput(Payload):
+    """What an agent says and does while its turn is still open, appended as it happens
+    (not held until the turn commits): keyed by agent, message and sequence, so a turn
+    done again never writes a line twice. ``raw``: the backend's own line, bounded."""
+
+    agent: AgentName
+    message: int = Field(ge=1)
+    sequence: int = Field(ge=0)
+    kind: Literal["session", "text", "thinking", "tool_call", "tool_result",
+                  "permission", "usage", "error", "finished", "raw"]
+    text: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    raw: str | None = Field(default=None, max_length=65536)
+
+
 REGISTRY: dict[str, type[Payload]] = {
     "TASK_INIT": TaskInit,
     "PLAN_INIT": PlanInit,
@@ -298,6 +313,7 @@ REGISTRY: dict[str, type[Payload]] = {
     "CONTROL": Control,
     "MEMORY_STORED": MemoryStored,
     "MEMORY_FEEDBACK": MemoryFeedback,
+    "AGENT_OUTPUT": AgentOutput,
 }
 
 

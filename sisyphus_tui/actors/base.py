@@ -89,6 +89,7 @@ class Turn:
         self.actor = actor
         self.message = message
         self.outputs: list[NewEvent] = []
+        self._outputs = 0  # the sequence of the next AGENT_OUTPUT
         self._registered_here: set[str] = set()
 
     @property
@@ -108,6 +109,19 @@ class Turn:
             await self.swarm.mail.require(to)
         self.emit("MESSAGE", {"kind": kind, "text": text, "data": dict(data or {}),
                               "reply_to": self.message.offset}, to=to)
+
+    async def output(self, kind: str, text: str = "", data: Mapping[str, Any] | None = None,
+                     *, raw: str | None = None) -> int:
+        """Append what the agent says or does now, outside the turn's transaction (the
+        TUI shows it while the turn runs); keyed by (agent, message, sequence), so a
+        turn done again after a crash writes each line once. Returns its offset."""
+        sequence = self._outputs
+        self._outputs += 1
+        return await self.swarm.store.append("AGENT_OUTPUT", {
+            "agent": self.actor.name, "message": self.message.offset, "sequence": sequence,
+            "kind": kind, "text": text, "data": dict(data or {}), "raw": raw},
+            actor=self.actor.name,
+            key=f"output:{self.actor.name}:{self.message.offset}:{sequence}")
 
     def status(self, state: str, detail: str = "", phase: str | None = None) -> None:
         """Say what this agent is doing."""

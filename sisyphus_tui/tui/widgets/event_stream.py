@@ -99,6 +99,7 @@ SUMMARY_FIELDS = {
     "CONTROL": ("action", "agent", "gate", "skill"), "TASK_INIT": ("goal",),
     "AGENT_FAILED": ("agent", "error"), "AGENT_STALE": ("agent", "silent_s"),
     "MEMORY_STORED": ("title",), "MEMORY_FEEDBACK": ("memory_id", "helpful"),
+    "AGENT_OUTPUT": ("kind", "text"),
 }
 
 
