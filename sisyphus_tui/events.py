@@ -172,6 +172,9 @@ class AgentSpawned(Payload):
     skill: str | None = None
     parent: AgentName | None = None
     thinking: Literal["off", "think", "ultrathink"] = "off"
+    # The brain it thinks with (a kind of BRAINS), so a resume rebuilds the same one;
+    # None: the hosting swarm's default.
+    brain: str | None = None
 
 
 class AgentStopped(Payload):

@@ -121,6 +121,7 @@ class AgentView:
     skill: str | None = None
     thinking: str = "off"
     parent: str | None = None
+    brain: str | None = None  # the brain it was spawned with (None: the host's default)
     state: str = "registered"
     phase: str = "-"
     cursor: int = 0
@@ -280,10 +281,11 @@ class Ledger:
             agent.role = p["role"]
 
     def _on_AGENT_SPAWNED(self, event: Event, p: dict[str, Any]) -> None:
-        _texts(p, "role", optional=("skill", "thinking", "parent"))
+        _texts(p, "role", optional=("skill", "thinking", "parent", "brain"))
         agent = self._agent(p["agent"])
         agent.role, agent.skill = p["role"], p.get("skill")
         agent.thinking, agent.parent = p.get("thinking", "off"), p.get("parent")
+        agent.brain = p.get("brain")
         agent.state, agent.last_ts = "idle", event.ts
 
     def _on_STATUS_UPDATE(self, event: Event, p: dict[str, Any]) -> None:

@@ -362,7 +362,11 @@ class Swarm:
             return
         actor = self.actors.get(name)
         if actor is None or not resumed:
-            actor = ROLES[role](self, name, make_brain(self.brain_kind), skill=skill)
+            # The brain it was spawned with, recorded in the log: a resume (in another
+            # process, with another default) rebuilds the same one.
+            view = self.ledger.agents.get(name)
+            kind = view.brain if view is not None and view.brain else self.brain_kind
+            actor = ROLES[role](self, name, make_brain(kind), skill=skill)
             self.actors[name] = actor
         self.tasks[name] = self.run_actor(self._actor_main(actor, resumed), name)
 
@@ -582,7 +586,8 @@ class Swarm:
         await self.store.append_many([
             {"type": "AGENT_SPAWNED", "actor": SWARM, "key": f"spawn:{name}",
              "payload": {"agent": name, "role": role, "skill": skill, "parent": parent,
-                         "thinking": thinking or default_thinking}},
+                         "thinking": thinking or default_thinking,
+                         "brain": self.brain_kind}},
             {"type": "AGENT_REGISTERED", "actor": name, "key": f"agent:{name}",
              "payload": {"agent": name, "role": role}},
             *([{"type": "MESSAGE", "actor": parent, "to": name, "key": f"task:{name}",

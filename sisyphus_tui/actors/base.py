@@ -45,6 +45,7 @@ class SwarmContext(Protocol):
     ledger: Ledger
     workspace: Path
     speed: float
+    brain_kind: str
 
     async def wait_until_running(self) -> None:
         """Return when the swarm is not paused."""
@@ -138,7 +139,8 @@ class Turn:
         skill_role, default_thinking = self.swarm.skill_role(skill)
         self.emit("AGENT_SPAWNED", {"agent": name, "role": role or skill_role, "skill": skill,
                                     "parent": self.actor.name,
-                                    "thinking": thinking or default_thinking},
+                                    "thinking": thinking or default_thinking,
+                                    "brain": self.swarm.brain_kind},
                   key=f"spawn:{name}")
         self.emit("AGENT_REGISTERED", {"agent": name, "role": role or skill_role},
                   key=registration_key(name))
