@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sisyphus_tui.actors import ROLES, SisyphusActor
 from sisyphus_tui.actors.base import BootInfo
@@ -30,6 +30,9 @@ from sisyphus_tui.mail import SwarmMail, check_agent_name
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore
 from sisyphus_tui.stream.lease import HostLease
+
+if TYPE_CHECKING:
+    from sisyphus_tui.skills import Skill
 
 SWARM = "swarm"
 HUMAN = "human"
@@ -177,10 +180,14 @@ class Swarm:
 
     def skill_role(self, skill: str) -> tuple[str, str]:
         """The role and default thinking of a skill."""
+        found = self.skill(skill)
+        return found.role, found.thinking
+
+    def skill(self, name: str) -> Skill:
+        """The skill called ``name``, the workspace's own first."""
         from sisyphus_tui.skills import get_skill
 
-        found = get_skill(skill, self.workspace)
-        return found.role, found.thinking
+        return get_skill(name, self.workspace)
 
     async def _lane(self) -> Any:
         # Actors ask at the same moment: open one lane, not one each (a lane left

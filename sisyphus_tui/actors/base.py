@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.brains.decisions import InvalidDecision, check_decision
@@ -33,6 +33,9 @@ from sisyphus_tui.ledger import Ledger, write_atomically
 from sisyphus_tui.mail import SwarmMail, check_agent_name, registration_key
 from sisyphus_tui.process import CommandResult
 from sisyphus_tui.stream.base import Event, EventStore, NewEvent
+
+if TYPE_CHECKING:  # (skills read YAML: loaded when an agent first thinks, not at import)
+    from sisyphus_tui.skills import Skill
 
 TEST_TIMEOUT_S = 300.0
 
@@ -58,6 +61,9 @@ class SwarmContext(Protocol):
 
     def skill_role(self, skill: str) -> tuple[str, str]:
         """The role and default thinking mode of a skill (UnknownSkill if none)."""
+
+    def skill(self, name: str) -> Skill:
+        """The skill called ``name``, the workspace's own first (UnknownSkill if none)."""
 
     def fault(self, text: str) -> None:
         """Say a fault that is being retried (a person must see it; the log may not
@@ -213,7 +219,13 @@ class Turn:
         same session, with what was wrong (``invalid_answer``); a second fails the turn
         (InvalidDecision names the field)."""
         ledger = await self.swarm.ledger_at(self.message.offset)
-        thought = Thought(purpose, self.actor.role, self.actor.name, ledger, self.message, data)
+        skill = await self.actor.skill_config()
+        view = ledger.agents.get(self.actor.name)
+        thinking = view.thinking if view is not None else (skill.thinking if skill else "off")
+        thought = Thought(purpose, self.actor.role, self.actor.name, ledger, self.message, data,
+                          instructions=skill.instructions if skill else "", thinking=thinking,
+                          tools=skill.tools if skill else (),
+                          timeout_s=skill.timeout_s if skill else None)
         answer = await self.actor.brain.think(thought)
         try:
             return check_decision(purpose, answer)
@@ -264,6 +276,7 @@ class SisyphusActor(ABC):
         self.last_activity = time.monotonic()
         self.handled = 0
         self.handling: int | None = None  # the offset of the message being handled
+        self._skill: Skill | None = None
 
     async def boot(self) -> BootInfo:
         """Read the durable cursor and the last checkpoint: cost independent of log size."""
@@ -343,6 +356,14 @@ class SisyphusActor(ABC):
         if tries > 1:
             self.swarm.fault(f"{self.name}: message {message.offset} committed after "
                              f"{tries - 1} retries")
+
+    async def skill_config(self) -> Skill | None:
+        """This agent's skill (read once, off the event loop), or None without one."""
+        if self.skill is None:
+            return None
+        if self._skill is None:
+            self._skill = await asyncio.to_thread(self.swarm.skill, self.skill)
+        return self._skill
 
     def _from_the_swarm(self, message: Event) -> bool:
         """Whether the message was written by the swarm or one of its actors."""

@@ -30,6 +30,12 @@ class Thought:
     ledger: Ledger
     message: Event
     data: dict[str, Any] = field(default_factory=dict)
+    # The agent's configuration: its skill's Markdown body (a real agent's system prompt
+    # or appended instructions), its thinking mode, tools and time limit.
+    instructions: str = ""
+    thinking: str = "off"
+    tools: tuple[str, ...] = ()
+    timeout_s: float | None = None
 
 
 class Brain(ABC):

@@ -82,3 +82,35 @@ def test_each_purpose_has_its_model(purpose: str, answer: Any, field: str) -> No
         check_decision(purpose, answer)
     except InvalidDecision as exc:
         assert field in str(exc)
+
+
+SEEN: dict[str, Thought] = {}
+
+
+class Listening(ScriptedBrain):
+    """Remembers the first thought of each agent."""
+
+    async def think(self, thought: Thought) -> dict[str, Any]:
+        SEEN.setdefault(thought.agent, thought)
+        return await super().think(thought)
+
+
+async def test_the_skill_and_the_thinking_mode_reach_the_brain(tmp_path: Path) -> None:
+    from sisyphus_tui.skills import get_skill
+
+    BRAINS["listening"] = Listening
+    SEEN.clear()
+    try:
+        db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
+        async with await open_store(db) as store:
+            await prepare_demo(store, workspace)
+            ledger = await Swarm(store, workspace, brain="listening").run()
+    finally:
+        del BRAINS["listening"]
+    assert ledger.phase == "done"
+    for agent in ("planner", "validator", "executor", "researcher"):
+        skill = get_skill(agent)
+        thought = SEEN[agent]
+        assert thought.instructions == skill.instructions and thought.instructions
+        assert (thought.thinking, thought.tools, thought.timeout_s) == (
+            ledger.agents[agent].thinking, skill.tools, skill.timeout_s)
