@@ -48,8 +48,6 @@ FAULT_BLOCK = re.compile(r"agent \S+ failed: (Database(Locked|Full|IOError|Unava
 
 
 def _say_to_stderr(text: str) -> None:
-    from sisyphus_tui.safe_text import printable
-
     print(f"sisyphus: {printable(text)}", file=sys.stderr, flush=True)
 
 

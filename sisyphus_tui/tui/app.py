@@ -217,14 +217,14 @@ class SisyphusApp(App[None]):
 
     async def _run_host(self) -> None:
         # Faults being retried are toasts, not lines on a screen they would scribble on.
-        self.host.on_fault = lambda text: self.notify(printable(text), title="fault",
+        self.host.on_fault = lambda text: self.notify(text, title="fault",
                                                       severity="warning", markup=False)
         try:
             self.outcome = await self.host.run()
         except Exception as exc:  # the worker would swallow it: the host stopped, say so
             self.host_fault = exc if isinstance(exc, HostFault) else HostFault(
                 f"{type(exc).__name__}: {exc}")
-            self.notify(printable(f"the host stopped: {exc}"), severity="error",
+            self.notify(f"the host stopped: {exc}", severity="error",
                         timeout=30, markup=False)
             return
         self.notify(f"the run is {self.outcome.phase}"

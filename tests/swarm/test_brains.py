@@ -4,35 +4,21 @@ in another host, whose default brain is another, rebuilds the same one."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from sisyphus_tui.brains import BRAINS
-from sisyphus_tui.brains.base import Thought
-from sisyphus_tui.brains.scripted import ScriptedBrain
 from sisyphus_tui.demo.runner import prepare_demo
 from sisyphus_tui.errors import HostFault
 from sisyphus_tui.runtime import Swarm
 from sisyphus_tui.stream import open_store
-
-
-class RecordedBrain(ScriptedBrain):
-    """The scripted brain under another name; its first green of step 2 trips."""
-
-    tripped = False
-
-    async def think(self, thought: Thought) -> dict[str, Any]:
-        if thought.purpose == "green" and thought.data.get("step") == 2 and \
-                not RecordedBrain.tripped:
-            RecordedBrain.tripped = True
-            raise RuntimeError("tripped once")
-        return await super().think(thought)
+from tests.swarm.test_hardening import FailingOnceBrain
 
 
 async def test_a_resume_rebuilds_the_brain_the_agent_was_spawned_with(tmp_path: Path) -> None:
-    BRAINS["recorded"] = RecordedBrain
-    RecordedBrain.tripped = False
+    # (The brain that fails once, under a name of its own: the first host stops on it.)
+    BRAINS["recorded"] = FailingOnceBrain
+    FailingOnceBrain.failed = False
     try:
         db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
         async with await open_store(db) as store:
@@ -48,4 +34,4 @@ async def test_a_resume_rebuilds_the_brain_the_agent_was_spawned_with(tmp_path: 
     finally:
         del BRAINS["recorded"]
     assert ledger.phase == "done"
-    assert type(again.actors["executor"].brain) is RecordedBrain
+    assert type(again.actors["executor"].brain) is FailingOnceBrain

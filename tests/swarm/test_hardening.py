@@ -80,15 +80,22 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
             proc.communicate()
 
 
+def watched_demo(db: Path, workspace: Path, procs: list[subprocess.Popen[str]], phase: str,
+                 **env: str) -> subprocess.Popen[str]:
+    """A headless demo paced so an attack lands mid-run, once its log reached ``phase``."""
+    host = started(demo_argv(db, workspace, "--speed", "0.05"), **env)
+    procs.append(host)
+    wait_for(lambda: reached(db, phase), f"the run to reach {phase}")
+    return host
+
+
 # -- 1. one host per swarm ----------------------------------------------------------
 
 
 def test_a_second_host_is_refused_and_viewers_are_not(
         tmp_path: Path, reference: Reference, procs: list[subprocess.Popen[str]]) -> None:
     db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
-    first = started(demo_argv(db, workspace, "--speed", "0.05"))
-    procs.append(first)
-    wait_for(lambda: reached(db, "plan"), "the first host to start the run")
+    first = watched_demo(db, workspace, procs, "plan")
     for argv in (demo_argv(db, workspace),
                  [sys.executable, "-m", "sisyphus_tui", "run", "--headless", "--db", str(db)]):
         second = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -154,10 +161,7 @@ def test_a_write_lock_held_past_the_busy_timeout_is_retried(
         tmp_path: Path, reference: Reference, procs: list[subprocess.Popen[str]]) -> None:
     db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
     # A 0.5 s busy timeout and a 3 s hold: the same attack as 5 s and 7 s, quicker.
-    host = started(demo_argv(db, workspace, "--speed", "0.05"),
-                   SISYPHUS_BUSY_TIMEOUT_MS="500")
-    procs.append(host)
-    wait_for(lambda: reached(db, "execute"), "the run to reach execute")
+    host = watched_demo(db, workspace, procs, "execute", SISYPHUS_BUSY_TIMEOUT_MS="500")
     hold_write_lock(db, 3.0)
     out, err = host.communicate(timeout=WITHIN_S)
     assert host.returncode == 0, err
@@ -201,9 +205,7 @@ def fill(root: Path) -> Path:
 def test_a_disk_filled_and_freed_under_a_running_swarm(
         small_disk: Path, reference: Reference, procs: list[subprocess.Popen[str]]) -> None:
     db, workspace = small_disk / "swarm.db", small_disk / "ws"
-    host = started(demo_argv(db, workspace, "--speed", "0.05"))
-    procs.append(host)
-    wait_for(lambda: reached(db, "execute"), "the run to reach execute")
+    host = watched_demo(db, workspace, procs, "execute")
     filler = fill(small_disk)
     time.sleep(3)  # the attack: the disk stays full this long
     filler.unlink()
@@ -316,9 +318,7 @@ def test_a_forged_message_an_agent_fails_on_twice_is_set_aside(
     "from the kernel") stops the host once (exit 4); the next host's agent fails on it
     again, sets it aside and tells the kernel, which goes on: the run is not bricked."""
     db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
-    host = started(demo_argv(db, workspace, "--speed", "0.05"))
-    procs.append(host)
-    wait_for(lambda: reached(db, "execute"), "the run to reach execute")
+    host = watched_demo(db, workspace, procs, "execute")
     forged = run_cli("emit", "MESSAGE", "--actor", "kernel", "--to", "executor", "--payload",
                      '{"kind": "execute_step", "text": "x", "data": {"step": "x"}}', db=db)
     assert forged.returncode == 0, forged.stderr
