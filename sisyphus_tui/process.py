@@ -1,4 +1,4 @@
-"""Subprocesses of the swarm (gates, test runs, and the coding-agent CLIs to come): each
+"""Subprocesses of the swarm (gates, test runs and the coding-agent CLIs): each
 in its own process group, its output streamed line by line as it comes, a timeout and a
 cancel that end the whole group, and nothing left running after it.
 
@@ -15,7 +15,7 @@ import os
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +80,108 @@ class _Lines:
         return text
 
 
+class Child:
+    """A started command in its own process group: its stdout (and stderr) as bounded
+    lines, its stdin, and the signals that end it. ``start`` makes one; ``close`` (or
+    ``async with``) kills whatever is left of its group."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, argv: tuple[str, ...],
+                 max_line_bytes: int) -> None:
+        self.proc = proc
+        self.argv = argv
+        self.pid = proc.pid
+        self._limit = max_line_bytes
+
+    @classmethod
+    async def start(cls, argv: Sequence[str], cwd: Path, *,
+                    env: Mapping[str, str] | None = None, stdin: bool = False,
+                    merge_stderr: bool = True,
+                    max_line_bytes: int = MAX_LINE_BYTES) -> Child:
+        """Start ``argv`` (OSError if it cannot be run). With ``stdin`` the child reads
+        a pipe (``write``, ``close_stdin``), else /dev/null; with ``merge_stderr`` its
+        stderr joins stdout, else ``stderr_lines`` reads it."""
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=cwd, env=dict(env) if env is not None else None,
+            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+            start_new_session=True)
+        return cls(proc, tuple(argv), max_line_bytes)
+
+    async def __aenter__(self) -> Child:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once it has exited (a negative signal number if killed)."""
+        return self.proc.returncode
+
+    async def lines(self, stderr: bool = False) -> AsyncIterator[str]:
+        """Each line of stdout (or stderr) as it is printed, until the pipe closes."""
+        stream = self.proc.stderr if stderr else self.proc.stdout
+        if stream is None:
+            return
+        lines = _Lines(self._limit)
+        while True:
+            data = await stream.read(CHUNK_BYTES)
+            for line in lines.feed(data) if data else lines.close():
+                yield line
+            if not data:
+                return
+
+    async def write(self, data: bytes) -> bool:
+        """Write to its stdin; False if it no longer reads it."""
+        pipe = self.proc.stdin
+        if pipe is None or pipe.is_closing():
+            return False
+        try:
+            pipe.write(data)
+            await pipe.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
+
+    def close_stdin(self) -> None:
+        """End its input (a CLI that reads stdin until its end then goes on)."""
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+
+    def signal(self, signum: int) -> None:
+        """Signal its whole process group."""
+        _signal_group(self.proc, signum)
+
+    async def exited(self, timeout_s: float | None = None) -> bool:
+        """Wait until it has exited (its pipes may still be held by what it left);
+        False if ``timeout_s`` passed first."""
+        try:
+            await asyncio.wait_for(_exit_of(self.proc), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, steps: Sequence[tuple[int, float]]) -> None:
+        """End it: each (signal, grace) in turn, to the whole group, until it has
+        exited; SIGKILL of the group at the end whatever happened."""
+        for signum, grace_s in steps:
+            if self.proc.returncode is not None:
+                break
+            self.signal(signum)
+            if await self.exited(grace_s):
+                break
+        _kill_group(self.proc)
+
+    async def close(self) -> None:
+        """Kill what is left of its group and reap it."""
+        _kill_group(self.proc)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.proc.wait())
+
+
 async def run_process(argv: Sequence[str], cwd: Path, *, timeout_s: float,
                       env: Mapping[str, str] | None = None,
                       on_line: LineHandler | None = None,
@@ -93,66 +195,68 @@ async def run_process(argv: Sequence[str], cwd: Path, *, timeout_s: float,
     start = time.perf_counter()
     full = tuple(argv)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *full, cwd=cwd, env=dict(env) if env is not None else None,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        child = await Child.start(full, cwd, env=env, max_line_bytes=max_line_bytes)
     except OSError as exc:
         return CommandResult(full, 127, time.perf_counter() - start,
                              f"cannot run {full[0]!r}: {exc.strerror}")
-    tail: deque[str] = deque()
-    tail_len = 0
+    tail = Tail(tail_chars)
+    ending = [(signal.SIGTERM, grace_s)] if grace_s > 0 else []
 
     async def pump() -> None:
-        nonlocal tail_len
-        assert proc.stdout is not None
-        lines = _Lines(max_line_bytes)
-        while True:
-            data = await proc.stdout.read(CHUNK_BYTES)
-            for line in lines.feed(data) if data else lines.close():
-                tail.append(line)
-                tail_len += len(line) + 1
-                while tail_len - len(tail[0]) - 1 >= tail_chars:
-                    tail_len -= len(tail.popleft()) + 1
-                if on_line is not None:
-                    result = on_line(line)
-                    if inspect.isawaitable(result):
-                        await result
-            if not data:
-                return
+        async for line in child.lines():
+            tail.add(line)
+            if on_line is not None:
+                result = on_line(line)
+                if inspect.isawaitable(result):
+                    await result
 
     reader = asyncio.create_task(pump())
-    exited = asyncio.create_task(_exit_of(proc))
+    exited = asyncio.create_task(child.exited())
     try:
         # The output's end, or the command's: a child it left behind may hold the pipe.
         done, _ = await asyncio.wait({reader, exited}, timeout=timeout_s,
                                      return_when=asyncio.FIRST_COMPLETED)
         timed_out = not done
         if timed_out:
-            await _end_group(proc, grace_s)
+            await child.stop(ending)
         else:
-            _kill_group(proc)  # what it left running in its group
+            child.signal(signal.SIGKILL)  # what it left running in its group
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(reader), 5)
     except BaseException:  # cancelled: the whole group goes too
-        await asyncio.shield(_end_group(proc, grace_s))
+        await asyncio.shield(child.stop(ending))
         raise
     finally:
         reader.cancel()
-        _kill_group(proc)
         exited.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.shield(proc.wait())
+        await child.close()
     if reader.done() and not reader.cancelled() and reader.exception() is not None:
         raise reader.exception()  # type: ignore[misc]  # (on_line's own error)
-    text = "\n".join(tail)
-    if text and not text.endswith("\n"):
-        text += "\n"
+    text = tail.text()
     if timed_out:
         text += f"[timed out after {timeout_s:g}s]"
-    code = proc.returncode if proc.returncode is not None else -1
+    code = child.returncode if child.returncode is not None else -1
     return CommandResult(full, code, time.perf_counter() - start, text[-tail_chars:],
                          timed_out)
+
+
+class Tail:
+    """The last ``chars`` characters of a command's lines (whole lines kept)."""
+
+    def __init__(self, chars: int) -> None:
+        self.chars = chars
+        self._lines: deque[str] = deque()
+        self._len = 0
+
+    def add(self, line: str) -> None:
+        self._lines.append(line)
+        self._len += len(line) + 1
+        while self._len - len(self._lines[0]) - 1 >= self.chars:
+            self._len -= len(self._lines.popleft()) + 1
+
+    def text(self) -> str:
+        text = "\n".join(self._lines)
+        return text + "\n" if text and not text.endswith("\n") else text
 
 
 async def _exit_of(proc: asyncio.subprocess.Process) -> None:
@@ -160,15 +264,6 @@ async def _exit_of(proc: asyncio.subprocess.Process) -> None:
     child it left may hold them; asyncio's own ``wait()`` waits for the pipes too)."""
     while proc.returncode is None:  # noqa: ASYNC110  (asyncio offers no event for it)
         await asyncio.sleep(EXIT_POLL_S)
-
-
-async def _end_group(proc: asyncio.subprocess.Process, grace_s: float) -> None:
-    """SIGTERM to the group, then SIGKILL if it is still there after ``grace_s``."""
-    if grace_s > 0:
-        _signal_group(proc, signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(proc.wait(), grace_s)
-    _kill_group(proc)
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:

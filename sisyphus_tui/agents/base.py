@@ -1,0 +1,214 @@
+"""A coding-agent backend: how one CLI is started on a prompt in the workspace, how its
+output lines become normalised events, and how it is asked to stop.
+
+Every backend (``claude``, ``codex``, ``gemini``, ``opencode``, ``acp``) is one small
+module with one ``Backend`` subclass. ``run_agent`` (``agents/runner.py``) does the
+rest for all of them: the process group, the bounded line stream, the timeout, and the
+cancel that escalates from the protocol's own cancel to SIGINT to SIGKILL.
+
+The normalised events (``AgentEvent.kind``), the same for every backend:
+- ``session``: the backend's session started; ``data["session_id"]`` resumes it.
+- ``text``: the agent's message text (a whole message, chunks joined).
+- ``thinking``: its reasoning, when the backend shows it.
+- ``tool_call``: ``data`` has ``name``, ``input`` and the backend's ``id``.
+- ``tool_result``: ``data`` has ``id``, ``is_error``; ``text`` the output (bounded).
+- ``permission``: the agent asked to use a tool; ``data`` has ``name``, ``input`` and the
+  ``decision`` taken (``allow`` or ``deny``).
+- ``usage``: ``data`` has ``input_tokens``, ``output_tokens``, ``cached_tokens`` and
+  ``cost_usd`` when the backend gives them.
+- ``error``: what went wrong, in one line (``text``).
+- ``finished``: the turn ended; ``data["stop_reason"]``, ``text`` the final answer.
+- ``raw``: a line the parser does not know (a newer CLI's event type, a stray line):
+  kept and shown, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from sisyphus_tui.errors import SisyphusError
+
+KINDS = ("session", "text", "thinking", "tool_call", "tool_result", "permission", "usage",
+         "error", "finished", "raw")
+RAW_MAX_CHARS = 65536  # AGENT_OUTPUT.raw's bound
+TEXT_MAX_CHARS = 16384  # a tool result's text kept in the log
+
+
+class AgentUnavailable(SisyphusError):
+    """The agent cannot be run here: its binary is missing, or its version is wrong."""
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """One normalised thing an agent said or did."""
+
+    kind: str
+    text: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    raw: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown agent event kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """What an agent may do without asking: edit files inside its workspace always;
+    other tools by name, ``allow`` over ``deny``, denied by default."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def decide(self, tool: str) -> str:
+        """``allow`` or ``deny`` for a tool that asked."""
+        if tool in self.deny:
+            return "deny"
+        return "allow" if tool in self.allow or "*" in self.allow else "deny"
+
+
+@dataclass(frozen=True)
+class AgentRequest:
+    """One prompt to one agent, in one workspace."""
+
+    prompt: str
+    workspace: Path
+    session: str | None = None  # the backend session to resume
+    instructions: str = ""  # appended to the agent's system prompt
+    model: str | None = None
+    thinking: str = "off"
+    schema: dict[str, Any] | None = None  # a JSON schema the final answer must fit
+    permissions: Permissions = Permissions()
+    args: tuple[str, ...] = ()  # extra arguments, from the config
+    env: Mapping[str, str] = field(default_factory=dict)  # over the inherited environment
+    command: tuple[str, ...] = ()  # the command to start (ACP; or a binary's path)
+    state_dir: Path | None = None  # where the backend may keep files of its own
+    timeout_s: float = 1800.0
+    grace_s: float = 5.0  # between the steps of a cancel
+
+
+class Parser:
+    """Turns one run's output lines into events; keeps what the run said so far. A line
+    it cannot read is a ``raw`` event, never an exception."""
+
+    def __init__(self) -> None:
+        self.session: str | None = None
+        self.final_text: str | None = None
+        self.stop_reason: str | None = None
+        self.error: str | None = None
+        self.usage: dict[str, Any] = {}
+        self.texts: list[str] = []  # every message text, in order
+
+    def feed(self, line: str) -> list[AgentEvent]:
+        """The events of one stdout line (JSON decoded here; the subclass reads it)."""
+        stripped = line.strip()
+        if not stripped:
+            return []
+        try:
+            obj = json.loads(stripped)
+        except ValueError:
+            return [AgentEvent("raw", stripped[:TEXT_MAX_CHARS], {"reason": "not JSON"})]
+        if not isinstance(obj, dict):
+            return [AgentEvent("raw", stripped[:TEXT_MAX_CHARS], {"reason": "not an object"})]
+        try:
+            events = self.read(obj)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            return [AgentEvent("raw", stripped[:TEXT_MAX_CHARS],
+                               {"reason": f"unreadable {obj.get('type', '?')!s}: {exc}"})]
+        for event in events:
+            self._note(event)
+        return events
+
+    def read(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        """The events of one decoded JSON line (unknown types: ``raw``)."""
+        return [AgentEvent("raw", "", {"reason": f"unknown type {obj.get('type')!r}"})]
+
+    def _note(self, event: AgentEvent) -> None:
+        if event.kind == "session" and event.data.get("session_id"):
+            self.session = str(event.data["session_id"])
+        elif event.kind == "text" and event.text:
+            self.texts.append(event.text)
+        elif event.kind == "usage":
+            self.usage = dict(event.data)
+        elif event.kind == "error" and self.error is None:
+            self.error = event.text
+        elif event.kind == "finished":
+            self.stop_reason = str(event.data.get("stop_reason") or "end_turn")
+            if event.text:
+                self.final_text = event.text
+
+    def answer(self) -> str:
+        """The agent's final answer: the finished event's text, else its last message."""
+        if self.final_text is not None:
+            return self.final_text
+        return self.texts[-1] if self.texts else ""
+
+
+class Backend(ABC):
+    """One coding-agent CLI."""
+
+    name: ClassVar[str]
+    binary: ClassVar[str]  # the executable looked up on PATH
+    package: ClassVar[str] = ""  # where it comes from, for the "not installed" line
+    stdin: ClassVar[bool] = False  # whether it reads a pipe (else /dev/null)
+    edits: ClassVar[bool] = True  # whether it edits the workspace itself
+
+    def executable(self, request: AgentRequest) -> str:
+        """The binary's full path: ``request.command``'s first word, else PATH
+        (AgentUnavailable names what is missing and where it comes from)."""
+        name = request.command[0] if request.command else self.binary
+        path_var = request.env.get("PATH", os.environ.get("PATH", ""))
+        found = shutil.which(name, path=path_var)
+        if found is None:
+            where = f" (install {self.package})" if self.package else ""
+            raise AgentUnavailable(f"{self.name}: {name!r} is not installed or not on "
+                                   f"PATH{where}")
+        return found
+
+    @abstractmethod
+    def argv(self, request: AgentRequest) -> list[str]:
+        """The command line (the executable first) for one prompt."""
+
+    def environment(self, request: AgentRequest) -> dict[str, str]:
+        """The variables it gets beyond the inherited ones and the request's own (turn
+        off telemetry and update checks); the request's win."""
+        return {}
+
+    def first_input(self, request: AgentRequest) -> bytes | None:
+        """What to write to its stdin once started (with ``stdin``)."""
+        return None
+
+    def reply(self, event: AgentEvent, request: AgentRequest) -> bytes | None:
+        """What to write back for an event (a permission answer), or None."""
+        return None
+
+    def interrupt(self) -> bytes | None:
+        """The protocol's own cancel, written to stdin (None: it has none: SIGINT)."""
+        return None
+
+    def done(self, event: AgentEvent) -> bool:
+        """Whether the turn is over once this event is seen (the CLI may linger: it
+        is then asked to stop)."""
+        return False
+
+    @abstractmethod
+    def parser(self) -> Parser:
+        """A fresh parser for one run."""
+
+    def version_argv(self) -> list[str]:
+        """The arguments that print its version."""
+        return ["--version"]
+
+
+def bounded(text: str, limit: int = TEXT_MAX_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying so."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f" [... {len(text) - limit} more characters]"

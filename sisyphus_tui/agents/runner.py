@@ -1,0 +1,161 @@
+"""Run one coding agent on one prompt: start its CLI in the workspace (its own process
+group), read its stdout as bounded JSON lines, hand each normalised event on as it
+comes, write back what the protocol needs (permission answers), and end it: when the
+turn is over, on timeout, or on cancel, with the protocol's cancel first, then SIGINT,
+then SIGKILL of the whole group, each after a grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sisyphus_tui.agents.base import (
+    RAW_MAX_CHARS,
+    AgentEvent,
+    AgentRequest,
+    AgentUnavailable,
+    Backend,
+)
+from sisyphus_tui.process import Child, Tail
+from sisyphus_tui.safe_text import printable
+
+EventHandler = Callable[[AgentEvent], Awaitable[None] | None]
+LINGER_S = 2.0  # how long a CLI may take to exit on its own once its turn is over
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    """How one agent run ended."""
+
+    backend: str
+    exit_code: int
+    session: str | None = None
+    text: str = ""  # the final answer
+    stop_reason: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    timed_out: bool = False
+    duration_s: float = 0.0
+    stderr_tail: str = ""
+    events: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """It finished its turn, with no error."""
+        return self.error is None and not self.timed_out and self.stop_reason is not None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return printable(lines[-1])[:300] if lines else ""
+
+
+async def run_agent(backend: Backend, request: AgentRequest,
+                    on_event: EventHandler | None = None) -> AgentResult:
+    """Run ``request`` on ``backend``; ``on_event`` gets each event as it happens
+    (awaited: the next line waits for it). AgentUnavailable if the CLI cannot start."""
+    start = time.perf_counter()
+    executable = backend.executable(request)
+    argv = [executable, *request.command[1:], *backend.argv(request)]
+    env = {**os.environ, **backend.environment(request), **request.env}
+    try:
+        child = await Child.start(argv, request.workspace, env=env, stdin=backend.stdin,
+                                  merge_stderr=False)
+    except OSError as exc:
+        raise AgentUnavailable(f"{backend.name}: cannot run {executable!r}: "
+                               f"{exc.strerror}") from None
+    parser = backend.parser()
+    stderr = Tail(4000)
+    over = asyncio.Event()
+    count = 0
+
+    async def say(event: AgentEvent) -> None:
+        nonlocal count
+        count += 1
+        if on_event is not None:
+            result = on_event(event)
+            if inspect.isawaitable(result):
+                await result
+
+    async def pump() -> None:
+        async for line in child.lines():
+            for index, event in enumerate(parser.feed(line)):
+                if index == 0 and event.raw is None:
+                    event = replace(event, raw=line[:RAW_MAX_CHARS])
+                await say(event)
+                answer = backend.reply(event, request)
+                if answer is not None:
+                    await child.write(answer)
+                if backend.done(event):
+                    over.set()
+
+    async def drain_stderr() -> None:
+        async for line in child.lines(stderr=True):
+            stderr.add(line)
+
+    async def cancel() -> None:
+        steps: list[tuple[int, float]] = [(signal.SIGINT, request.grace_s)]
+        interrupt = backend.interrupt()
+        if interrupt is not None and child.returncode is None:
+            await child.write(interrupt)
+            if await child.exited(request.grace_s):
+                return
+        await child.stop(steps)
+
+    reader = asyncio.create_task(pump())
+    errors = asyncio.create_task(drain_stderr())
+    exited = asyncio.create_task(child.exited())
+    finished = asyncio.create_task(over.wait())
+    timed_out = False
+    try:
+        first = backend.first_input(request)
+        if first is not None:
+            await child.write(first)
+        done, _ = await asyncio.wait({reader, exited, finished}, timeout=request.timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            timed_out = True
+            await cancel()
+        elif finished in done or exited in done:
+            # The turn is over, or the CLI ended: let it (and its output) finish.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(reader), LINGER_S)
+            if not await child.exited(LINGER_S):
+                await cancel()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(reader), LINGER_S)
+    except BaseException:  # cancelled: ask it to stop, then make it
+        await asyncio.shield(cancel())
+        raise
+    finally:
+        for task in (finished, exited):
+            task.cancel()
+        await child.close()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(errors, 1.0)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    if reader.done() and not reader.cancelled() and reader.exception() is not None:
+        raise reader.exception()  # type: ignore[misc]  # (on_event's own error)
+    code = child.returncode if child.returncode is not None else -1
+    error = parser.error
+    if timed_out:
+        error = f"{backend.name} timed out after {request.timeout_s:g}s"
+    elif code != 0 and parser.stop_reason is None and error is None:
+        said = _last_line(stderr.text())
+        error = f"{backend.name} exited with {code}" + (f": {said}" if said else "")
+    elif parser.stop_reason is None and error is None:
+        error = f"{backend.name} ended without finishing its turn"
+    if error is not None and error != parser.error:
+        await say(AgentEvent("error", error, {"exit_code": code}))
+    return AgentResult(backend.name, code, parser.session, parser.answer(),
+                       parser.stop_reason, parser.usage, error, timed_out,
+                       time.perf_counter() - start, stderr.text(), count)
