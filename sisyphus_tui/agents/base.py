@@ -28,12 +28,15 @@ import json
 import os
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sisyphus_tui.errors import SisyphusError
+
+if TYPE_CHECKING:
+    from sisyphus_tui.agents.runner import AgentResult
 
 KINDS = ("session", "text", "thinking", "tool_call", "tool_result", "permission", "usage",
          "error", "finished", "raw")
@@ -201,6 +204,13 @@ class Backend(ABC):
     @abstractmethod
     def parser(self) -> Parser:
         """A fresh parser for one run."""
+
+    async def session(self, request: AgentRequest,
+                      on_event: Callable[[AgentEvent], Awaitable[None] | None],
+                      ) -> AgentResult | None:
+        """A backend that is not a stream of JSON lines (ACP: a JSON-RPC peer) runs the
+        whole request here and returns its result; None: ``run_agent`` reads lines."""
+        return None
 
     def version_argv(self) -> list[str]:
         """The arguments that print its version."""

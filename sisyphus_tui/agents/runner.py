@@ -62,6 +62,9 @@ async def run_agent(backend: Backend, request: AgentRequest,
     """Run ``request`` on ``backend``; ``on_event`` gets each event as it happens
     (awaited: the next line waits for it). AgentUnavailable if the CLI cannot start."""
     start = time.perf_counter()
+    own = await backend.session(request, on_event or (lambda event: None))
+    if own is not None:
+        return own
     executable = backend.executable(request)
     argv = [executable, *request.command[1:], *backend.argv(request)]
     env = {**os.environ, **backend.environment(request), **request.env}
