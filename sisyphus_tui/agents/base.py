@@ -162,6 +162,9 @@ class Backend(ABC):
     package: ClassVar[str] = ""  # where it comes from, for the "not installed" line
     stdin: ClassVar[bool] = False  # whether it reads a pipe (else /dev/null)
     edits: ClassVar[bool] = True  # whether it edits the workspace itself
+    # Whether its stdin is closed once the turn is over (``done``): a CLI that reads
+    # prompts from stdin until its end (claude's stream-json) only exits then.
+    close_stdin_when_done: ClassVar[bool] = False
 
     def executable(self, request: AgentRequest) -> str:
         """The binary's full path: ``request.command``'s first word, else PATH
@@ -204,6 +207,11 @@ class Backend(ABC):
     @abstractmethod
     def parser(self) -> Parser:
         """A fresh parser for one run."""
+
+    def parser_for(self, request: AgentRequest) -> Parser:
+        """A fresh parser for one run of ``request`` (one that needs the request, e.g.
+        to decide a permission in the event it emits); by default ``parser()``."""
+        return self.parser()
 
     async def session(self, request: AgentRequest,
                       on_event: Callable[[AgentEvent], Awaitable[None] | None],

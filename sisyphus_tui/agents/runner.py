@@ -74,7 +74,7 @@ async def run_agent(backend: Backend, request: AgentRequest,
     except OSError as exc:
         raise AgentUnavailable(f"{backend.name}: cannot run {executable!r}: "
                                f"{exc.strerror}") from None
-    parser = backend.parser()
+    parser = backend.parser_for(request)
     stderr = Tail(4000)
     over = asyncio.Event()
     count = 0
@@ -98,6 +98,8 @@ async def run_agent(backend: Backend, request: AgentRequest,
                     await child.write(answer)
                 if backend.done(event):
                     over.set()
+                    if backend.close_stdin_when_done:
+                        child.close_stdin()
 
     async def drain_stderr() -> None:
         async for line in child.lines(stderr=True):
