@@ -31,6 +31,7 @@ EDIT_STEPS = [
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
+    """The agent's folder, with the file the edit run changes."""
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "notes.txt").write_text("status: draft\n")
@@ -49,12 +50,14 @@ def request_for(server: FakeModel, workspace: Path, base_env: dict[str, str],
 
 
 async def run(request: AgentRequest) -> tuple[AgentResult, list[AgentEvent]]:
+    """The run's result and every event it emitted."""
     events: list[AgentEvent] = []
     result = await run_agent(ClaudeBackend(), request, events.append)
     return result, events
 
 
 def kinds(events: list[AgentEvent]) -> list[str]:
+    """The normalised kinds, in order (raw lines left out: their number may vary)."""
     return [event.kind for event in events if event.kind != "raw"]
 
 
@@ -91,7 +94,7 @@ async def test_edit_run(workspace: Path, agent_env: dict[str, str]) -> None:
     assert result.usage["output_tokens"] == 120
     assert result.usage["cached_tokens"] == 11
     assert result.usage["cost_usd"] > 0
-    # Every event but the last of a line keeps its raw line.
+    # The first event of each line keeps the line itself.
     assert all(e.raw for e in events if e.kind == "session")
     # The instructions were appended to Claude Code's system prompt.
     system = json.dumps(model.posts()[0]["system"])
@@ -144,6 +147,7 @@ def group_pids(workspace: Path) -> set[int]:
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting to be reaped does not)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(") ")[-1][0] != "Z"
@@ -348,3 +352,19 @@ def test_interrupt_line_and_quiet_environment(workspace: Path) -> None:
     mine = claude.environment(AgentRequest(prompt="p", workspace=workspace,
                                            env={"CLAUDE_CODE_MAX_RETRIES": "9"}))
     assert "CLAUDE_CODE_MAX_RETRIES" not in mine
+
+
+async def test_write_outside_the_workspace_asks_and_is_denied(
+        workspace: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    outside = tmp_path / "outside.txt"
+    steps = [Step(tool="write", args={"path": str(outside), "content": "escaped"}),
+             Step(text="Could not.")]
+    with FakeModel(Anthropic(), steps) as model:
+        result, events = await run(request_for(model, workspace, agent_env))
+    assert result.ok, result.error
+    asked = [e for e in events if e.kind == "permission"]
+    assert [(e.data["name"], e.data["decision"]) for e in asked] == [("Write", "deny")]
+    assert asked[0].data["input"]["file_path"] == str(outside)
+    assert not outside.exists()
+    finished = [e for e in events if e.kind == "finished"]
+    assert [d["tool_name"] for d in finished[0].data["permission_denials"]] == ["Write"]
