@@ -35,6 +35,9 @@ from sisyphus_tui.agents.base import (
 )
 
 EFFORTS = ("low", "medium", "high", "xhigh", "max")  # --effort's choices
+# The swarm's thinking modes: "off" turns Claude's thinking off (MAX_THINKING_TOKENS=0
+# makes the request say thinking "disabled"); the others set its effort.
+THINKING_EFFORT = {"think": "high", "ultrathink": "max"}
 # Unless the user says otherwise: a permanent HTTP 500 is retried for over 75 s by
 # default; two retries fail it in a few seconds.
 DEFAULT_MAX_RETRIES = "2"
@@ -224,8 +227,9 @@ class ClaudeBackend(Backend):
         if request.schema is not None:
             # "=" keeps a variadic or value option from eating what follows.
             args.append(f"--json-schema={json.dumps(request.schema)}")
-        if request.thinking in EFFORTS:
-            args += ["--effort", request.thinking]
+        effort = THINKING_EFFORT.get(request.thinking, request.thinking)
+        if effort in EFFORTS:
+            args += ["--effort", effort]
         deny = [tool for tool in request.permissions.deny if tool != "*"]
         if deny:
             # Denied outright, so the model is not even offered them.
@@ -233,8 +237,12 @@ class ClaudeBackend(Backend):
         return [*args, *request.args]
 
     def environment(self, request: AgentRequest) -> dict[str, str]:
-        """Telemetry, updates and error reports off; few API retries unless set."""
+        """Telemetry, updates and error reports off; few API retries unless set;
+        thinking off when the request says so (unless the user's env sets it)."""
         env = dict(QUIET)
+        if request.thinking == "off" and "MAX_THINKING_TOKENS" not in os.environ and \
+                "MAX_THINKING_TOKENS" not in request.env:
+            env["MAX_THINKING_TOKENS"] = "0"
         if "CLAUDE_CODE_MAX_RETRIES" not in os.environ and \
                 "CLAUDE_CODE_MAX_RETRIES" not in request.env:
             env["CLAUDE_CODE_MAX_RETRIES"] = DEFAULT_MAX_RETRIES

@@ -96,9 +96,11 @@ async def test_edit_run(workspace: Path, agent_env: dict[str, str]) -> None:
     assert result.usage["cost_usd"] > 0
     # The first event of each line keeps the line itself.
     assert all(e.raw for e in events if e.kind == "session")
-    # The instructions were appended to Claude Code's system prompt.
+    # The instructions were appended to Claude Code's system prompt; thinking "off"
+    # (the request's default) reached the model as thinking disabled.
     system = json.dumps(model.posts()[0]["system"])
     assert "Be brief, sisyphus." in system
+    assert model.posts()[0]["thinking"] == {"type": "disabled"}
 
 
 async def test_resume_continues_the_session(workspace: Path,
@@ -333,11 +335,14 @@ async def test_schema_answer_is_the_json(workspace: Path,
     steps = [Step(tool="StructuredOutput", args={"verdict": "ship it"})]
     with FakeModel(Anthropic(), steps) as model:
         result, _ = await run(request_for(model, workspace, agent_env, schema=schema,
-                                          model="claude-sonnet-4-5"))
+                                          model="claude-opus-4-8",
+                                          thinking="ultrathink"))
     assert result.ok, result.error
     assert json.loads(result.text) == {"verdict": "ship it"}
     first = model.posts()[0]
-    assert first["model"] == "claude-sonnet-4-5"
+    assert first["model"] == "claude-opus-4-8"
+    assert first["thinking"] != {"type": "disabled"}
+    assert first["output_config"]["effort"] == "max"
     offered = [tool["name"] for tool in first["tools"]]
     assert "StructuredOutput" in offered
 
