@@ -184,7 +184,11 @@ class ClaudeParser(Parser):
                 "permission_denials": obj.get("permission_denials") or []}
         if obj.get("is_error"):
             aborted = str(obj.get("terminal_reason") or "").startswith("aborted")
-            said = _one_line(str(obj.get("result") or ""))
+            # The result text, else its errors ("No conversation found with session
+            # ID: ..."), leaving out the CLI's internal "[ede_diagnostic]" notes.
+            notes = [str(note) for note in obj.get("errors") or []
+                     if not str(note).startswith("[ede_diagnostic]")]
+            said = _one_line(str(obj.get("result") or "") or "; ".join(notes))
             if not said:
                 said = "interrupted" if aborted else str(obj.get("subtype") or "failed")
             if self.error is None:  # an API error told before says it already

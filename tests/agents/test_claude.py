@@ -124,6 +124,16 @@ async def test_resume_continues_the_session(workspace: Path,
     assert second.text == "Done."
 
 
+async def test_resume_of_an_unknown_session(workspace: Path,
+                                            agent_env: dict[str, str]) -> None:
+    gone = "6b10d227-1c5c-401a-b836-e515e1fde8ba"
+    with FakeModel(Anthropic()) as model:
+        result, _ = await run(request_for(model, workspace, agent_env, session=gone))
+    assert not result.ok
+    assert result.error == f"claude: No conversation found with session ID: {gone}"
+    assert not model.posts()
+
+
 def group_pids(workspace: Path) -> set[int]:
     """The processes running in ``workspace`` (the CLI and what it started), and every
     process in their process groups."""
