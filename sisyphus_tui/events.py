@@ -105,10 +105,13 @@ class FileEdit(Payload):
 
     path: str = Field(min_length=1)
     before_sha256: str | None = None
-    after_sha256: str
+    after_sha256: str | None = None  # None: the file was deleted
     step: int | None = None
     # True when a resumed actor found the edit already on disk (in flight at a crash).
     already_applied: bool = False
+    # Who changed it: the swarm wrote what a brain answered ("written"), or a coding
+    # agent edited the workspace itself and the executor saw it ("observed").
+    how: Literal["written", "observed"] = "written"
 
 
 class TestRun(Payload):
@@ -173,8 +176,10 @@ class AgentSpawned(Payload):
     parent: AgentName | None = None
     thinking: Literal["off", "think", "ultrathink"] = "off"
     # The brain it thinks with (a kind of BRAINS), so a resume rebuilds the same one;
-    # None: the hosting swarm's default.
+    # None: the hosting swarm's default. ``brain_config``: its backend's settings
+    # (model, args, command, permissions; the names of its environment variables).
     brain: str | None = None
+    brain_config: dict[str, Any] | None = None
 
 
 class AgentStopped(Payload):

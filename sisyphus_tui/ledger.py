@@ -122,6 +122,8 @@ class AgentView:
     thinking: str = "off"
     parent: str | None = None
     brain: str | None = None  # the brain it was spawned with (None: the host's default)
+    brain_config: dict[str, Any] | None = None
+    session: str | None = None  # its coding agent's backend session (resumed next turn)
     state: str = "registered"
     phase: str = "-"
     cursor: int = 0
@@ -286,7 +288,14 @@ class Ledger:
         agent.role, agent.skill = p["role"], p.get("skill")
         agent.thinking, agent.parent = p.get("thinking", "off"), p.get("parent")
         agent.brain = p.get("brain")
+        config = p.get("brain_config")
+        agent.brain_config = dict(config) if isinstance(config, dict) else None
         agent.state, agent.last_ts = "idle", event.ts
+
+    def _on_AGENT_OUTPUT(self, event: Event, p: dict[str, Any]) -> None:
+        if p.get("kind") == "session":
+            _texts(p["data"], "session_id")
+            self._agent(p["agent"]).session = p["data"]["session_id"]
 
     def _on_STATUS_UPDATE(self, event: Event, p: dict[str, Any]) -> None:
         _texts(p, "state", optional=("detail", "phase"))
@@ -307,7 +316,8 @@ class Ledger:
                 self._step(p, "done")
 
     def _on_CONTEXT_WIPED(self, event: Event, p: dict[str, Any]) -> None:
-        self._agent(p["agent"]).state = "wiped"
+        agent = self._agent(p["agent"])
+        agent.state, agent.session = "wiped", None  # a wipe forgets the conversation
 
     def _on_RESUMED(self, event: Event, p: dict[str, Any]) -> None:
         agent = self._agent(p["agent"])

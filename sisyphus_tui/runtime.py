@@ -19,9 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import ValidationError
+
 from sisyphus_tui.actors import ROLES, SisyphusActor
 from sisyphus_tui.actors.base import BootInfo
-from sisyphus_tui.brains import make_brain
+from sisyphus_tui.agents.config import BrainConfig, RunConfig
+from sisyphus_tui.brains import Brain, make_brain
 from sisyphus_tui.errors import HostFault, SisyphusError
 from sisyphus_tui.events import encode_payload
 from sisyphus_tui.faults import describe, is_passing, retrying
@@ -116,6 +119,7 @@ class Swarm:
     """Runs the actors of one log, in this process, until the run is done or blocked."""
 
     def __init__(self, store: EventStore, workspace: Path, *, brain: str = "scripted",
+                 config: RunConfig | None = None,
                  speed: float = 0.0, stale_after_s: float = 120.0,
                  wipes: tuple[Trigger, ...] = (), out: Callable[[str], None] | None = None,
                  on_fault: Callable[[str], None] = _say_to_stderr,
@@ -127,7 +131,9 @@ class Swarm:
         self.ledger = Ledger()
         self.workspace = workspace
         self.speed = speed
-        self.brain_kind = brain
+        # Which brain each role thinks with: the workspace's config, or ``brain`` for all.
+        self.config = config if config is not None else RunConfig(brain=BrainConfig(
+            backend=brain))
         self.stale_after_s = stale_after_s
         self.wipes = wipes
         self.out = out
@@ -369,11 +375,27 @@ class Swarm:
         if actor is None or not resumed:
             # The brain it was spawned with, recorded in the log: a resume (in another
             # process, with another default) rebuilds the same one.
-            view = self.ledger.agents.get(name)
-            kind = view.brain if view is not None and view.brain else self.brain_kind
-            actor = ROLES[role](self, name, make_brain(kind), skill=skill)
+            actor = ROLES[role](self, name, self._brain_of(name, role), skill=skill)
             self.actors[name] = actor
         self.tasks[name] = self.run_actor(self._actor_main(actor, resumed), name)
+
+    def brain_for(self, role: str) -> BrainConfig:
+        """The brain an agent of ``role`` is spawned with."""
+        return self.config.for_role(role)
+
+    def _brain_of(self, name: str, role: str) -> Brain:
+        """The brain ``name`` was spawned with, as AGENT_SPAWNED recorded it (a resume
+        in another host, with another default, rebuilds the same one); its
+        environment's values come from the config as it is now."""
+        view = self.ledger.agents.get(name)
+        current = self.brain_for(role)
+        if view is None or not view.brain:
+            return make_brain(current.backend, current)
+        config = current if current.backend == view.brain else None
+        if view.brain_config is not None:
+            with contextlib.suppress(ValidationError):  # (an older version's record)
+                config = BrainConfig.from_record(view.brain_config, dict(current.env))
+        return make_brain(view.brain, config)
 
     async def _actor_main(self, actor: SisyphusActor, resumed: bool) -> None:
         """An actor's whole life: a fault that passes reboots it from its cursor and
@@ -588,11 +610,12 @@ class Swarm:
         """Spawn an agent by skill (events with keys: spawning twice spawns once)."""
         check_agent_name(name)
         role, default_thinking = self.skill_role(skill)
+        brain = self.brain_for(role)
         await self.store.append_many([
             {"type": "AGENT_SPAWNED", "actor": SWARM, "key": f"spawn:{name}",
              "payload": {"agent": name, "role": role, "skill": skill, "parent": parent,
                          "thinking": thinking or default_thinking,
-                         "brain": self.brain_kind}},
+                         "brain": brain.backend, "brain_config": brain.record()}},
             {"type": "AGENT_REGISTERED", "actor": name, "key": f"agent:{name}",
              "payload": {"agent": name, "role": role}},
             *([{"type": "MESSAGE", "actor": parent, "to": name, "key": f"task:{name}",

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from sisyphus_tui.agents.config import BrainConfig
 from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.brains.decisions import InvalidDecision, check_decision
 from sisyphus_tui.conductor import run_command
@@ -48,7 +49,9 @@ class SwarmContext(Protocol):
     ledger: Ledger
     workspace: Path
     speed: float
-    brain_kind: str
+
+    def brain_for(self, role: str) -> BrainConfig:
+        """The brain an agent of ``role`` is spawned with (the run's config)."""
 
     async def wait_until_running(self) -> None:
         """Return when the swarm is not paused."""
@@ -143,10 +146,11 @@ class Turn:
         result comes back to this agent as a message."""
         check_agent_name(name)
         skill_role, default_thinking = self.swarm.skill_role(skill)
+        brain = self.swarm.brain_for(role or skill_role)
         self.emit("AGENT_SPAWNED", {"agent": name, "role": role or skill_role, "skill": skill,
                                     "parent": self.actor.name,
-                                    "thinking": thinking or default_thinking,
-                                    "brain": self.swarm.brain_kind},
+                                    "thinking": brain.thinking or thinking or default_thinking,
+                                    "brain": brain.backend, "brain_config": brain.record()},
                   key=f"spawn:{name}")
         self.emit("AGENT_REGISTERED", {"agent": name, "role": role or skill_role},
                   key=registration_key(name))
@@ -194,6 +198,23 @@ class Turn:
                                 "already_applied": already})
         return after
 
+    async def snapshot(self) -> dict[str, str]:
+        """Every workspace file's hash (the swarm's own folders and caches left out):
+        what a coding agent's edits are seen against."""
+        return await asyncio.to_thread(workspace_hashes, self.swarm.workspace.resolve())
+
+    async def observe(self, before: dict[str, str], *, step: int | None = None) -> list[str]:
+        """Record a FILE_EDIT for each file that changed since ``before`` (made, changed
+        or deleted), as the files say, whatever the agent said; returns their paths."""
+        after = await self.snapshot()
+        changed = sorted(path for path in before.keys() | after.keys()
+                         if before.get(path) != after.get(path))
+        for path in changed:
+            self.emit("FILE_EDIT", {"path": path, "before_sha256": before.get(path),
+                                    "after_sha256": after.get(path), "step": step,
+                                    "how": "observed"})
+        return changed
+
     async def run(self, argv: list[str], timeout_s: float = TEST_TIMEOUT_S) -> CommandResult:
         """Run a command in the workspace (argv list, never a shell string)."""
         await self.pace()
@@ -222,16 +243,51 @@ class Turn:
         skill = await self.actor.skill_config()
         view = ledger.agents.get(self.actor.name)
         thinking = view.thinking if view is not None else (skill.thinking if skill else "off")
+        live = self.swarm.ledger.agents.get(self.actor.name)
+
+        async def say(kind: str, text: str, said: dict[str, Any], raw: str | None) -> int:
+            return await self.output(kind, text, said, raw=raw)
+
         thought = Thought(purpose, self.actor.role, self.actor.name, ledger, self.message, data,
                           instructions=skill.instructions if skill else "", thinking=thinking,
                           tools=skill.tools if skill else (),
-                          timeout_s=skill.timeout_s if skill else None)
+                          timeout_s=skill.timeout_s if skill else None,
+                          workspace=self.swarm.workspace.resolve(),
+                          session=live.session if live is not None else None, say=say)
         answer = await self.actor.brain.think(thought)
         try:
             return check_decision(purpose, answer)
         except InvalidDecision as exc:
             again = replace(thought, data={**data, "invalid_answer": str(exc)})
             return check_decision(purpose, await self.actor.brain.think(again))
+
+
+# What a workspace snapshot leaves out: the swarm's own folder, version control, and the
+# caches and environments tools make.
+IGNORED_DIRS = frozenset({".sisyphus", ".git", ".hg", ".svn", "__pycache__", ".pytest_cache",
+                          ".mypy_cache", ".ruff_cache", ".venv", "venv", "node_modules",
+                          ".tox", ".nox"})
+
+
+def workspace_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every regular file under ``root`` by relative path (links and the
+    IGNORED_DIRS not followed)."""
+    hashes: dict[str, str] = {}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
+        for name in files:
+            path = Path(folder, name)
+            try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    continue
+                digest = hashlib.sha256()
+                with open(path, "rb") as handle:
+                    for chunk in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(chunk)
+            except (FileNotFoundError, PermissionError):
+                continue  # gone (or unreadable) as it was walked
+            hashes[path.relative_to(root).as_posix()] = digest.hexdigest()
+    return hashes
 
 
 def _read_or_none(path: Path) -> bytes | None:

@@ -37,13 +37,35 @@ class Executor(SisyphusActor):
             hashes[path] = await turn.write_file(path, files[path], step=step,
                                                  expected_before=hashes.get(path))
 
+    async def _act(self, turn: Turn, purpose: str, step: int | None,
+                   **extra: Any) -> dict[str, Any]:
+        """Ask the brain, and make its edits: the files it answered with, or, for a
+        coding agent that edits the workspace itself, what the files show it did."""
+        data = {"step": step, **extra} if step is not None else extra
+        if not self.brain.acts:
+            decision = await turn.think(purpose, **data)
+            await self._write(turn, decision["files"], step)
+            return decision
+        before = await turn.snapshot()
+        decision = await turn.think(purpose, **data)
+        await turn.observe(before, step=step)
+        return decision
+
+    def _step_test(self, turn: Turn, data: dict[str, Any], step: int) -> str | None:
+        """The test the plan names for a step (what the swarm runs, whatever the agent
+        claims): the node id, the words after it dropped."""
+        plan = turn.swarm.ledger.plan(str(data.get("plan_id")))
+        view = plan.steps.get(step) if plan is not None else None
+        words = view.test.split() if view is not None else []
+        return words[0] if words and ("::" in words[0] or words[0].endswith(".py")) else None
+
     async def _red(self, turn: Turn, step: int, data: dict[str, Any]) -> None:
         if step <= self.state.get("step", 0):
             return  # done before a wipe: the checkpoint says so, nothing to redo
         turn.status("working", f"step {step}: writing the failing test", "execute")
-        decision = await turn.think("red", step=step)
-        await self._write(turn, decision["files"], step)
-        result = await turn.run_tests(decision["test"], step=step)
+        decision = await self._act(turn, "red", step)
+        result = await turn.run_tests(decision["test"] or self._step_test(turn, data, step),
+                                      step=step)
         if result.ok:
             # The test passed before the change: it proves nothing. Say so, carry on.
             turn.status("working", f"step {step}: the new test already passes", "execute")
@@ -53,8 +75,7 @@ class Executor(SisyphusActor):
         if step <= self.state.get("step", 0):
             return
         turn.status("working", f"step {step}: editing the code", "execute")
-        decision = await turn.think("green", step=step)
-        await self._write(turn, decision["files"], step)
+        await self._act(turn, "green", step)
         # The whole suite: the step's own test and everything that passed before.
         suite = await turn.run_tests(None, step=step)
         if not suite.ok:
@@ -67,8 +88,7 @@ class Executor(SisyphusActor):
 
     async def _fix(self, turn: Turn, gate: str, data: dict[str, Any]) -> None:
         turn.status("working", f"fixing gate {gate}", "gates")
-        decision = await turn.think("fix", gate=gate, output_tail=data.get("output_tail", ""))
-        await self._write(turn, decision["files"], None)
+        await self._act(turn, "fix", None, gate=gate, output_tail=data.get("output_tail", ""))
         await turn.run_tests(None)
         turn.status("idle", f"gate {gate}: fix applied", "gates")
         await turn.send("kernel", "gate_fixed", f"gate {gate}: fix applied", {"gate": gate})

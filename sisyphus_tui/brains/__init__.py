@@ -1,11 +1,16 @@
-"""Brains, by kind: ``make_brain("scripted")``. Real agent brains join this registry."""
+"""Brains, by kind: ``make_brain("scripted")``, or a coding agent: ``make_brain("claude",
+config)`` (``agents/brain.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.errors import SisyphusError
+
+if TYPE_CHECKING:
+    from sisyphus_tui.agents.config import BrainConfig
 
 __all__ = ["BRAINS", "Brain", "Thought", "make_brain"]
 
@@ -19,11 +24,18 @@ def _scripted() -> Brain:
 BRAINS: dict[str, Callable[[], Brain]] = {"scripted": _scripted}
 
 
-def make_brain(kind: str) -> Brain:
-    """A fresh brain of ``kind`` (each actor gets its own: isolated contexts)."""
-    try:
+def make_brain(kind: str, config: BrainConfig | None = None) -> Brain:
+    """A fresh brain of ``kind`` (each actor gets its own: isolated contexts): one of
+    BRAINS, or a coding agent on that backend, run as ``config`` says."""
+    if kind in BRAINS:
         return BRAINS[kind]()
-    except KeyError:
-        raise SisyphusError(
-            f"unknown brain {kind!r} (available: {', '.join(sorted(BRAINS))})"
-        ) from None
+    from sisyphus_tui.agents import BACKENDS
+
+    if kind in BACKENDS:
+        from sisyphus_tui.agents.brain import AgentBrain
+        from sisyphus_tui.agents.config import BrainConfig
+
+        return AgentBrain(config if config is not None and config.backend == kind
+                          else BrainConfig(backend=kind))
+    raise SisyphusError(f"unknown brain {kind!r} (available: "
+                        f"{', '.join(sorted(BRAINS) + list(BACKENDS))})")

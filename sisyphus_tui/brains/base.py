@@ -3,14 +3,16 @@
 Given its role, the ledger and the message, a brain returns a decision (the next
 actions): a plan, a verdict, the files to write for a TDD step. The actor carries
 the actions out through its tools, so every effect becomes an event. Brains are
-pluggable (scripted here; a coding-agent CLI or a chat API later) and know nothing
+pluggable (the scripted one, or a coding-agent CLI: ``agents/brain.py``) and know nothing
 of how the actor records what they decide.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from sisyphus_tui.ledger import Ledger
@@ -36,6 +38,12 @@ class Thought:
     thinking: str = "off"
     tools: tuple[str, ...] = ()
     timeout_s: float | None = None
+    # Where a coding agent works, the backend session it resumes (the log's, None for
+    # a new one), and how what it streams reaches the log as it happens:
+    # ``say(kind, text, data, raw)`` (Turn.output).
+    workspace: Path | None = None
+    session: str | None = None
+    say: Callable[[str, str, dict[str, Any], str | None], Awaitable[int]] | None = None
 
 
 class Brain(ABC):
@@ -53,6 +61,9 @@ class Brain(ABC):
     """
 
     kind: ClassVar[str]
+    # Whether it edits the workspace itself (a coding agent) rather than answering with
+    # the files to write: the executor then observes what changed.
+    acts: ClassVar[bool] = False
 
     @abstractmethod
     async def think(self, thought: Thought) -> dict[str, Any]:

@@ -1,0 +1,154 @@
+"""Which brain each role thinks with: ``.sisyphus/config.toml`` in the workspace, read
+with ``tomllib``, and ``--brain`` over it.
+
+    [brain]                 # every role's default
+    backend = "claude"      # scripted, claude, codex, gemini, opencode or acp
+    model = "sonnet"
+    allow = ["Bash(pytest*)"]
+
+    [roles.validator]       # a role with a backend of its own starts afresh
+    backend = "codex"       # (no model carried over from another backend)
+
+    [roles.executor]        # without one, it adds to the default
+    args = ["--max-turns", "40"]
+    env = { CLAUDE_CODE_MAX_OUTPUT_TOKENS = "16000" }
+
+An ACP agent names its command: ``backend = "acp"``, ``command = ["opencode", "acp"]``.
+"""
+
+from __future__ import annotations
+
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sisyphus_tui.errors import SisyphusError
+
+CONFIG_FILE = Path(".sisyphus") / "config.toml"
+BRAIN_KINDS = ("scripted", "claude", "codex", "gemini", "opencode", "acp")
+ROLES_CONFIGURED = ("kernel", "planner", "validator", "executor", "researcher")
+
+
+class ConfigError(SisyphusError):
+    """A config that cannot be used: the message names the file and the field."""
+
+
+class BrainConfig(BaseModel):
+    """One brain: its backend and how to run it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: str = "scripted"
+    model: str | None = None
+    thinking: Literal["off", "think", "ultrathink"] | None = None  # None: the skill's
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    allow: tuple[str, ...] = ()  # tools beyond editing the workspace, allowed
+    deny: tuple[str, ...] = ()
+    command: tuple[str, ...] = ()  # ACP: the agent's command; else a binary's path
+    timeout_s: float = Field(default=1800.0, gt=0)
+
+    @field_validator("backend")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from sisyphus_tui.brains import BRAINS
+
+        if value not in BRAIN_KINDS and value not in BRAINS:
+            raise ValueError(f"unknown brain {value!r} (available: {', '.join(BRAIN_KINDS)})")
+        return value
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        """A command may be one string, split as a shell would (never run by one)."""
+        return shlex.split(value) if isinstance(value, str) else value
+
+    def record(self) -> dict[str, Any]:
+        """What AGENT_SPAWNED keeps of it, so a resume rebuilds the same brain: all but
+        the environment's values (the user's secrets stay out of the log)."""
+        data = self.model_dump(mode="json", exclude={"env"})
+        data["env_names"] = sorted(self.env)
+        return data
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], env: dict[str, str]) -> BrainConfig:
+        """The brain AGENT_SPAWNED recorded, with its environment's values from
+        ``env`` (the config as it is now)."""
+        fields = {k: v for k, v in record.items() if k in cls.model_fields and k != "env"}
+        names = record.get("env_names") or []
+        return cls.model_validate({**fields, "env": {n: env[n] for n in names if n in env}})
+
+
+class RunConfig(BaseModel):
+    """A workspace's config: a default brain and one per role."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    brain: BrainConfig = BrainConfig()
+    roles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("roles")
+    @classmethod
+    def _known_roles(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for role, table in value.items():
+            if not isinstance(table, dict):
+                raise ValueError(f"roles.{role} must be a table")
+            try:
+                BrainConfig.model_validate(table)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                raise ValueError(f"{role}.{where}: {first['msg']}") from None
+        return value
+
+    def for_role(self, role: str) -> BrainConfig:
+        """The brain ``role`` thinks with."""
+        table = self.roles.get(role)
+        if table is None:
+            return self.brain
+        if "backend" in table and table["backend"] != self.brain.backend:
+            return BrainConfig.model_validate(table)
+        return BrainConfig.model_validate({**self.brain.model_dump(), **table})
+
+    def overridden(self, backend: str) -> RunConfig:
+        """Every role on ``backend`` (``--brain``): the config's settings for that
+        backend still apply, those of any other are dropped."""
+        if backend not in BRAIN_KINDS:
+            raise ConfigError(f"unknown brain {backend!r} (available: "
+                              f"{', '.join(BRAIN_KINDS)})")
+        default = self.brain if self.brain.backend == backend else BrainConfig(
+            backend=backend)
+        roles = {role: table for role, table in self.roles.items()
+                 if self.for_role(role).backend == backend}
+        return RunConfig(brain=default, roles=roles)
+
+    @property
+    def real(self) -> bool:
+        """Whether any role thinks with a real agent (not the scripted brain)."""
+        return any(self.for_role(role).backend != "scripted" for role in ROLES_CONFIGURED)
+
+
+def load_config(workspace: Path) -> RunConfig:
+    """The workspace's ``.sisyphus/config.toml`` (the scripted default without one);
+    ConfigError names the file and what is wrong."""
+    path = workspace / CONFIG_FILE
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        return RunConfig()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{path}: {where + ': ' if where else ''}{message}") from None
