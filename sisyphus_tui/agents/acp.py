@@ -25,6 +25,7 @@ import contextlib
 import inspect
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -321,18 +322,11 @@ class _Run:
             pass  # the prompt echoed back
         elif isinstance(update, ToolCallStart):
             self.flush()
-            tool = _Tool(update.title, update.kind, update.raw_input,
-                         [loc.path for loc in update.locations or []])
-            self.tools[update.tool_call_id] = tool
-            self.emit(AgentEvent("tool_call", update.title,
-                                 {"id": update.tool_call_id, "name": update.title,
-                                  "kind": update.kind, "input": update.raw_input,
-                                  "locations": tool.locations, "status": update.status},
-                                 raw=raw))
+            self._tool_call(update, raw)
             self._tool_status(update.tool_call_id, update, raw)
         elif isinstance(update, ToolCallProgress):
             self.flush()
-            tool = self.tools.setdefault(update.tool_call_id, _Tool())
+            tool = self.tools.get(update.tool_call_id) or self._tool_call(update, raw)
             tool.title = update.title or tool.title
             tool.kind = update.kind or tool.kind
             if update.raw_input is not None:
@@ -361,6 +355,21 @@ class _Run:
             self.emit(AgentEvent("raw", str(kind), {"reason": f"session update {kind}"},
                                  raw=raw))
 
+    def _tool_call(self, call: ToolCallStart | ToolCallUpdate, raw: str) -> _Tool:
+        """A ``tool_call`` event for a call first seen (as a ``tool_call`` update, or
+        only in a permission request: Gemini sends a write's call no other way). Its
+        input is the agent's ``rawInput``, else what its locations and diff say."""
+        tool = _Tool(call.title or "", call.kind, call.raw_input,
+                     [loc.path for loc in call.locations or []])
+        if tool.input is None:
+            tool.input = _derived_input(call)
+        self.tools[call.tool_call_id] = tool
+        self.emit(AgentEvent("tool_call", tool.title,
+                             {"id": call.tool_call_id, "name": tool.title, "kind": tool.kind,
+                              "input": tool.input, "locations": tool.locations,
+                              "status": call.status}, raw=raw))
+        return tool
+
     def _tool_status(self, tool_id: str, update: ToolCallStart | ToolCallProgress,
                      raw: str) -> bool:
         """A ``tool_result`` once the call is completed or failed (True if emitted)."""
@@ -380,7 +389,9 @@ class _Run:
         """Decide, say so in a ``permission`` event, and answer with the option that
         matches the decision (or ``cancelled`` when none does)."""
         self.flush()
-        known = self.tools.get(tool_call.tool_call_id, _Tool())
+        known = self.tools.get(tool_call.tool_call_id)
+        if known is None:
+            known = self._tool_call(tool_call, _dump(tool_call))
         title = tool_call.title or known.title
         kind = tool_call.kind or known.kind or "other"
         tool_input = tool_call.raw_input if tool_call.raw_input is not None else known.input
@@ -604,7 +615,7 @@ class _Run:
                             f"session/resume): session {request.session} not resumed, "
                             f"a new one started")
             except RequestError as exc:
-                note = (f"{self.phase} of {request.session} failed ({exc}): "
+                note = (f"{_rpc_error(self.phase, exc)} (session {request.session}): "
                         f"a new session started")
         if session_id is None:
             self.phase = "session/new"
@@ -624,15 +635,11 @@ class _Run:
             session_id=session_id, prompt=[TextContentBlock(type="text",
                                                             text=self._prompt_text())])
         self.flush()
-        if response.usage is not None:
-            used = response.usage
-            data = {"input_tokens": used.input_tokens, "output_tokens": used.output_tokens,
-                    "cached_tokens": used.cached_read_tokens or 0,
-                    "total_tokens": used.total_tokens}
-            if used.thought_tokens is not None:
-                data["thought_tokens"] = used.thought_tokens
+        data = _prompt_usage(response)
+        if data:
             self.usage.update(data)
-            self.emit(AgentEvent("usage", "", dict(self.usage), raw=_dump(used)))
+            self.emit(AgentEvent("usage", "", dict(self.usage),
+                                 raw=_dump(response.usage or response.field_meta)))
         self.stop_reason = response.stop_reason
         self.emit(AgentEvent("finished", self.texts[-1] if self.texts else "",
                              {"stop_reason": response.stop_reason}, raw=_dump(response)))
@@ -674,6 +681,49 @@ def _dump(obj: Any) -> str:
     return text[:RAW_MAX_CHARS]
 
 
+def _derived_input(call: ToolCallStart | ToolCallUpdate) -> dict[str, Any] | None:
+    """A tool call's input when the agent sends no ``rawInput``: its path(s), and the
+    new text of a diff."""
+    paths = [loc.path for loc in call.locations or []]
+    derived: dict[str, Any] = {}
+    if paths:
+        derived["path"] = paths[0]
+        if len(paths) > 1:
+            derived["paths"] = paths
+    for item in call.content or []:
+        if item.type == "diff":
+            derived.setdefault("path", item.path)
+            derived["content"] = item.new_text
+            if item.old_text:
+                derived["old_text"] = item.old_text
+            break
+    return derived or None
+
+
+def _prompt_usage(response: PromptResponse) -> dict[str, Any]:
+    """The turn's tokens: the (unstable) ``usage`` of the prompt's answer, else
+    Gemini's ``_meta.quota.token_count``."""
+    used = response.usage
+    if used is not None:
+        data: dict[str, Any] = {"input_tokens": used.input_tokens,
+                                "output_tokens": used.output_tokens,
+                                "cached_tokens": used.cached_read_tokens or 0,
+                                "total_tokens": used.total_tokens}
+        if used.thought_tokens is not None:
+            data["thought_tokens"] = used.thought_tokens
+        return data
+    meta = response.field_meta or {}
+    quota = meta.get("quota") if isinstance(meta, dict) else None
+    count = quota.get("token_count") if isinstance(quota, dict) else None
+    if not isinstance(count, dict):
+        return {}
+    data = {key: count[key] for key in ("input_tokens", "output_tokens")
+            if isinstance(count.get(key), int)}
+    if data:
+        data.setdefault("cached_tokens", 0)
+    return data
+
+
 def _tool_output(update: ToolCallStart | ToolCallProgress) -> str:
     """A tool result's text: its content blocks, else its raw output."""
     parts: list[str] = []
@@ -697,11 +747,33 @@ def _rpc_error(phase: str, exc: RequestError) -> str:
         detail = str(exc.data.get("details") or exc.data.get("message") or "")
     elif exc.data is not None:
         detail = str(exc.data)
-    what = "authentication required" if exc.code == -32000 else str(exc)
+    what = "authentication required" if exc.code == -32000 else _api_error(str(exc))
     line = f"acp: {phase} failed: {what}" + (f": {detail}" if detail and detail != what else "")
     return printable(" ".join(line.split()))[:500]
 
 
+def _api_error(message: str) -> str:
+    """An agent that passes its model API's error body on as the message (Gemini):
+    its status and message, not the JSON."""
+    try:
+        body = json.loads(message)
+    except ValueError:
+        return message
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict) or not error.get("message"):
+        return message
+    code = error.get("code") or error.get("status")
+    return f"model API error {code}: {error['message']}" if code else str(error["message"])
+
+
+TELLING = re.compile(r"error|unknown|invalid|not found|cannot|can't|failed|denied",
+                     re.IGNORECASE)
+
+
 def _last_line(text: str) -> str:
+    """The stderr line that says what went wrong: the last that names an error (a CLI
+    may print its whole usage after the line about the bad flag), else the last."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return printable(lines[-1])[:300] if lines else ""
+    telling = [line for line in lines if TELLING.search(line)]
+    chosen = telling[-1] if telling else lines[-1] if lines else ""
+    return printable(chosen)[:300]

@@ -5,10 +5,13 @@ at a fake model server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +19,8 @@ from sisyphus_tui.agents import acp as acp_module
 from sisyphus_tui.agents import backend
 from sisyphus_tui.agents.base import AgentEvent, AgentRequest, AgentUnavailable, Permissions
 from sisyphus_tui.agents.runner import AgentResult, run_agent
+from tests.agents.fakemodel import FakeModel, Step
+from tests.agents.fakemodel.gemini import Gemini
 
 AGENT = Path(__file__).with_name("acp_agent.py")
 
@@ -239,3 +244,144 @@ async def test_a_missing_command(tmp_path: Path) -> None:
                                                      command=("no-such-acp-agent", "acp")))
     assert "'no-such-acp-agent' is not installed" in str(missing.value)
     assert "\n" not in str(missing.value)
+
+
+# -- one real ACP agent: Gemini CLI (`gemini --acp`) against the fake Gemini API ---------
+
+GEMINI_STEPS = [
+    Step(text="Reading the input.", tool="read", args={"path": "input.txt"}),
+    Step(text="Writing the output.", tool="write",
+         args={"path": "output.txt", "content": "HELLO ACP\n"}),
+    Step(text="All done.", input_tokens=200, output_tokens=40),
+]
+
+
+def gemini_request(ws: Path, model: FakeModel, agent_env: dict[str, str], prompt: str,
+                   **fields: Any) -> AgentRequest:
+    """``gemini --acp`` on the fake server; ``-m`` skips the routing call of "auto", and
+    ``general.maxAttempts = 1`` stops it retrying a failed call for over 90 s."""
+    home = Path(agent_env["HOME"])
+    (home / ".gemini").mkdir(exist_ok=True)
+    (home / ".gemini" / "settings.json").write_text(json.dumps({
+        "general": {"maxAttempts": 1, "enableAutoUpdate": False},
+        "privacy": {"usageStatisticsEnabled": False}, "telemetry": {"enabled": False}}))
+    env = {**agent_env, "GEMINI_API_KEY": "fake-key", "GOOGLE_GEMINI_BASE_URL": model.url}
+    return AgentRequest(prompt=prompt, workspace=ws, env=env, timeout_s=60, grace_s=1,
+                        command=("gemini", "--acp", "-m", "gemini-2.5-flash"), **fields)
+
+
+async def test_gemini_edits_through_acp(tmp_path: Path, agent_env: dict[str, str]) -> None:
+    ws = workspace(tmp_path)
+    with FakeModel(Gemini(), GEMINI_STEPS) as model:
+        result, events = await run(gemini_request(ws, model, agent_env,
+                                                  "uppercase input.txt into output.txt"))
+    assert result.ok, (result.error, result.stderr_tail)
+    assert (ws / "output.txt").read_text() == "HELLO ACP\n"
+    main = [e for e in events if e.kind != "raw"]  # available_commands_update is raw
+    assert kinds(main) == ["session", "text", "tool_call", "tool_result", "text", "tool_call",
+                           "permission", "tool_result", "text", "usage", "finished"]
+    session, reading, read, read_done, writing, write, permission, write_done = main[:8]
+    assert session.data["session_id"] == result.session and session.data["agent"] == "gemini-cli"
+    assert reading.text == "Reading the input." and writing.text == "Writing the output."
+    assert read.data["kind"] == "read" and read.data["input"] == {"path": str(ws / "input.txt")}
+    assert read_done.data["id"] == read.data["id"] and not read_done.data["is_error"]
+    # Gemini sends a write's tool call only inside its permission request.
+    assert write.data["kind"] == "edit" and write.data["id"] == permission.data["id"]
+    assert write.data["input"]["path"] == str(ws / "output.txt")
+    assert write.data["input"]["content"] == "HELLO ACP\n"
+    assert permission.data["decision"] == "allow"
+    assert write_done.data["id"] == write.data["id"] and not write_done.data["is_error"]
+    usage = main[-2].data
+    assert usage["input_tokens"] == 120 + 120 + 200 and usage["output_tokens"] == 30 + 30 + 40
+    assert result.text == "All done." and result.stop_reason == "end_turn"
+    # the fake model's history: the CLI really sent the read's result back
+    assert "hello acp" in json.dumps(model.posts()[1])
+
+
+async def test_gemini_session_load_fails_and_a_new_session_is_said(
+        tmp_path: Path, agent_env: dict[str, str]) -> None:
+    """Gemini CLI 0.61.0 advertises loadSession, but its session/load starts the chat
+    recording for that id before it reads it back, and the new record's
+    ``$set messages`` wipes the history: "No previous sessions found for this project".
+    The backend then starts a new session and says why (resume itself is covered by
+    the SDK test agent above)."""
+    ws = workspace(tmp_path)
+    with FakeModel(Gemini(), [Step(text="First answer.")]) as model:
+        first, _ = await run(gemini_request(ws, model, agent_env, "remember the word PELICAN"))
+        assert first.ok, first.error
+        second, events = await run(gemini_request(ws, model, agent_env, "which word?",
+                                                  session=first.session))
+        last = json.dumps(model.posts()[-1])
+    assert second.ok, (second.error, second.stderr_tail)
+    assert second.session != first.session and events[0].data["resumed"] is False
+    assert events[0].text == ("acp: session/load failed: Internal error: No previous "
+                              "sessions found for this project. (session "
+                              f"{first.session}): a new session started")
+    assert "which word?" in last and "PELICAN" not in last
+
+
+async def test_gemini_cancel_while_the_model_stalls(tmp_path: Path,
+                                                    agent_env: dict[str, str]) -> None:
+    ws = workspace(tmp_path)
+    with FakeModel(Gemini(), stall=True) as model:
+        request = gemini_request(ws, model, agent_env, "go")
+        task = asyncio.create_task(run_agent(backend("acp"), request))
+        while not model.posts():  # noqa: ASYNC110  (the server's thread appends)
+            await asyncio.sleep(0.05)
+        group = _group_of_listener(model.port)
+        begin = time.perf_counter()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        took = time.perf_counter() - begin
+    assert took < 2 * request.grace_s + 1.5
+    assert group and not [pid for pid in group if alive(pid)]
+
+
+def _group_of_listener(port: int) -> list[int]:
+    """The pids of the process group that holds a connection to the fake server (the
+    agent started by the backend), found through /proc."""
+    inodes: set[str] = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == port:  # remote port: the client side
+            inodes.add(fields[9])
+    pgids: set[int] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = {os.readlink(fd) for fd in (proc / "fd").iterdir()}
+        except OSError:
+            continue
+        if any(link == f"socket:[{inode}]" for inode in inodes for link in links):
+            pgids.add(os.getpgid(int(proc.name)))
+    members = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(proc.name)) in pgids:
+                    members.append(int(proc.name))
+    return members
+
+
+async def test_gemini_model_500_is_one_line(tmp_path: Path, agent_env: dict[str, str]) -> None:
+    ws = workspace(tmp_path)
+    with FakeModel(Gemini(), fail_status=500) as model:
+        begin = time.perf_counter()
+        result, events = await run(gemini_request(ws, model, agent_env, "go"))
+    assert time.perf_counter() - begin < 20
+    assert result.error == ("acp: session/prompt failed: model API error 500: "
+                            "the fake model server fails on purpose")
+    assert events[-1].kind == "error" and events[-1].text == result.error
+
+
+async def test_gemini_unknown_flag_exits_with_one_line(tmp_path: Path,
+                                                       agent_env: dict[str, str]) -> None:
+    ws = workspace(tmp_path)
+    with FakeModel(Gemini()) as model:
+        result, _ = await run(gemini_request(ws, model, agent_env, "go",
+                                             args=("--bogus-flag",)))
+    assert result.error is not None and "\n" not in result.error
+    assert result.error.startswith("acp: the agent exited with 1 during initialize")
+    assert result.error.endswith("Unknown arguments: bogus-flag, bogusFlag")
