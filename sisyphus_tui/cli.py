@@ -12,12 +12,13 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sisyphus_tui import __version__
 from sisyphus_tui.errors import HostFault, InvalidPayload, SisyphusError
@@ -28,6 +29,9 @@ from sisyphus_tui.stream import Event, EventStore, NewEvent, dumps_event, open_s
 from sisyphus_tui.stream.base import MAX_OFFSET
 from sisyphus_tui.stream.lease import HostLease
 
+if TYPE_CHECKING:
+    from sisyphus_tui.agents.config import RunConfig
+
 EXIT_ERROR = 2
 # What a hosting command's exit code says (the README's table): 0 the run is done with
 # every gate passed; 3 it is blocked (a verdict: a plan rejected, a gate failing); 4 the
@@ -37,10 +41,12 @@ EXIT_ERROR = 2
 EXIT_BLOCKED = 3
 EXIT_FAULT = 4
 EXIT_INTERRUPTED = 128 + signal.SIGINT
-HOSTING = ("demo", "run")
+HOSTING = ("demo", "run", "agent")
+EXIT_AGENT_FAILED = 1
 # Interactive runs are paced so a person can follow them; headless ones run flat out.
 WATCH_SPEED = 0.2
 DEFAULT_DB = Path(".sisyphus") / "swarm.db"
+BRAIN_CHOICES = ("scripted", "claude", "codex", "gemini", "opencode", "acp")
 
 
 def default_db() -> str:
@@ -272,12 +278,36 @@ def _triggers(texts: list[str] | None) -> tuple[Any, ...]:
     return tuple(Trigger.parse(t) for t in texts or [])
 
 
+def _run_config(args: argparse.Namespace, workspace: Path) -> RunConfig:
+    """Which brain each role thinks with: the workspace's ``.sisyphus/config.toml`` for
+    ``run``, the scripted brain for the demo, and ``--brain`` over either."""
+    from sisyphus_tui.agents.config import RunConfig, load_config
+
+    config = load_config(workspace) if args.command == "run" else RunConfig()
+    return config.overridden(args.brain) if args.brain else config
+
+
+def _refuse_scripted(config: RunConfig, goal: str, workspace: Path) -> None:
+    """The scripted brain plays the demo's script and nothing else: on another goal
+    it would write the demo's files into the user's repository."""
+    from sisyphus_tui.agents.config import CONFIG_FILE
+    from sisyphus_tui.demo.script import GOAL
+
+    scripted = [role for role in ("planner", "validator", "executor")
+                if config.for_role(role).backend == "scripted"]
+    if scripted and goal != GOAL:
+        raise SisyphusError(
+            f"the scripted brain only plays the demo ({', '.join(scripted)} would use it "
+            f"here): choose a real agent with --brain claude (or codex, gemini, opencode, "
+            f"acp), or a [brain] table in {workspace / CONFIG_FILE}")
+
+
 async def _run_swarm(store: EventStore, workspace: Path, args: argparse.Namespace,
-                     lease: HostLease) -> int:
+                     lease: HostLease, config: RunConfig) -> int:
     from sisyphus_tui.runtime import Swarm
 
     swarm = Swarm(store, workspace, speed=args.speed, stale_after_s=args.stale_after,
-                  wipes=_triggers(args.wipe), out=_progress, lease=lease)
+                  wipes=_triggers(args.wipe), out=_progress, lease=lease, config=config)
     try:
         ledger = await swarm.run()
     except HostFault as exc:
@@ -319,13 +349,15 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     workspace = Path(args.workspace)
     _triggers(args.wipe)  # refuse a bad --wipe before anything is written
 
+    config = _run_config(args, workspace)
+
     async def body(store: EventStore) -> int:
         # The lease first: a second host is refused before it touches the workspace.
         async with await store.host_lease() as lease:
             resumed = await prepare_demo(store, workspace, spec)
             _progress(("resuming the demo in " if resumed else "demo workspace: ")
                       + str(workspace))
-            return await _run_swarm(store, workspace, args, lease)
+            return await _run_swarm(store, workspace, args, lease, config)
 
     return await _with_store(args, body, create=True)
 
@@ -351,12 +383,64 @@ async def cmd_run(args: argparse.Namespace) -> int:
                                         "--spec, --workspace), or start the demo with "
                                         "`sisyphus demo`")
                 workspace = Path(args.workspace or args.cwd)
+                config = _run_config(args, workspace)
+                _refuse_scripted(config, args.goal, workspace)
                 await start_task(store, workspace, args.goal, spec)
             else:
                 own = task_workspace(task)
                 workspace = Path(args.workspace) if args.workspace else (own or Path(args.cwd))
                 check_workspace(task, workspace)
-            return await _run_swarm(store, workspace, args, lease)
+                config = _run_config(args, workspace)
+                _refuse_scripted(config, str(task.payload.get("goal", "")), workspace)
+            return await _run_swarm(store, workspace, args, lease, config)
+
+    return await _with_store(args, body, create=True)
+
+
+def _existing_folder(path: str) -> Path:
+    """``path`` resolved, refused unless it is a folder (checked before the loop's
+    first await, so nothing is written for a mistyped one)."""
+    real = Path(os.path.realpath(path))
+    if not real.is_dir():
+        raise SisyphusError(f"no such workspace folder: {real}")
+    return real
+
+
+async def cmd_agent(args: argparse.Namespace) -> int:
+    from sisyphus_tui.agents.config import BrainConfig, ConfigError, load_config
+    from sisyphus_tui.agents.solo import run_solo
+
+    workspace = _existing_folder(args.workspace or args.cwd)
+    name = args.name or args.backend
+    check_agent_name(name)
+    if args.backend == "acp" and not args.command_line:
+        raise SisyphusError("the acp backend needs the agent's command: --command "
+                            "'opencode acp' (or 'gemini --acp', ...)")
+    # The workspace's config for this backend (model, args, env), the flags over it.
+    base = load_config(workspace).overridden(args.backend).brain
+    fields: dict[str, Any] = base.model_dump()
+    if args.model:
+        fields["model"] = args.model
+    if args.command_line:
+        fields["command"] = args.command_line
+    try:
+        config = BrainConfig.model_validate(fields)
+    except ValueError as exc:
+        raise ConfigError(f"invalid agent settings: {exc}") from None
+
+    def show(event: Any) -> None:
+        if args.verbose and event.kind != "raw":
+            print(printable(f"[{event.kind}] {event.text or event.data}")[:300],
+                  file=sys.stderr, flush=True)
+
+    async def body(store: EventStore) -> int:
+        result = await run_solo(store, config, args.prompt, workspace, name, on_event=show)
+        if result.ok:
+            for line in printable_lines(result.text):
+                _emit_line(line)
+            return 0
+        print(f"sisyphus: {name}: {printable(result.error or 'failed')}", file=sys.stderr)
+        return EXIT_AGENT_FAILED
 
     return await _with_store(args, body, create=True)
 
@@ -446,6 +530,29 @@ def event_problem(event: Event) -> str | None:
     return None
 
 
+async def _doctor_backends(store: EventStore) -> None:
+    """One line per coding-agent backend: installed (path, version) or what is
+    missing, and which roles the workspace's config gives it."""
+    from sisyphus_tui.agents import BACKENDS, installed
+    from sisyphus_tui.agents.config import ROLES_CONFIGURED, ConfigError, load_config
+    from sisyphus_tui.demo.runner import current_task, task_workspace
+
+    task = await current_task(store)
+    workspace = (task_workspace(task) if task else None) or Path.cwd()
+    try:
+        config = load_config(workspace)
+    except ConfigError as exc:
+        _emit_line(printable(f"config: {exc}"))
+        config = None
+    found = await asyncio.gather(*(installed(name) for name in BACKENDS))
+    for name, (path, version) in zip(BACKENDS, found, strict=True):
+        roles = [r for r in ROLES_CONFIGURED
+                 if config is not None and config.for_role(r).backend == name]
+        used = f"; configured for {', '.join(roles)}" if roles else ""
+        where = f"{path} ({version})" if path and "failed" not in version else version
+        _emit_line(printable(f"backend {name}: {where}{used}"))
+
+
 async def cmd_doctor(args: argparse.Namespace) -> int:
     async def body(store: EventStore) -> int:
         from sisyphus_tui.stream.sqlite import SQLiteStore
@@ -470,6 +577,7 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
                 break
             offset = page.next_offset
         ok = bad == 0 and integrity == "ok"
+        await _doctor_backends(store)
         _emit_line("no problems found" if ok else
                    f"{bad} of {head} events cannot be read as their type says (readers skip "
                    "them)" if bad else "the database file is damaged (integrity check)")
@@ -603,10 +711,11 @@ async def _tui(args: argparse.Namespace) -> int:
 
             spec = load_spec_file(Path(args.spec)) if args.spec else None
             workspace = Path(args.workspace)
+            config = _run_config(args, workspace)
             lease = await stack.enter_async_context(await store.host_lease())
             await prepare_demo(store, workspace, spec)
             host = Swarm(store, workspace, speed=args.speed, stale_after_s=args.stale_after,
-                         wipes=_triggers(args.wipe), lease=lease)
+                         wipes=_triggers(args.wipe), lease=lease, config=config)
         else:
             from sisyphus_tui.demo.runner import current_task, task_workspace
 
@@ -782,6 +891,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "the default")
         p.add_argument("--stale-after", type=_seconds, default=120.0, metavar="S",
                        help="mark an agent stale after S silent seconds with work pending")
+        p.add_argument("--brain", choices=BRAIN_CHOICES, metavar="NAME",
+                       help="every role thinks with this brain: scripted (the demo's "
+                       "default), claude, codex, gemini, opencode or acp (over "
+                       ".sisyphus/config.toml)")
 
     screen = _Parser(add_help=False)
     screen.add_argument("--low-bandwidth", action="store_true",
@@ -800,6 +913,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--goal", help="start a task with this goal if the database has none")
     swarm_options(p)
     p.set_defaults(run=cmd_run)
+
+    p = sub.add_parser("agent", parents=[db], help="run one real coding agent on one prompt, "
+                       "every event into the log (the same --name resumes its session)")
+    p.add_argument("backend", choices=BRAIN_CHOICES[1:], metavar="BACKEND",
+                   help="claude, codex, gemini, opencode, or acp (with --command)")
+    p.add_argument("prompt", type=_text, help="what to ask it")
+    p.add_argument("--workspace", help="where it works (default: the current folder)")
+    p.add_argument("--name", help="its agent name in the log (default: the backend's)")
+    p.add_argument("--model", help="the model to ask for")
+    p.add_argument("--command", dest="command_line", type=shlex.split, metavar="'CMD ARGS'",
+                   help="the command that starts it (acp: e.g. 'opencode acp'; else the "
+                   "binary to run)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print its events on "
+                   "stderr as they come")
+    p.set_defaults(run=cmd_agent)
 
     p = sub.add_parser("tui", parents=[db, screen], help="attach the TUI to a database whose "
                        "swarm runs elsewhere (quitting never stops the swarm)")

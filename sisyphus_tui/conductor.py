@@ -50,6 +50,8 @@ class Spec(BaseModel):
     max_review_rounds: int = Field(default=2, ge=1)
     max_gate_fixes: int = Field(default=2, ge=0)
     workspace: str | None = None
+    # What the background researcher looks into (the goal when not given).
+    research: str | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> Spec:

@@ -78,7 +78,7 @@ class Kernel(SisyphusActor):
         for name, skill in TEAM:
             turn.spawn(skill, name)
         # A background sub-agent: its findings come back to the kernel as a message.
-        turn.spawn("researcher", "researcher", "SQL built by string formatting")
+        turn.spawn("researcher", "researcher", spec.research or message.payload["goal"])
         await self._phase(turn, "plan")
         turn.status("waiting", "planner writes the plan", "plan")
         await turn.send("planner", "plan_request", message.payload["goal"],

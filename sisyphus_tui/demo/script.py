@@ -217,6 +217,7 @@ def load_script() -> Script:
         "gates": [{**gate, "argv": list(gate["argv"])} for gate in GATES],
         "max_review_rounds": 2,
         "max_gate_fixes": 2,
+        "research": "SQL built by string formatting",
     }
     fixes_dir = DATA_DIR / "gate_fixes"
     gate_fixes = {

@@ -1,0 +1,111 @@
+"""One real agent on one prompt, every event into the log (``sisyphus agent``).
+
+The agent is spawned in the log once (AGENT_SPAWNED with its brain, keyed by name); the
+prompt is a task MESSAGE to it; what it streams is AGENT_OUTPUT keyed by (agent, that
+message, sequence), appended as it comes, so a TUI on the same database shows it live.
+The end is one commit: the agent's status, and its cursor past the prompt. Run again
+with the same name after the process was killed, it resumes the backend session the
+log last recorded for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sisyphus_tui.agents import backend as make_backend
+from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Permissions
+from sisyphus_tui.agents.config import BrainConfig
+from sisyphus_tui.agents.runner import AgentResult, run_agent
+from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.ledger import Ledger
+from sisyphus_tui.mail import SwarmMail, registration_key
+from sisyphus_tui.stream.base import EventStore, NewEvent
+
+ROLE = "agent"
+
+
+async def last_session(store: EventStore, name: str) -> str | None:
+    """The backend session the log last recorded for ``name`` (None: none, or wiped)."""
+    ledger = Ledger()
+    offset = 0
+    while True:
+        page = await store.read(offset, 5000, types=["AGENT_SPAWNED", "AGENT_OUTPUT",
+                                                      "CONTEXT_WIPED"])
+        for event in page.events:
+            ledger.apply(event)
+        if not page.events:
+            break
+        offset = page.next_offset
+    view = ledger.agents.get(name)
+    return view.session if view is not None else None
+
+
+async def run_solo(store: EventStore, config: BrainConfig, prompt: str, workspace: Path,
+                   name: str, *, on_event: Callable[[AgentEvent], None] | None = None,
+                   ) -> AgentResult:
+    """Run ``prompt`` on the agent ``name`` (spawned with ``config`` if new), in
+    ``workspace`` (an absolute, resolved path); returns how it ended
+    (AgentUnavailable if it cannot start)."""
+    backend = make_backend(config.backend)
+    mail = SwarmMail(store)
+    await store.append_many([
+        {"type": "AGENT_SPAWNED", "actor": "human", "key": f"spawn:{name}",
+         "payload": {"agent": name, "role": ROLE, "skill": None, "parent": None,
+                     "thinking": config.thinking or "off", "brain": config.backend,
+                     "brain_config": config.record()}},
+        {"type": "AGENT_REGISTERED", "actor": name, "key": registration_key(name),
+         "payload": {"agent": name, "role": ROLE}},
+    ])
+    session = await last_session(store, name)
+    message = await store.append("MESSAGE", {"kind": "task", "text": prompt, "data": {}},
+                                 actor="human", to=name)
+    sequence = 0
+
+    async def said(event: AgentEvent) -> None:
+        nonlocal sequence
+        await store.append("AGENT_OUTPUT", {
+            "agent": name, "message": message, "sequence": sequence, "kind": event.kind,
+            "text": event.text, "data": event.data, "raw": event.raw},
+            actor=name, key=f"output:{name}:{message}:{sequence}")
+        sequence += 1
+        if on_event is not None:
+            on_event(event)
+
+    await store.append("STATUS_UPDATE", {"agent": name, "state": "working",
+                                         "detail": f"{config.backend}: {prompt[:80]}"},
+                       actor=name)
+    request = AgentRequest(
+        prompt=prompt, workspace=workspace, session=session, model=config.model,
+        thinking=config.thinking or "off",
+        permissions=Permissions(config.allow, config.deny), args=config.args,
+        env=dict(config.env), command=config.command,
+        state_dir=workspace / ".sisyphus" / "agents" / name, timeout_s=config.timeout_s)
+    try:
+        result = await run_agent(backend, request, said)
+    except BaseException as exc:
+        # Interrupted (or unable to start): on the record, the prompt left pending.
+        why = str(exc) if isinstance(exc, SisyphusError) else (
+            f"{type(exc).__name__}: {exc}" if str(exc) else "interrupted")
+        await _close(store, mail, name, message, None, why)
+        raise
+    await _close(store, mail, name, message, result, result.error)
+    return result
+
+
+async def _close(store: EventStore, mail: SwarmMail, name: str, message: int,
+                 result: AgentResult | None, error: str | None) -> None:
+    events: list[NewEvent | dict[str, Any]] = []
+    if result is not None and result.ok:
+        events.append(NewEvent.of("STATUS_UPDATE", {
+            "agent": name, "state": "done",
+            "detail": (result.text.strip().splitlines() or ["finished"])[0][:200]},
+            actor=name))
+        events.append(NewEvent.of("CHECKPOINT", {
+            "agent": name, "cursor": message, "step": None,
+            "state": {"session": result.session}}, actor=name))
+        await mail.ack(name, message, events=events)
+        return
+    await store.append("AGENT_FAILED", {"agent": name, "error": (error or "failed")[:1000],
+                                        "message": message}, actor=name)
