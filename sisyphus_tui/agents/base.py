@@ -165,6 +165,9 @@ class Backend(ABC):
     # Whether its stdin is closed once the turn is over (``done``): a CLI that reads
     # prompts from stdin until its end (claude's stream-json) only exits then.
     close_stdin_when_done: ClassVar[bool] = False
+    # Whether its stdin is closed once ``first_input`` is written: a CLI that reads
+    # its prompt from stdin until its end (opencode run) only starts then.
+    close_stdin_after_input: ClassVar[bool] = False
 
     def executable(self, request: AgentRequest) -> str:
         """The binary's full path: ``request.command``'s first word, else PATH

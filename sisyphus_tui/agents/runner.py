@@ -123,6 +123,8 @@ async def run_agent(backend: Backend, request: AgentRequest,
         first = backend.first_input(request)
         if first is not None:
             await child.write(first)
+            if backend.close_stdin_after_input:
+                child.close_stdin()
         done, _ = await asyncio.wait({reader, exited, finished}, timeout=request.timeout_s,
                                      return_when=asyncio.FIRST_COMPLETED)
         if not done:
