@@ -385,3 +385,16 @@ async def test_gemini_unknown_flag_exits_with_one_line(tmp_path: Path,
     assert result.error is not None and "\n" not in result.error
     assert result.error.startswith("acp: the agent exited with 1 during initialize")
     assert result.error.endswith("Unknown arguments: bogus-flag, bogusFlag")
+
+
+async def test_instructions_and_schema_are_folded_into_the_prompt(tmp_path: Path) -> None:
+    """ACP has no system prompt field: both go into the prompt's text."""
+    ws = workspace(tmp_path)
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}}
+    result, _ = await run(AgentRequest(prompt="do it", workspace=ws, instructions="Be brief.",
+                                       schema=schema, command=command("edit", tmp_path),
+                                       timeout_s=30, grace_s=1))
+    assert result.ok and result.session
+    sent = json.loads((tmp_path / f"{result.session}.json").read_text())[0]["user"]
+    assert sent.startswith("<instructions>\nBe brief.\n</instructions>\n\ndo it\n\n")
+    assert sent.endswith(json.dumps(schema))
