@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -84,10 +85,15 @@ class FakeModel:
     ``fail_status`` answers every POST with that HTTP status; ``stall`` opens the
     stream and then says nothing (until the server stops)."""
 
-    def __init__(self, protocol: Protocol, steps: list[Step] | None = None, *,
+    def __init__(self, protocol: Protocol,
+                 steps: list[Step] | Callable[[int, dict[str, Any]], Step] | None = None, *,
                  fail_status: int | None = None, stall: bool = False) -> None:
         self.protocol = protocol
-        self.steps = list(steps or [])
+        # A list is played in order; a function answers from the request itself (the
+        # step's index and the body), for a conversation that depends on the prompt.
+        self.script = steps if callable(steps) else None
+        self.steps = [] if callable(steps) else list(steps or [])
+        self._local = threading.local()
         self.fail_status = fail_status
         self.stall = stall
         self.requests: list[tuple[str, str, dict[str, Any]]] = []  # method, path, body
@@ -106,6 +112,8 @@ class FakeModel:
 
     def step(self, index: int) -> Step:
         """The scripted answer number ``index`` (0-based); past the end, ``DONE``."""
+        if self.script is not None:
+            return self.script(index, getattr(self._local, "body", {}))
         return self.steps[index] if index < len(self.steps) else DONE
 
     def posts(self) -> list[dict[str, Any]]:
@@ -159,6 +167,7 @@ class FakeModel:
                     reply.start_sse()
                     model._stop.wait()
                     return
+                model._local.body = body
                 model.protocol.handle(model, self.path, body, reply)
                 self.close_connection = True
 
