@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import inspect
 import os
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -52,7 +53,13 @@ class AgentResult:
         return self.error is None and not self.timed_out and self.stop_reason is not None
 
 
+# A CLI's colours on stderr (opencode colours its errors even on a pipe): dropped
+# from the one-line error, not shown as escapes.
+_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _last_line(text: str) -> str:
+    text = _COLOURS.sub("", text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return printable(lines[-1])[:300] if lines else ""
 
