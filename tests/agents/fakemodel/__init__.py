@@ -53,9 +53,12 @@ class Reply:
         self._h = handler
         self._streaming = False
 
-    def json(self, obj: Any, status: int = 200) -> None:
+    def json(self, obj: Any, status: int = 200,
+             headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode()
         self._h.send_response(status)
+        for name, value in (headers or {}).items():
+            self._h.send_header(name, value)
         self._h.send_header("Content-Type", "application/json")
         self._h.send_header("Content-Length", str(len(data)))
         self._h.end_headers()
@@ -82,12 +85,14 @@ class Reply:
 class FakeModel:
     """The server: ``with FakeModel(protocol, steps) as model: model.url``.
 
-    ``fail_status`` answers every POST with that HTTP status; ``stall`` opens the
-    stream and then says nothing (until the server stops)."""
+    ``fail_status`` answers every POST with that HTTP status (and ``fail_headers``:
+    e.g. a ``retry-after-ms`` a CLI honours); ``stall`` opens the stream and then
+    says nothing (until the server stops)."""
 
     def __init__(self, protocol: Protocol,
                  steps: list[Step] | Callable[[int, dict[str, Any]], Step] | None = None, *,
-                 fail_status: int | None = None, stall: bool = False) -> None:
+                 fail_status: int | None = None, stall: bool = False,
+                 fail_headers: dict[str, str] | None = None) -> None:
         self.protocol = protocol
         # A list is played in order; a function answers from the request itself (the
         # step's index and the body), for a conversation that depends on the prompt.
@@ -95,6 +100,7 @@ class FakeModel:
         self.steps = [] if callable(steps) else list(steps or [])
         self._local = threading.local()
         self.fail_status = fail_status
+        self.fail_headers = dict(fail_headers or {})
         self.stall = stall
         self.requests: list[tuple[str, str, dict[str, Any]]] = []  # method, path, body
         self._stop = threading.Event()
@@ -161,7 +167,7 @@ class FakeModel:
                     reply.json({"error": {"type": "api_error", "code": model.fail_status,
                                           "message": "the fake model server fails on purpose",
                                           "status": "INTERNAL"}},
-                               status=model.fail_status)
+                               status=model.fail_status, headers=model.fail_headers)
                     return
                 if model.stall:
                     reply.start_sse()
