@@ -436,8 +436,7 @@ async def cmd_agent(args: argparse.Namespace) -> int:
     async def body(store: EventStore) -> int:
         result = await run_solo(store, config, args.prompt, workspace, name, on_event=show)
         if result.ok:
-            for line in printable_lines(result.text):
-                _emit_line(line)
+            _emit_line(printable_lines(result.text.rstrip("\n")))
             return 0
         print(f"sisyphus: {name}: {printable(result.error or 'failed')}", file=sys.stderr)
         return EXIT_AGENT_FAILED

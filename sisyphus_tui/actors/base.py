@@ -267,6 +267,8 @@ class Turn:
 IGNORED_DIRS = frozenset({".sisyphus", ".git", ".hg", ".svn", "__pycache__", ".pytest_cache",
                           ".mypy_cache", ".ruff_cache", ".venv", "venv", "node_modules",
                           ".tox", ".nox"})
+# ... and the ledger the swarm itself writes into the workspace (its temp files too).
+IGNORED_FILE_PREFIXES = ("SISYPHUS_LEDGER.md", ".SISYPHUS_LEDGER.md.")
 
 
 def workspace_hashes(root: Path) -> dict[str, str]:
@@ -276,6 +278,8 @@ def workspace_hashes(root: Path) -> dict[str, str]:
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
         for name in files:
+            if folder == str(root) and name.startswith(IGNORED_FILE_PREFIXES):
+                continue
             path = Path(folder, name)
             try:
                 if not stat.S_ISREG(os.lstat(path).st_mode):

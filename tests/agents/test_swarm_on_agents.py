@@ -1,0 +1,243 @@
+"""The swarm on real coding agents: ``sisyphus run`` on a small repository with a failing
+test, every role on the real ``claude`` CLI (pinned) against a fake Anthropic API that
+plans, reviews and edits as a model would, ends with the tests green; ``sisyphus agent``
+runs one prompt into the log and, killed mid-turn, resumes its session; the scripted
+brain is refused on a goal that is not the demo's, before a file is touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agents.fakemodel import DONE, FakeModel, Step
+from tests.agents.fakemodel.anthropic import Anthropic
+
+GOAL = "fix the failing test of calc.add"
+PLAN = {"approach": "correct the operator in calc.add", "summary": "add adds",
+        "tags": ["bugfix"],
+        "steps": [{"title": "Make calc.add return the sum",
+                   "test": "tests/test_calc.py::test_add", "files": ["calc.py"]}]}
+APPROVE = {"verdict": "approve", "reasons": ["one small step, with its test"],
+           "precedents": []}
+
+
+def last_user_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The content blocks of the request's last user message."""
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return [{"type": "text", "text": content}]
+            return [b for b in content or [] if isinstance(b, dict)]
+    return []
+
+
+def last_tool(body: dict[str, Any]) -> str | None:
+    """The tool the model called last in this conversation."""
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "assistant" and isinstance(message.get("content"), list):
+            for block in reversed(message["content"]):
+                if isinstance(block, dict) and block.get("type") == "tool_use":
+                    return str(block.get("name"))
+    return None
+
+
+def model_of_the_swarm(index: int, body: dict[str, Any]) -> Step:
+    """What a model would answer each role's prompt with (the prompt says which)."""
+    blocks = last_user_blocks(body)
+    if any(b.get("type") == "tool_result" for b in blocks):
+        if last_tool(body) == "Read":  # (Claude Code edits only a file it has read)
+            return Step(tool="edit", args={"path": "calc.py", "old": "a - b",
+                                           "new": "a + b"})
+        return DONE  # the tool ran: the turn is over
+    prompt = "\n".join(str(b.get("text", "")) for b in blocks)
+    if "write the plan" in prompt:
+        return Step(tool="StructuredOutput", args=PLAN)
+    if "Review this plan" in prompt:
+        return Step(tool="StructuredOutput", args=APPROVE)
+    if "TEST half" in prompt:
+        return Step(text="tests/test_calc.py::test_add already proves it, and fails now.")
+    if "Now make" in prompt:
+        return Step(tool="read", args={"path": "calc.py"})
+    if "Your task" in prompt:  # the researcher
+        return Step(tool="StructuredOutput", args={"text": "calc.add subtracts",
+                                                   "data": {}})
+    return DONE
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A small repository whose one test fails."""
+    root = tmp_path / "repo"
+    (root / "tests").mkdir(parents=True)
+    (root / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (root / "tests" / "test_calc.py").write_text(
+        "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    (root / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
+    return root
+
+
+def sisyphus(*args: str, env: dict[str, str], cwd: Path,
+             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The real command, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "sisyphus_tui", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def claude_env(agent_env: dict[str, str], model: FakeModel) -> dict[str, str]:
+    return {**os.environ, **agent_env, "ANTHROPIC_BASE_URL": model.url,
+            "ANTHROPIC_API_KEY": "sk-fake", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def events_of(db: Path) -> list[tuple[int, str, str | None, dict[str, Any]]]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT offset, type, actor, payload FROM events "
+                            "ORDER BY offset").fetchall()
+    return [(o, t, a, json.loads(p)) for o, t, a, p in rows]
+
+
+def test_a_run_on_claude_ends_with_the_tests_green(repo: Path, tmp_path: Path,
+                                                    agent_env: dict[str, str]) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"gates": [
+        {"name": "tests", "argv": ["{python}", "-m", "pytest", "-q", "-p",
+                                   "no:cacheprovider"]}]}))
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), model_of_the_swarm) as model:
+        done = sisyphus("run", "--headless", "--db", str(db), "--workspace", str(repo),
+                        "--goal", GOAL, "--spec", str(spec), "--brain", "claude",
+                        env=claude_env(agent_env, model), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    green = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                           cwd=repo, capture_output=True, text=True)
+    assert green.returncode == 0, green.stdout
+    events = events_of(db)
+    types = [t for _, t, _, _ in events]
+    # Red before green, both run by the swarm; the gate passed.
+    assert types.index("TEST_FAIL") < types.index("TEST_PASS")
+    gates = [p for _, t, _, p in events if t == "GATE_RESULT"]
+    assert [g["passed"] for g in gates] == [True]
+    # The edit as the files show it, not as the agent told it.
+    edits = [p for _, t, _, p in events if t == "FILE_EDIT"]
+    assert [(e["path"], e["how"], e["step"]) for e in edits] == [("calc.py", "observed", 1)]
+    assert edits[0]["before_sha256"] != edits[0]["after_sha256"]
+    # Every role thought with claude, in a session of its own, streamed into the log.
+    spawned = {p["agent"]: p["brain"] for _, t, _, p in events if t == "AGENT_SPAWNED"}
+    assert {spawned[r] for r in ("planner", "validator", "executor")} == {"claude"}
+    outputs = [(a, p) for _, t, a, p in events if t == "AGENT_OUTPUT"]
+    sessions = {a: p["data"]["session_id"] for a, p in outputs if p["kind"] == "session"}
+    assert {"planner", "validator", "executor"} <= sessions.keys()
+    assert len(set(sessions.values())) == len(sessions)  # isolated contexts
+    tool_calls = [p["data"]["name"] for a, p in outputs
+                  if a == "executor" and p["kind"] == "tool_call"]
+    assert "Edit" in tool_calls
+    assert any(p["kind"] == "usage" and p["data"].get("input_tokens") for _, p in outputs)
+    # The plan in the log is the one the planner's agent answered with.
+    steps = [p["title"] for _, t, _, p in events if t == "PLAN_STEP"]
+    assert steps == ["Make calc.add return the sum"]
+
+
+def test_run_refuses_the_scripted_brain_on_a_users_goal(repo: Path, tmp_path: Path) -> None:
+    before = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*"))
+    db = tmp_path / "swarm.db"
+    refused = sisyphus("run", "--headless", "--db", str(db), "--workspace", str(repo),
+                       "--goal", GOAL, env=dict(os.environ), cwd=tmp_path)
+    assert refused.returncode == 2
+    line = refused.stderr.strip()
+    assert "\n" not in line and "scripted brain only plays the demo" in line
+    assert "--brain claude" in line and "config.toml" in line
+    assert sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*")) == before
+    assert not db.exists() or not [e for e in events_of(db) if e[1] == "TASK_INIT"]
+
+
+def test_agent_prints_its_answer_and_logs_every_event(repo: Path, tmp_path: Path,
+                                                      agent_env: dict[str, str]) -> None:
+    steps = [Step(tool="read", args={"path": "calc.py"}),
+             Step(text="calc.add subtracts: it returns a - b.")]
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), steps) as model:
+        done = sisyphus("agent", "claude", "What does calc.add do?", "--workspace",
+                        str(repo), "--db", str(db), "--name", "asker",
+                        env=claude_env(agent_env, model), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "calc.add subtracts: it returns a - b.\n"
+    events = events_of(db)
+    kinds = [p["kind"] for _, t, _, p in events if t == "AGENT_OUTPUT"]
+    assert kinds[0] == "session" and kinds[-1] == "finished"
+    assert {"tool_call", "tool_result", "text", "usage"} <= set(kinds)
+    spawned = [p for _, t, _, p in events if t == "AGENT_SPAWNED"]
+    assert spawned[0]["agent"] == "asker" and spawned[0]["brain"] == "claude"
+    with sqlite3.connect(db) as conn:
+        cursor = conn.execute("SELECT position FROM cursors WHERE agent = 'asker'").fetchone()
+    task = [o for o, t, _, p in events if t == "MESSAGE"][0]
+    assert cursor == (task,)  # the prompt is handled: the cursor is past it
+
+
+def processes_in(folder: Path) -> list[int]:
+    """The pids of the processes whose working directory is ``folder``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == folder:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_agent_killed_mid_turn_resumes_its_session(repo: Path, tmp_path: Path,
+                                                    agent_env: dict[str, str]) -> None:
+    asked = threading.Event()
+    release = threading.Event()
+
+    def script(index: int, body: dict[str, Any]) -> Step:
+        if index == 0:
+            return Step(tool="read", args={"path": "calc.py"})
+        if "still there?" not in json.dumps(body["messages"][-1]):
+            asked.set()
+            release.wait(60)  # the turn is still thinking when the host is killed
+        return Step(text="Yes: calc.add still subtracts.")
+
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), script) as model:
+        env = claude_env(agent_env, model)
+        first = subprocess.Popen([sys.executable, "-m", "sisyphus_tui", "agent", "claude",
+                                  "What does calc.add do?", "--workspace", str(repo),
+                                  "--db", str(db), "--name", "asker"],
+                                 cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+        try:
+            assert asked.wait(120), "the agent never reached its second model call"
+            first.send_signal(signal.SIGKILL)
+            first.wait(30)
+        finally:
+            for pid in processes_in(repo.resolve()):  # the orphaned CLI
+                os.kill(pid, signal.SIGKILL)
+            release.set()
+        killed = events_of(db)
+        sessions = [p["data"]["session_id"] for _, t, _, p in killed
+                    if t == "AGENT_OUTPUT" and p["kind"] == "session"]
+        assert len(sessions) == 1
+        again = sisyphus("agent", "claude", "still there?", "--workspace", str(repo),
+                         "--db", str(db), "--name", "asker", env=env, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == "Yes: calc.add still subtracts.\n"
+        resumed = model.posts()[-1]
+    # The second run's model call holds the first conversation: its session resumed.
+    history = json.dumps(resumed["messages"])
+    assert "What does calc.add do?" in history and "still there?" in history
+    after = events_of(db)
+    later = [p["data"]["session_id"] for o, t, _, p in after
+             if t == "AGENT_OUTPUT" and p["kind"] == "session" and o > killed[-1][0]]
+    assert later == [sessions[0]]
