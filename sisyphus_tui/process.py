@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import inspect
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 OUTPUT_TAIL_CHARS = 2000
 MAX_LINE_BYTES = 1 << 20
@@ -95,17 +98,20 @@ class Child:
     @classmethod
     async def start(cls, argv: Sequence[str], cwd: Path, *,
                     env: Mapping[str, str] | None = None, stdin: bool = False,
-                    merge_stderr: bool = True,
+                    merge_stderr: bool = True, die_with_parent: bool = False,
                     max_line_bytes: int = MAX_LINE_BYTES) -> Child:
         """Start ``argv`` (OSError if it cannot be run). With ``stdin`` the child reads
         a pipe (``write``, ``close_stdin``), else /dev/null; with ``merge_stderr`` its
-        stderr joins stdout, else ``stderr_lines`` reads it."""
+        stderr joins stdout, else ``lines(stderr=True)`` reads it. With
+        ``die_with_parent`` (Linux) the kernel kills it if this process dies first (a
+        host killed with SIGKILL leaves no coding agent editing the workspace)."""
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, env=dict(env) if env is not None else None,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
-            start_new_session=True)
+            start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent and _PRCTL is not None else None)
         return cls(proc, tuple(argv), max_line_bytes)
 
     async def __aenter__(self) -> Child:
@@ -257,6 +263,24 @@ class Tail:
     def text(self) -> str:
         text = "\n".join(self._lines)
         return text + "\n" if text and not text.endswith("\n") else text
+
+
+def _load_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the parent dies."""
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 async def _exit_of(proc: asyncio.subprocess.Process) -> None:

@@ -127,7 +127,8 @@ class AcpBackend(Backend):
         env = {**os.environ, **self.environment(request), **request.env}
         try:
             child = await Child.start(argv, request.workspace, env=env, stdin=True,
-                                      merge_stderr=False, max_line_bytes=MAX_MESSAGE_BYTES)
+                                      merge_stderr=False, max_line_bytes=MAX_MESSAGE_BYTES,
+                                      die_with_parent=True)
         except OSError as exc:
             raise AgentUnavailable(f"acp: cannot run {argv[0]!r}: {exc.strerror}") from None
         run = _Run(request, child, on_event)

@@ -77,7 +77,7 @@ async def run_agent(backend: Backend, request: AgentRequest,
     env = {**os.environ, **backend.environment(request), **request.env}
     try:
         child = await Child.start(argv, request.workspace, env=env, stdin=backend.stdin,
-                                  merge_stderr=False)
+                                  merge_stderr=False, die_with_parent=True)
     except OSError as exc:
         raise AgentUnavailable(f"{backend.name}: cannot run {executable!r}: "
                                f"{exc.strerror}") from None

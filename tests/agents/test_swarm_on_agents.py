@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -219,10 +220,16 @@ def test_agent_killed_mid_turn_resumes_its_session(repo: Path, tmp_path: Path,
                                  stderr=subprocess.PIPE)
         try:
             assert asked.wait(120), "the agent never reached its second model call"
+            assert processes_in(repo.resolve()), "the agent's CLI is not running"
             first.send_signal(signal.SIGKILL)
             first.wait(30)
+            # The CLI dies with its host: nothing goes on editing the workspace.
+            deadline = time.monotonic() + 30
+            while processes_in(repo.resolve()) and time.monotonic() < deadline:
+                time.sleep(0.05)  # (polling a condition: /proc has no event for it)
+            assert processes_in(repo.resolve()) == []
         finally:
-            for pid in processes_in(repo.resolve()):  # the orphaned CLI
+            for pid in processes_in(repo.resolve()):
                 os.kill(pid, signal.SIGKILL)
             release.set()
         killed = events_of(db)
