@@ -183,7 +183,8 @@ class Backend(ABC):
 
     @abstractmethod
     def argv(self, request: AgentRequest) -> list[str]:
-        """The command line (the executable first) for one prompt."""
+        """The arguments for one prompt (``run_agent`` puts the executable, and the rest
+        of ``request.command``, before them)."""
 
     def environment(self, request: AgentRequest) -> dict[str, str]:
         """The variables it gets beyond the inherited ones and the request's own (turn
