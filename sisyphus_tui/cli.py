@@ -302,6 +302,24 @@ def _refuse_scripted(config: RunConfig, goal: str, workspace: Path) -> None:
             f"acp), or a [brain] table in {workspace / CONFIG_FILE}")
 
 
+def _check_backends(config: RunConfig, workspace: Path) -> None:
+    """Refuse, before anything is written, a run whose agents cannot start: a missing
+    binary, or an ACP agent without its command (AgentUnavailable names it)."""
+    from sisyphus_tui.agents import backend
+    from sisyphus_tui.agents.base import AgentRequest
+    from sisyphus_tui.agents.config import ROLES_CONFIGURED
+
+    for role in ROLES_CONFIGURED:
+        brain = config.for_role(role)
+        if brain.backend == "scripted":
+            continue
+        if brain.backend == "acp" and not brain.command:
+            raise SisyphusError(f"the {role}'s acp brain needs its command: command = "
+                                "['opencode', 'acp'] in .sisyphus/config.toml")
+        backend(brain.backend).executable(AgentRequest(
+            prompt="", workspace=workspace, env=dict(brain.env), command=brain.command))
+
+
 async def _run_swarm(store: EventStore, workspace: Path, args: argparse.Namespace,
                      lease: HostLease, config: RunConfig) -> int:
     from sisyphus_tui.runtime import Swarm
@@ -350,6 +368,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     _triggers(args.wipe)  # refuse a bad --wipe before anything is written
 
     config = _run_config(args, workspace)
+    _check_backends(config, workspace)
 
     async def body(store: EventStore) -> int:
         # The lease first: a second host is refused before it touches the workspace.
@@ -385,6 +404,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 workspace = Path(args.workspace or args.cwd)
                 config = _run_config(args, workspace)
                 _refuse_scripted(config, args.goal, workspace)
+                _check_backends(config, workspace)
                 await start_task(store, workspace, args.goal, spec)
             else:
                 own = task_workspace(task)
@@ -392,6 +412,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 check_workspace(task, workspace)
                 config = _run_config(args, workspace)
                 _refuse_scripted(config, str(task.payload.get("goal", "")), workspace)
+                _check_backends(config, workspace)
             return await _run_swarm(store, workspace, args, lease, config)
 
     return await _with_store(args, body, create=True)
@@ -711,6 +732,7 @@ async def _tui(args: argparse.Namespace) -> int:
             spec = load_spec_file(Path(args.spec)) if args.spec else None
             workspace = Path(args.workspace)
             config = _run_config(args, workspace)
+            _check_backends(config, workspace)
             lease = await stack.enter_async_context(await store.host_lease())
             await prepare_demo(store, workspace, spec)
             host = Swarm(store, workspace, speed=args.speed, stale_after_s=args.stale_after,

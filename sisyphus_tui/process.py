@@ -103,8 +103,9 @@ class Child:
         """Start ``argv`` (OSError if it cannot be run). With ``stdin`` the child reads
         a pipe (``write``, ``close_stdin``), else /dev/null; with ``merge_stderr`` its
         stderr joins stdout, else ``lines(stderr=True)`` reads it. With
-        ``die_with_parent`` (Linux) the kernel kills it if this process dies first (a
-        host killed with SIGKILL leaves no coding agent editing the workspace)."""
+        ``die_with_parent`` (Linux) the kernel ends it (SIGTERM) if this process dies
+        first (a host killed with SIGKILL leaves no coding agent editing the
+        workspace)."""
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, env=dict(env) if env is not None else None,
             stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
@@ -279,8 +280,9 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the parent dies."""
-    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    """In the child, before exec: SIGTERM when the parent dies (not SIGKILL: an agent
+    CLI then saves its session on the way out, so the next host can resume it)."""
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def _exit_of(proc: asyncio.subprocess.Process) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from sisyphus_tui.agents import backend as make_backend
 from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Backend, Permissions
 from sisyphus_tui.agents.config import BrainConfig
-from sisyphus_tui.agents.runner import AgentResult, run_agent
+from sisyphus_tui.agents.runner import AgentResult, run_resuming
 from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.brains.decisions import DECISIONS
 from sisyphus_tui.errors import SisyphusError
@@ -65,7 +65,7 @@ class AgentBrain(Brain):
             if thought.say is not None:
                 await thought.say(event.kind, event.text, event.data, event.raw)
 
-        result = await run_agent(self.backend, request, said)
+        result = await run_resuming(self.backend, request, said)
         self.turns += 1
         if result.session:
             self.session = result.session

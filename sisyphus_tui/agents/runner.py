@@ -173,3 +173,31 @@ async def run_agent(backend: Backend, request: AgentRequest,
     return AgentResult(backend.name, code, parser.session, parser.answer(),
                        parser.stop_reason, parser.usage, error, timed_out,
                        time.perf_counter() - start, stderr.text(), count)
+
+
+ACTED = ("text", "thinking", "tool_call", "tool_result", "permission")
+
+
+async def run_resuming(backend: Backend, request: AgentRequest,
+                       on_event: EventHandler | None = None) -> AgentResult:
+    """``run_agent``; and if resuming ``request.session`` failed before the agent did
+    anything (the session is gone: another HOME, a cleared store, a host killed before
+    the CLI saved it), once more in a new session, saying so in an ``error`` event. A
+    run is never stuck on a session that cannot come back."""
+    acted = False
+
+    async def say(event: AgentEvent) -> None:
+        nonlocal acted
+        acted = acted or event.kind in ACTED
+        if on_event is not None:
+            result = on_event(event)
+            if inspect.isawaitable(result):
+                await result
+
+    result = await run_agent(backend, request, say)
+    if request.session is None or result.ok or acted or result.timed_out:
+        return result
+    await say(AgentEvent("error", f"could not resume session {request.session} "
+                                  f"({result.error}): starting a new session",
+                         {"session_id": request.session, "resumed": False}))
+    return await run_agent(backend, replace(request, session=None), on_event)

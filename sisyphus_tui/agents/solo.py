@@ -17,7 +17,7 @@ from typing import Any
 from sisyphus_tui.agents import backend as make_backend
 from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Permissions
 from sisyphus_tui.agents.config import BrainConfig
-from sisyphus_tui.agents.runner import AgentResult, run_agent
+from sisyphus_tui.agents.runner import AgentResult, run_resuming
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.ledger import Ledger
 from sisyphus_tui.mail import SwarmMail, registration_key
@@ -83,7 +83,7 @@ async def run_solo(store: EventStore, config: BrainConfig, prompt: str, workspac
         env=dict(config.env), command=config.command,
         state_dir=workspace / ".sisyphus" / "agents" / name, timeout_s=config.timeout_s)
     try:
-        result = await run_agent(backend, request, said)
+        result = await run_resuming(backend, request, said)
     except BaseException as exc:
         # Interrupted (or unable to start): on the record, the prompt left pending.
         why = str(exc) if isinstance(exc, SisyphusError) else (

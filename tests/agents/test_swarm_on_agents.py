@@ -248,3 +248,40 @@ def test_agent_killed_mid_turn_resumes_its_session(repo: Path, tmp_path: Path,
     later = [p["data"]["session_id"] for o, t, _, p in after
              if t == "AGENT_OUTPUT" and p["kind"] == "session" and o > killed[-1][0]]
     assert later == [sessions[0]]
+
+
+def test_run_refuses_an_agent_that_is_not_installed(repo: Path, tmp_path: Path) -> None:
+    before = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*"))
+    db = tmp_path / "swarm.db"
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
+    refused = sisyphus("run", "--headless", "--db", str(db), "--workspace", str(repo),
+                       "--goal", GOAL, "--brain", "codex", env=env, cwd=tmp_path)
+    assert refused.returncode == 2
+    assert refused.stderr == ("sisyphus: error: codex: 'codex' is not installed or not on "
+                              "PATH (install @openai/codex)\n")
+    assert sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*")) == before
+
+
+def test_a_session_that_cannot_come_back_is_started_afresh(repo: Path, tmp_path: Path,
+                                                          agent_env: dict[str, str]) -> None:
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), [Step(text="first answer")]) as model:
+        env = claude_env(agent_env, model)
+        first = sisyphus("agent", "claude", "the first prompt", "--workspace", str(repo),
+                         "--db", str(db), env=env, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        # The CLI's own session store is gone (another HOME, a cleanup).
+        store = Path(agent_env["HOME"]) / ".claude" / "projects"
+        assert store.is_dir()
+        subprocess.run(["rm", "-rf", str(store)], check=True)
+        again = sisyphus("agent", "claude", "the second prompt", "--workspace", str(repo),
+                         "--db", str(db), env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == "first answer\n"  # a new conversation: the model's first step
+    assert "the first prompt" not in json.dumps(model.posts()[-1]["messages"])
+    outputs = [p for _, t, _, p in events_of(db) if t == "AGENT_OUTPUT"]
+    sessions = [p["data"]["session_id"] for p in outputs if p["kind"] == "session"]
+    assert len(sessions) == 2 and sessions[0] != sessions[1]
+    said = [p["text"] for p in outputs if p["kind"] == "error"]
+    assert any(f"could not resume session {sessions[0]}" in text
+               and "starting a new session" in text for text in said)
