@@ -21,6 +21,7 @@ import pytest
 
 from tests.agents.fakemodel import DONE, FakeModel, Step
 from tests.agents.fakemodel.anthropic import Anthropic
+from tests.agents.fakemodel.openai_chat import OpenAIChat
 
 GOAL = "fix the failing test of calc.add"
 PLAN = {"approach": "correct the operator in calc.add", "summary": "add adds",
@@ -285,3 +286,60 @@ def test_a_session_that_cannot_come_back_is_started_afresh(repo: Path, tmp_path:
     said = [p["text"] for p in outputs if p["kind"] == "error"]
     assert any(f"could not resume session {sessions[0]}" in text
                and "starting a new session" in text for text in said)
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    """The text of a chat-completions request's last user message."""
+    for message in reversed(body.get("messages") or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return "\n".join(str(part.get("text", "")) for part in content
+                                 if isinstance(part, dict))
+            return str(content)
+    return ""
+
+
+def sloppy_reviewer(index: int, body: dict[str, Any]) -> Step:
+    """A validator that first answers in prose, and in JSON once told what was wrong."""
+    if "could not be used" in last_user_text(body):
+        return Step(text=json.dumps(APPROVE))
+    return Step(text="Looks fine to me, ship it!")
+
+
+def test_roles_on_two_backends_and_a_malformed_answer_asked_again(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"gates": []}))
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), model_of_the_swarm) as claude_model, \
+            FakeModel(OpenAIChat(), sloppy_reviewer) as opencode_model:
+        (repo / ".sisyphus").mkdir()
+        (repo / ".sisyphus" / "config.toml").write_text(
+            '[brain]\nbackend = "claude"\n\n'
+            '[roles.validator]\nbackend = "opencode"\nmodel = "fake/fake-model"\n')
+        (repo / "opencode.json").write_text(json.dumps({"provider": {"fake": {
+            "npm": "@ai-sdk/openai-compatible", "name": "Fake",
+            "options": {"baseURL": f"{opencode_model.url}/v1", "apiKey": "fake-key"},
+            "models": {"fake-model": {"name": "Fake model"}}}}}))
+        done = sisyphus("run", "--headless", "--db", str(db), "--workspace", str(repo),
+                        "--goal", GOAL, "--spec", str(spec),
+                        env=claude_env(agent_env, claude_model), cwd=tmp_path)
+        reviews = [b for b in opencode_model.posts() if b.get("tools")]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    events = events_of(db)
+    spawned = {p["agent"]: p["brain"] for _, t, _, p in events if t == "AGENT_SPAWNED"}
+    assert (spawned["planner"], spawned["validator"], spawned["executor"]) == (
+        "claude", "opencode", "claude")
+    # The prose answer was sent back once, naming the missing field, in the same
+    # session: the second request holds the first answer.
+    assert len(reviews) == 2
+    again = last_user_text(reviews[1])
+    assert "could not be used" in again and "verdict" in again
+    assert "Looks fine to me, ship it!" in json.dumps(reviews[1]["messages"])
+    verdicts = [p["verdict"] for _, t, _, p in events if t == "REVIEW"]
+    assert verdicts == ["approve"]
+    sessions = [p["data"]["session_id"] for _, t, a, p in events
+                if t == "AGENT_OUTPUT" and a == "validator" and p["kind"] == "session"]
+    assert len(set(sessions)) == 1
