@@ -21,6 +21,20 @@ BACKENDS: dict[str, str] = {
 }
 
 
+# The CLI versions the tests run (tests/agents/npm): an older one may lack a flag or an
+# event the backend relies on, and doctor says so.
+TESTED = {"claude": "2.1.197", "codex": "0.171.0", "gemini": "0.61.0",
+          "opencode": "1.18.33"}
+
+
+def version_tuple(text: str) -> tuple[int, ...] | None:
+    """The first dotted version number in ``text`` (``codex-cli 0.171.0`` -> (0, 171, 0))."""
+    import re
+
+    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(part) for part in found.groups() if part is not None) if found else None
+
+
 def backend(name: str) -> Backend:
     """A backend by name (SisyphusError naming the known ones if there is none)."""
     target = BACKENDS.get(name)
@@ -54,4 +68,8 @@ async def installed(name: str, env: dict[str, str] | None = None) -> tuple[str |
     if not result.ok:
         return path, f"installed, but `{made.binary} --version` failed: " + (
             lines[-1][:200] if lines else f"exit {result.exit_code}")
-    return path, lines[-1][:100] if lines else "?"
+    version = lines[-1][:100] if lines else "?"
+    seen, tested = version_tuple(version), TESTED.get(name)
+    if seen is not None and tested is not None and seen < (version_tuple(tested) or ()):
+        version += f"; older than the tested {tested}: it may lack what sisyphus uses"
+    return path, version

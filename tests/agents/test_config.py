@@ -139,3 +139,18 @@ def test_doctor_lists_every_backend(tmp_path: Path, cli_bin: Path) -> None:
     missing = sisyphus("doctor", "--db", str(tmp_path / "swarm.db"), cwd=tmp_path, env=bare)
     assert "backend claude: not installed: no 'claude' on PATH (install " \
            "@anthropic-ai/claude-code)" in missing.stdout
+
+
+def test_doctor_says_when_a_cli_is_older_than_the_tested_one(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    old = bin_dir / "claude"
+    old.write_text("#!/bin/sh\necho '1.0.3 (Claude Code)'\n")
+    old.chmod(0o755)
+    subprocess.run([sys.executable, "-m", "sisyphus_tui", "init", "--db",
+                    str(tmp_path / "swarm.db")], check=True, capture_output=True)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin"}
+    found = sisyphus("doctor", "--db", str(tmp_path / "swarm.db"), cwd=tmp_path, env=env)
+    line = next(x for x in found.stdout.splitlines() if x.startswith("backend claude:"))
+    assert line == (f"backend claude: {old} (1.0.3 (Claude Code); older than the tested "
+                    "2.1.197: it may lack what sisyphus uses)")
