@@ -84,7 +84,9 @@ class AgentBrain(Brain):
         return AgentRequest(
             prompt=prompt_for(thought), workspace=thought.workspace, session=session,
             instructions=thought.instructions, model=self.config.model, thinking=thinking,
-            schema=schema, permissions=Permissions(self.config.allow, self.config.deny),
+            schema=schema, permissions=Permissions(
+                # A skill's tools are its agent's, beyond editing the workspace.
+                (*self.config.allow, *thought.tools), self.config.deny),
             args=self.config.args, env=dict(self.config.env), command=self.config.command,
             state_dir=state_dir,
             timeout_s=thought.timeout_s or self.config.timeout_s)
