@@ -224,6 +224,12 @@ class Backend(ABC):
         whole request here and returns its result; None: ``run_agent`` reads lines."""
         return None
 
+    def exit_line(self, stderr: str) -> str | None:
+        """The line of its stderr (its first lines, then its last) that says why it
+        exited non-zero (None: the runner takes the last line; but a CLI may print its
+        usage after the error)."""
+        return None
+
     def version_argv(self) -> list[str]:
         """The arguments that print its version."""
         return ["--version"]

@@ -83,6 +83,7 @@ async def run_agent(backend: Backend, request: AgentRequest,
                                f"{exc.strerror}") from None
     parser = backend.parser_for(request)
     stderr = Tail(4000)
+    stderr_head: list[str] = []  # its first lines: an error a long usage text follows
     over = asyncio.Event()
     count = 0
 
@@ -111,6 +112,8 @@ async def run_agent(backend: Backend, request: AgentRequest,
     async def drain_stderr() -> None:
         async for line in child.lines(stderr=True):
             stderr.add(line)
+            if len(stderr_head) < 10:
+                stderr_head.append(line[:1000])
 
     async def cancel() -> None:
         steps: list[tuple[int, float]] = [(signal.SIGINT, request.grace_s)]
@@ -164,7 +167,8 @@ async def run_agent(backend: Backend, request: AgentRequest,
     if timed_out:
         error = f"{backend.name} timed out after {request.timeout_s:g}s"
     elif code != 0 and parser.stop_reason is None and error is None:
-        said = _last_line(stderr.text())
+        chosen = backend.exit_line("\n".join(stderr_head) + "\n" + stderr.text())
+        said = printable(chosen.strip())[:300] if chosen else _last_line(stderr.text())
         error = f"{backend.name} exited with {code}" + (f": {said}" if said else "")
     elif parser.stop_reason is None and error is None:
         error = f"{backend.name} ended without finishing its turn"
