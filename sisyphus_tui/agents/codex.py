@@ -11,8 +11,8 @@ The events (0.171.0): ``thread.started{thread_id}``, ``turn.started``,
 The policy: approval ``never`` (exec mode cannot ask; ``untrusted`` aborts), sandbox
 ``workspace-write`` (commands may write inside the workspace and the temp folders, not
 elsewhere, no network; measured to hold in this container: a write outside fails with
-"Read-only file system"). ``Permissions`` add to that: ``network`` allowed opens the
-sandbox's network, ``web_search`` denied turns the search tool off.
+"Read-only file system"). ``Permissions`` add to that, denied by default: ``network``
+opens the sandbox's network, ``web_search`` keeps Codex's search tool.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sisyphus_tui.agents.base import AgentEvent, AgentRequest, AgentUnavailable
+from sisyphus_tui.agents.base import AgentEvent, AgentRequest, AgentUnavailable, Permissions
 from sisyphus_tui.agents.codex import CodexBackend
 from sisyphus_tui.agents.runner import AgentResult, run_agent
 from tests.agents.fakemodel import FakeModel, Step
@@ -173,6 +173,22 @@ async def test_the_sandbox_keeps_commands_inside_the_workspace(
     assert not outside.exists()
     output = next(event for event in events if event.kind == "tool_result")
     assert "Read-only file system" in output.text and "status=1" in output.text
+
+
+@pytest.mark.parametrize(("allow", "network", "search"), [
+    ((), "Network access is restricted", False),  # denied by default
+    (("network", "web_search"), "Network access is enabled", True),
+])
+async def test_permissions_open_the_network_and_the_search_tool(
+        tmp_path: Path, agent_env: dict[str, str], allow: tuple[str, ...], network: str,
+        search: bool) -> None:
+    with FakeModel(OpenAIResponses(), [Step(text="ok")]) as model:
+        env = configure(agent_env, model.url)
+        result, _ = await run(request(tmp_path, env, permissions=Permissions(allow=allow)))
+        body = model.posts()[0]
+    assert result.ok, result
+    assert network in json.dumps(body["input"])
+    assert any(tool.get("type") == "web_search" for tool in body["tools"]) is search
 
 
 async def test_resume_continues_the_thread(tmp_path: Path,
