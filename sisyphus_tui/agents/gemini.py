@@ -99,7 +99,11 @@ def policy_toml(permissions: Permissions) -> str:
 
 
 def api_error_line(message: str) -> str:
-    """The CLI's ``[API Error: {json}]`` as one readable line."""
+    """The CLI's ``[API Error: {json}]`` as one readable line (bounded)."""
+    return _api_error_line(message)[:300]
+
+
+def _api_error_line(message: str) -> str:
     found = API_ERROR_RE.match(message.strip())
     if found is None:
         return " ".join(message.split())
@@ -179,7 +183,7 @@ class GeminiParser(Parser):
         elif kind == "tool_result":
             events += self._tool_result(obj)
         elif kind == "error":
-            message = " ".join(str(obj.get("message") or "").split())
+            message = " ".join(str(obj.get("message") or "").split())[:300]
             if obj.get("severity") == "error":
                 events.append(AgentEvent("error", f"gemini: {message}"))
             else:

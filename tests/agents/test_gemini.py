@@ -152,8 +152,12 @@ async def test_resume_continues_the_session(workspace: Path,
     assert "Which number was it?" in history
     # One model turn in its history: the fake answered its second step (DONE).
     assert second.text == "Done."
-    paths = [path for method, path, _ in model.requests if method == "POST"]
-    assert any(":generateContent" in p for p in paths)  # the routing calls
+    routing = [path for method, path, body in model.requests[posts_before:]
+               if method == "POST" and ":generateContent" in path]
+    assert len(routing) == 1
+    # The turn's usage counts every call of it, the routing call (10 + 1) included.
+    usage = next(e for e in events if e.kind == "usage").data
+    assert (usage["input_tokens"], usage["output_tokens"]) == (120 + 10, 30 + 1)
 
 
 async def test_resume_of_an_unknown_session(workspace: Path,
@@ -419,3 +423,29 @@ def test_parser_joins_deltas_and_keeps_the_unknown() -> None:
     assert events[3].data["reason"] == "unknown type 'telepathy'"
     assert parser.answer() == "Hello." and parser.texts == ["Hello."]
     assert parser.error is None
+
+
+async def test_writes_outside_the_workspace_and_policy_denials(
+        workspace: Path, tmp_path: Path, gemini_env: dict[str, str]) -> None:
+    outside = tmp_path / "outside.txt"
+    # A rule of the user's own, through request.args: its --policy adds to ours.
+    rules = tmp_path / "no-secrets.toml"
+    rules.write_text('[[rule]]\ntoolName = "write_file"\nargsPattern = "secret"\n'
+                     'decision = "deny"\npriority = 950\ndenyMessage = "no secrets"\n')
+    steps = [Step(tool="write", args={"path": str(outside), "content": "escaped\n"}),
+             Step(tool="write", args={"path": "secret.txt", "content": "s3cret\n"}),
+             Step(text="Both refused.")]
+    with FakeModel(Gemini(), steps) as model:
+        result, events = await run(request_for(model, workspace, gemini_env,
+                                               args=("--policy", str(rules))))
+    assert result.ok, result.error
+    assert not outside.exists() and not (workspace / "secret.txt").exists()
+    results = [e for e in events if e.kind == "tool_result"]
+    assert [r.data.get("error_type") for r in results] == ["invalid_tool_params",
+                                                          "policy_violation"]
+    assert "Path not in workspace" in results[0].text
+    permission = next(e for e in events if e.kind == "permission")
+    assert permission.data["name"] == "write_file"
+    assert permission.data["decision"] == "deny"
+    assert permission.data["input"]["content"] == "s3cret\n"
+    assert permission.text == "Tool execution denied by policy. no secrets"

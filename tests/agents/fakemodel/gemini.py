@@ -14,6 +14,7 @@ paths: a relative one is joined to the working directory the CLI tells the model
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -65,6 +66,20 @@ def declared(body: dict[str, Any]) -> dict[str, set[str]]:
     return tools
 
 
+def fitting(schema: Any) -> Any:
+    """A small value of a (Gemini-flavoured, upper-case types) JSON schema."""
+    if not isinstance(schema, dict):
+        return None
+    kind = str(schema.get("type") or "object").lower()
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if kind == "object":
+        return {key: fitting(sub) for key, sub in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [fitting(schema.get("items"))]
+    return {"string": "fake", "integer": 1, "number": 1, "boolean": False}.get(kind)
+
+
 class Gemini(Protocol):
     """The Gemini API, streamed. A request with no tools (a side call of the CLI) gets a
     short plain answer and leaves the script alone."""
@@ -77,10 +92,13 @@ class Gemini(Protocol):
             reply.json({"totalTokens": 100})
             return
         if ":generateContent" in path:
-            # A JSON-mode side call (routing, next speaker): a plain answer fits them.
-            reply.json(self.chunk(Step(text='{"reasoning": "fake", "model_choice": '
-                                            '"flash", "next_speaker": "user"}',
-                                       input_tokens=10, output_tokens=1), body, last=True))
+            # A JSON-mode side call (with model "auto": the routing's complexity score):
+            # an answer that fits the schema it asks for.
+            config = body.get("generationConfig") or {}
+            schema = config.get("responseJsonSchema") or config.get("responseSchema") or {}
+            answer = json.dumps(fitting(schema)) if schema else "ok"
+            reply.json(self.chunk(Step(text=answer, input_tokens=10, output_tokens=1),
+                                  body, last=True))
             return
         if not declared(body):
             self._stream(reply, body, Step(text="ok", input_tokens=10, output_tokens=1))
