@@ -109,8 +109,8 @@ def _api_error_line(message: str) -> str:
         return " ".join(message.split())
     try:
         body = json.loads(found.group(1))
-    except ValueError:
-        return " ".join(message.split())
+    except ValueError:  # "exception TypeError: fetch failed sending request" (refused)
+        return "API error: " + " ".join(found.group(1).split())
     error = body.get("error", body) if isinstance(body, dict) else body
     if not isinstance(error, dict):
         return " ".join(message.split())
