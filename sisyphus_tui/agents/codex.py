@@ -310,6 +310,15 @@ class CodexBackend(Backend):
         """No Rust backtraces (an error is one line on stderr, not a stack)."""
         return {"RUST_BACKTRACE": "0", "RUST_LIB_BACKTRACE": "0", "NO_COLOR": "1"}
 
+    def exit_line(self, stderr: str) -> str | None:
+        """Its ``error:`` line (clap prints the usage and "For more information, try
+        '--help'." after it, so the last line names nothing)."""
+        for line in stderr.splitlines():
+            flat = " ".join(line.split())
+            if flat.lower().startswith("error:"):
+                return flat
+        return None
+
     def done(self, event: AgentEvent) -> bool:
         """The turn is over; or the model server cannot be reached (Codex would wait
         for it without end)."""
