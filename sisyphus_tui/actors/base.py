@@ -123,8 +123,14 @@ class Turn:
     async def output(self, kind: str, text: str = "", data: Mapping[str, Any] | None = None,
                      *, raw: str | None = None) -> int:
         """Append what the agent says or does now, outside the turn's transaction (the
-        TUI shows it while the turn runs); keyed by (agent, message, sequence), so a
-        turn done again after a crash writes each line once. Returns its offset."""
+        TUI shows it while the turn runs); keyed by (agent, message, sequence), so an
+        append retried after a fault writes once. A turn done again after a crash goes
+        on numbering after what its first attempt wrote: a real agent's second run says
+        other things, and they are kept too. Returns its offset."""
+        if self._outputs == 0:
+            last = await self.swarm.store.last(types=["AGENT_OUTPUT"], actor=self.actor.name)
+            if last is not None and last.payload.get("message") == self.message.offset:
+                self._outputs = int(last.payload.get("sequence", -1)) + 1
         sequence = self._outputs
         self._outputs += 1
         return await self.swarm.store.append("AGENT_OUTPUT", {

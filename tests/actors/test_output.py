@@ -1,5 +1,6 @@
 """Live output: a turn appends what its agent says as it happens, outside the turn's
-transaction, and a turn done again (after a crash or a wipe) writes each line once."""
+transaction, each line keyed once; a turn done again (after a crash) goes on numbering
+after what its first attempt wrote, so a real agent's second run is kept too."""
 
 from __future__ import annotations
 
@@ -27,14 +28,23 @@ async def test_output_is_appended_at_once_and_once_per_line(tmp_path: Path) -> N
                                    raw='{"type":"tool_use"}')]
         # In the log now, while the turn is open: nothing of it is committed yet.
         assert turn.outputs == [] and await store.head() == first[-1]
-        # The turn done again (the process died before it committed): the same lines,
-        # the same offsets, nothing new.
+        # The turn done again (the process died before it committed): a real agent's
+        # second run says other things; both attempts are on the record, in order.
         again = Turn(executor, message)
-        assert [await again.output("text", "reading the repository"),
-                await again.output("tool_call", "", {"tool": "read", "path": "a.py"})] == first
+        redone = [await again.output("text", "reading it again"),
+                  await again.output("finished", "done")]
+        assert redone[0] > first[-1]
         events = (await store.read(first[0], 10, types=["AGENT_OUTPUT"])).events
         assert [(e.payload["sequence"], e.payload["kind"], e.key) for e in events] == [
             (0, "text", f"output:executor:{message.offset}:0"),
-            (1, "tool_call", f"output:executor:{message.offset}:1")]
+            (1, "tool_call", f"output:executor:{message.offset}:1"),
+            (2, "text", f"output:executor:{message.offset}:2"),
+            (3, "finished", f"output:executor:{message.offset}:3")]
+        # Another message's turn numbers from 0.
+        await store.append("x.n", {})
+        other = (await store.read(redone[-1] + 1)).events[0]
+        assert (await Turn(executor, other).output("text", "next")) > redone[-1]
+        latest = await store.last(types=["AGENT_OUTPUT"])
+        assert latest is not None and latest.payload["sequence"] == 0
         with pytest.raises(InvalidPayload, match="kind: Input should be"):
             await again.output("shouting", "no such kind")
