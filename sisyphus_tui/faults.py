@@ -26,8 +26,10 @@ MAX_DELAY_S = 2.0
 
 
 def is_passing(exc: BaseException) -> bool:
-    """Whether ``exc`` is a fault that may pass if the same thing is tried again."""
-    if isinstance(exc, DatabaseUnavailable):
+    """Whether ``exc`` is a fault that may pass if the same thing is tried again (an
+    error may say so itself: ``passing = True``, as a coding agent's overloaded model
+    or dropped connection does)."""
+    if isinstance(exc, DatabaseUnavailable) or getattr(exc, "passing", False) is True:
         return True
     return isinstance(exc, OSError) and exc.errno in PASSING_ERRNOS
 
@@ -65,6 +67,7 @@ async def retrying(attempt: Callable[[], Awaitable[T]],
         except Exception as exc:
             if not is_passing(exc):
                 raise
-            delay = backoff.next()
+            # An error may ask for a longer wait (a model's rate limit, an outage).
+            delay = max(backoff.next(), float(getattr(exc, "retry_after_s", 0.0) or 0.0))
             on_fault(exc, backoff.attempts, delay)
             await asyncio.sleep(delay)

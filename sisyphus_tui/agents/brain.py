@@ -27,7 +27,15 @@ _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL)
 
 
 class AgentFailed(SisyphusError):
-    """The agent's turn did not finish: the reason in one line (its backend's own)."""
+    """The agent's turn did not finish: the reason in one line (its backend's own).
+    ``passing``: the failure may pass (an overloaded model, a dropped connection): the
+    turn is tried again after ``retry_after_s``, never made the run's verdict."""
+
+    retry_after_s = 5.0
+
+    def __init__(self, message: str, *, passing: bool = False) -> None:
+        super().__init__(message)
+        self.passing = passing
 
 
 class AgentBrain(Brain):
@@ -70,7 +78,7 @@ class AgentBrain(Brain):
         if result.session:
             self.session = result.session
         if not result.ok:
-            raise AgentFailed(f"{self.backend.name}: {result.error}")
+            raise AgentFailed(f"{self.backend.name}: {result.error}", passing=result.passing)
         return answer_of(thought.purpose, result)
 
     def request(self, thought: Thought, session: str | None) -> AgentRequest:

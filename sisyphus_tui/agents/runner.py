@@ -31,6 +31,23 @@ EventHandler = Callable[[AgentEvent], Awaitable[None] | None]
 LINGER_S = 2.0  # how long a CLI may take to exit on its own once its turn is over
 
 
+# What says an agent's failure may pass if its turn is tried again (the model is
+# overloaded or rate-limited, the connection dropped, the turn timed out, the CLI was
+# killed), and what says it will not (no key, no login, a bad flag or model): the latter
+# wins, and anything neither names is not retried.
+_PASSING = re.compile(
+    r"\b(?:408|409|425|429|500|502|503|504|520|522|524|529)\b|overloaded|rate.?limit|"
+    r"too many requests|high demand|timed out|timeout|temporar|unavailable|try again|"
+    r"connection (?:refused|reset|closed|error)|econnrefused|econnreset|unable to connect|"
+    r"fetch failed|waiting for network|network error|stream disconnected|socket hang up|"
+    r"exited with -\d+|ended without finishing", re.IGNORECASE)
+_FINAL = re.compile(
+    r"\b(?:400|401|403|404)\b|unauthori[sz]ed|forbidden|api.?key|not logged in|/login|"
+    r"authenticat|invalid auth|unexpected argument|unknown (?:option|argument|arguments|"
+    r"model|flag)|model .{0,40}not found|not installed|no conversation found|"
+    r"session not found", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class AgentResult:
     """How one agent run ended."""
@@ -51,6 +68,18 @@ class AgentResult:
     def ok(self) -> bool:
         """It finished its turn, with no error."""
         return self.error is None and not self.timed_out and self.stop_reason is not None
+
+    @property
+    def passing(self) -> bool:
+        """Whether its failure may pass if the turn is tried again (an overloaded
+        model, a dropped connection, a timeout) rather than say something about the
+        setup (no key, a bad flag: retrying would only fail again)."""
+        if self.ok:
+            return False
+        text = self.error or ""
+        if _FINAL.search(text):
+            return False
+        return self.timed_out or bool(_PASSING.search(text))
 
 
 # A CLI's colours on stderr (opencode colours its errors even on a pipe): dropped
@@ -180,14 +209,29 @@ async def run_agent(backend: Backend, request: AgentRequest,
 
 
 ACTED = ("text", "thinking", "tool_call", "tool_result", "permission")
+# How the CLIs say a session to resume is not there (claude "No conversation found with
+# session ID", opencode "Session not found", gemini "No previous sessions found", codex
+# "no rollout found for thread id").
+_MISSING_SESSION = re.compile(
+    r"no conversation found|session not found|no (?:previous )?sessions? found|"
+    r"no (?:rollout|thread)s? found|"
+    r"(?:thread|session|conversation|rollout)\b.{0,80}\b(?:not found|does not exist|"
+    r"no such|unknown|missing)|unknown (?:session|thread)|could not (?:find|load) "
+    r"(?:the )?(?:session|thread)", re.IGNORECASE)
+
+
+def session_missing(result: AgentResult) -> bool:
+    """Whether a run failed because the session it was to resume is not there."""
+    return bool(result.error and _MISSING_SESSION.search(result.error))
 
 
 async def run_resuming(backend: Backend, request: AgentRequest,
                        on_event: EventHandler | None = None) -> AgentResult:
-    """``run_agent``; and if resuming ``request.session`` failed before the agent did
-    anything (the session is gone: another HOME, a cleared store, a host killed before
-    the CLI saved it), once more in a new session, saying so in an ``error`` event. A
-    run is never stuck on a session that cannot come back."""
+    """``run_agent``; and if resuming ``request.session`` failed, before the agent did
+    anything, because that session is not there (another HOME, a cleared store, a host
+    killed before the CLI saved it), once more in a new session, saying so in an
+    ``error`` event. A run is never stuck on a session that cannot come back; any other
+    failure is returned as it is (its session kept for the next try)."""
     acted = False
 
     async def say(event: AgentEvent) -> None:

@@ -343,3 +343,20 @@ def test_roles_on_two_backends_and_a_malformed_answer_asked_again(
     sessions = [p["data"]["session_id"] for _, t, a, p in events
                 if t == "AGENT_OUTPUT" and a == "validator" and p["kind"] == "session"]
     assert len(set(sessions)) == 1
+
+
+def test_an_overloaded_model_is_waited_out_not_made_a_verdict(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    db = tmp_path / "swarm.db"
+    # The first three calls get 529 (overloaded): one agent turn fails, whichever
+    # agent's it is; the outage passes.
+    with FakeModel(Anthropic(), model_of_the_swarm, fail_status=529, fail_times=3) as model:
+        done = sisyphus("run", "--headless", "--db", str(db), "--workspace", str(repo),
+                        "--goal", GOAL, "--brain", "claude",
+                        env={**claude_env(agent_env, model), "CLAUDE_CODE_MAX_RETRIES": "0"},
+                        cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "529" in done.stderr and "resuming from its checkpoint in 5.0s" in done.stderr
+    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    failed = [p for _, t, _, p in events_of(db) if t == "AGENT_FAILED"]
+    assert failed == []  # a fault that passed, not a failure on the record

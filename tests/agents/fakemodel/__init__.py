@@ -92,7 +92,8 @@ class FakeModel:
     def __init__(self, protocol: Protocol,
                  steps: list[Step] | Callable[[int, dict[str, Any]], Step] | None = None, *,
                  fail_status: int | None = None, stall: bool = False,
-                 fail_headers: dict[str, str] | None = None) -> None:
+                 fail_headers: dict[str, str] | None = None,
+                 fail_times: int | None = None) -> None:
         self.protocol = protocol
         # A list is played in order; a function answers from the request itself (the
         # step's index and the body), for a conversation that depends on the prompt.
@@ -101,6 +102,10 @@ class FakeModel:
         self._local = threading.local()
         self.fail_status = fail_status
         self.fail_headers = dict(fail_headers or {})
+        # How many POSTs fail before the server answers again (None: all of them): an
+        # outage that passes.
+        self.fail_times = fail_times
+        self._failed = 0
         self.stall = stall
         self.requests: list[tuple[str, str, dict[str, Any]]] = []  # method, path, body
         self._stop = threading.Event()
@@ -163,11 +168,14 @@ class FakeModel:
                     body = {"_unparsed": raw.decode("utf-8", "replace")}
                 model.requests.append(("POST", self.path, body))
                 reply = Reply(self)
-                if model.fail_status is not None:
+                failing = model.fail_status is not None and (
+                    model.fail_times is None or model._failed < model.fail_times)
+                if failing:
+                    model._failed += 1
                     reply.json({"error": {"type": "api_error", "code": model.fail_status,
                                           "message": "the fake model server fails on purpose",
                                           "status": "INTERNAL"}},
-                               status=model.fail_status, headers=model.fail_headers)
+                               status=model.fail_status or 500, headers=model.fail_headers)
                     return
                 if model.stall:
                     reply.start_sse()
