@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sisyphus_tui.demo.script import GOAL
 from sisyphus_tui.stream import open_store
 
 OSC2 = "\x1b]2;pwned\x07"
@@ -27,7 +28,8 @@ def test_a_headless_run_prints_names_from_the_log_escaped(tmp_path: Path) -> Non
     asyncio.run(create())
     conn = sqlite3.connect(db)
     conn.executemany('INSERT INTO events (type, actor, "to", payload, ts) VALUES (?, ?, ?, ?, 0)', [
-        ("TASK_INIT", "human", "kernel", json.dumps({"goal": "g", "spec": {
+        # (The demo's goal: the scripted brain plays nothing else.)
+        ("TASK_INIT", "human", "kernel", json.dumps({"goal": GOAL, "spec": {
             "workspace": str(workspace)}})),
         ("CONTROL", "human", "swarm", json.dumps({"action": "wipe", "agent": OSC2})),
         ("CONTROL", "human", "swarm", json.dumps({"action": "resume", "agent": OSC2})),
