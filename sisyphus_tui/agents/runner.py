@@ -147,10 +147,10 @@ async def run_agent(backend: Backend, request: AgentRequest,
     async def cancel() -> None:
         steps: list[tuple[int, float]] = [(signal.SIGINT, request.grace_s)]
         interrupt = backend.interrupt()
-        if interrupt is not None and child.returncode is None:
-            await child.write(interrupt)
-            if await child.exited(request.grace_s):
-                return
+        # (Its stdin closed, a CLI cannot read the protocol's cancel: straight to SIGINT.)
+        if interrupt is not None and child.returncode is None and await child.write(
+                interrupt) and await child.exited(request.grace_s):
+            return
         await child.stop(steps)
 
     reader = asyncio.create_task(pump())
@@ -158,18 +158,36 @@ async def run_agent(backend: Backend, request: AgentRequest,
     exited = asyncio.create_task(child.exited())
     finished = asyncio.create_task(over.wait())
     timed_out = False
-    try:
+
+    async def feed() -> None:
         first = backend.first_input(request)
         if first is not None:
             await child.write(first)
             if backend.close_stdin_after_input:
                 child.close_stdin()
-        done, _ = await asyncio.wait({reader, exited, finished}, timeout=request.timeout_s,
-                                     return_when=asyncio.FIRST_COMPLETED)
+
+    try:
+        # The prompt is written within the turn's time (a CLI that never reads its
+        # stdin must not hold the run past its timeout).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + request.timeout_s
+        feeding = asyncio.create_task(feed())
+        watched: set[asyncio.Task[Any]] = {feeding, reader, exited, finished}
+        done: set[asyncio.Task[Any]] = set()
+        while not done and loop.time() < deadline:
+            done, _ = await asyncio.wait(watched, timeout=deadline - loop.time(),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if feeding in done:  # the prompt is in: now the turn itself
+                watched.discard(feeding)
+                done.discard(feeding)
+        if not feeding.done():
+            feeding.cancel()
         if not done:
             timed_out = True
             await cancel()
-        elif finished in done or exited in done:
+        elif reader in done and reader.exception() is not None:
+            await cancel()  # the log cannot take its events: it is asked to stop first
+        elif finished in done or exited in done or reader in done:
             # The turn is over, or the CLI ended: let it (and its output) finish.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(reader), LINGER_S)

@@ -1,0 +1,76 @@
+"""The runner on a small real CLI of our own (a Python script speaking JSON lines): the
+prompt is written within the turn's time, and a log that cannot take an event asks the
+CLI to stop before it is killed."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Backend, Parser
+from sisyphus_tui.agents.runner import run_agent
+
+
+class LineParser(Parser):
+    def read(self, obj: dict[str, Any]) -> list[AgentEvent]:
+        if obj.get("type") == "done":
+            return [AgentEvent("finished", "ok", {"stop_reason": "end_turn"})]
+        return [AgentEvent("text", str(obj.get("text", "")))]
+
+
+class Script(Backend):
+    """A CLI that is a Python script (``request.command[1]`` its source)."""
+
+    name = "script"
+    binary = sys.executable
+    stdin: ClassVar[bool] = True
+
+    def argv(self, request: AgentRequest) -> list[str]:
+        return []
+
+    def executable(self, request: AgentRequest) -> str:
+        return sys.executable
+
+    def first_input(self, request: AgentRequest) -> bytes | None:
+        return request.prompt.encode()
+
+    def done(self, event: AgentEvent) -> bool:
+        return event.kind == "finished"
+
+    def parser(self) -> Parser:
+        return LineParser()
+
+
+def request(tmp_path: Path, source: str, prompt: str = "hi", **fields: Any) -> AgentRequest:
+    return AgentRequest(prompt, tmp_path, command=(sys.executable, "-c", source),
+                        grace_s=1.0, **fields)
+
+
+async def test_a_cli_that_never_reads_its_prompt_times_out(tmp_path: Path) -> None:
+    never_reads = "import time\nprint('{\"text\": \"up\"}', flush=True)\ntime.sleep(60)\n"
+    started = time.monotonic()
+    result = await run_agent(Script(), request(tmp_path, never_reads, "x" * (4 << 20),
+                                               timeout_s=1.0))
+    assert result.timed_out and result.error == "script timed out after 1s"
+    assert time.monotonic() - started < 10  # the timeout, then SIGINT's grace
+
+
+async def test_a_log_that_fails_asks_the_cli_to_stop_first(tmp_path: Path) -> None:
+    marker = tmp_path / "asked"
+    polite = (f"import signal, sys, time\n"
+              f"def bye(*_):\n    open({str(marker)!r}, 'w').close(); sys.exit(0)\n"
+              f"signal.signal(signal.SIGINT, bye)\n"
+              f"print('{{\"text\": \"one\"}}', flush=True)\ntime.sleep(60)\n")
+
+    def refuse(event: AgentEvent) -> None:
+        raise OSError("the log is gone")
+
+    with pytest.raises(OSError, match="the log is gone"):
+        await asyncio.wait_for(run_agent(Script(), request(tmp_path, polite,
+                                                           timeout_s=30.0), refuse), 20)
+    assert marker.exists()  # SIGINT came first: it could save its session
