@@ -15,6 +15,7 @@ import asyncio
 import copy
 import errno
 import hashlib
+import json
 import os
 import stat
 import time
@@ -209,6 +210,14 @@ class Turn:
         what a coding agent's edits are seen against."""
         return await asyncio.to_thread(workspace_hashes, self.swarm.workspace.resolve())
 
+    async def snapshot_before(self) -> dict[str, str]:
+        """The workspace as it was before this turn's agent first acted: taken once per
+        message and kept beside the agent's own files, so a turn done again after a
+        crash still sees (and records) what the first attempt changed."""
+        folder = self.swarm.workspace.resolve() / ".sisyphus" / "agents" / self.actor.name
+        path = folder / f"before-{self.message.offset}.json"
+        return await asyncio.to_thread(_kept_snapshot, path, self.swarm.workspace.resolve())
+
     async def observe(self, before: dict[str, str], *, step: int | None = None) -> list[str]:
         """Record a FILE_EDIT for each file that changed since ``before`` (made, changed
         or deleted), as the files say, whatever the agent said; returns their paths."""
@@ -277,27 +286,84 @@ IGNORED_DIRS = frozenset({".sisyphus", ".git", ".hg", ".svn", "__pycache__", ".p
 IGNORED_FILE_PREFIXES = ("SISYPHUS_LEDGER.md", ".SISYPHUS_LEDGER.md.")
 
 
+# What of the swarm's own folder an agent's edits are watched in too: the config and
+# skills that decide what agents may do next.
+WATCHED_IN_SISYPHUS = ("config.toml", "skills")
+# (path, size, mtime_ns, ctime_ns, inode) -> digest: a big repository is hashed once,
+# then only what changed (ctime cannot be set back by the agent).
+_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def _digest(path: Path, info: os.stat_result) -> str:
+    key = (str(path), info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+    known = _DIGESTS.get(key)
+    if known is not None:
+        return known
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    if len(_DIGESTS) > 200_000:
+        _DIGESTS.clear()
+    _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]
+
+
 def workspace_hashes(root: Path) -> dict[str, str]:
-    """SHA-256 of every regular file under ``root`` by relative path (links and the
-    IGNORED_DIRS not followed)."""
+    """The SHA-256 of every file under ``root`` by relative path: a regular file's
+    content, a symbolic link's target (``symlink\\0TARGET``, never followed); the
+    IGNORED_DIRS left out, but the swarm's config and skills kept in."""
     hashes: dict[str, str] = {}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS)
-        for name in files:
-            if folder == str(root) and name.startswith(IGNORED_FILE_PREFIXES):
-                continue
-            path = Path(folder, name)
-            try:
-                if not stat.S_ISREG(os.lstat(path).st_mode):
+    walks = [root]
+    own = root / ".sisyphus"
+    for name in WATCHED_IN_SISYPHUS:
+        if (own / name).is_dir() and not (own / name).is_symlink():
+            walks.append(own / name)
+        else:
+            _hash_one(root, own / name, hashes)
+    for top in walks:
+        for folder, dirs, files in os.walk(top):
+            dirs[:] = sorted(d for d in dirs if d not in IGNORED_DIRS or top != root)
+            for name in dirs:
+                if os.path.islink(os.path.join(folder, name)):
+                    _hash_one(root, Path(folder, name), hashes)  # (os.walk lists it)
+            for name in files:
+                if folder == str(root) and name.startswith(IGNORED_FILE_PREFIXES):
                     continue
-                digest = hashlib.sha256()
-                with open(path, "rb") as handle:
-                    for chunk in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(chunk)
-            except (FileNotFoundError, PermissionError):
-                continue  # gone (or unreadable) as it was walked
-            hashes[path.relative_to(root).as_posix()] = digest.hexdigest()
+                _hash_one(root, Path(folder, name), hashes)
     return hashes
+
+
+def _kept_snapshot(path: Path, root: Path) -> dict[str, str]:
+    """The snapshot kept at ``path`` (a turn done again), else a new one, kept there;
+    the agent's older ones are dropped (their turns are committed)."""
+    try:
+        kept = json.loads(path.read_bytes())
+        if isinstance(kept, dict) and all(isinstance(v, str) for v in kept.values()):
+            return kept
+    except (FileNotFoundError, ValueError):
+        pass
+    hashes = workspace_hashes(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for old in path.parent.glob("before-*.json"):
+        old.unlink(missing_ok=True)
+    write_atomically(path, json.dumps(hashes).encode(), mode=0o600)
+    return hashes
+
+
+def _hash_one(root: Path, path: Path, hashes: dict[str, str]) -> None:
+    try:
+        info = os.lstat(path)
+        if stat.S_ISLNK(info.st_mode):
+            target = os.readlink(path).encode("utf-8", "surrogateescape")
+            digest = hashlib.sha256(b"symlink\0" + target).hexdigest()
+        elif stat.S_ISREG(info.st_mode):
+            digest = _digest(path, info)
+        else:
+            return
+    except (FileNotFoundError, PermissionError, NotADirectoryError):
+        return  # gone (or unreadable) as it was walked
+    hashes[path.relative_to(root).as_posix()] = digest
 
 
 def _read_or_none(path: Path) -> bytes | None:

@@ -46,7 +46,7 @@ class Executor(SisyphusActor):
             decision = await turn.think(purpose, **data)
             await self._write(turn, decision["files"], step)
             return decision
-        before = await turn.snapshot()
+        before = await turn.snapshot_before()
         decision = await turn.think(purpose, **data)
         await turn.observe(before, step=step)
         return decision
