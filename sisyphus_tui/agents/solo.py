@@ -19,27 +19,26 @@ from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Permissions
 from sisyphus_tui.agents.config import BrainConfig
 from sisyphus_tui.agents.runner import AgentResult, run_resuming
 from sisyphus_tui.errors import SisyphusError
-from sisyphus_tui.ledger import Ledger
+from sisyphus_tui.ledger import AgentView, Ledger
 from sisyphus_tui.mail import SwarmMail, registration_key
 from sisyphus_tui.stream.base import EventStore, NewEvent
 
 ROLE = "agent"
 
 
-async def last_session(store: EventStore, name: str) -> str | None:
-    """The backend session the log last recorded for ``name`` (None: none, or wiped)."""
+async def agent_view(store: EventStore, name: str) -> AgentView | None:
+    """``name`` as the log describes it (its role, brain, last backend session)."""
     ledger = Ledger()
     offset = 0
     while True:
-        page = await store.read(offset, 5000, types=["AGENT_SPAWNED", "AGENT_OUTPUT",
-                                                      "CONTEXT_WIPED"])
+        page = await store.read(offset, 5000, types=["AGENT_SPAWNED", "AGENT_REGISTERED",
+                                                      "AGENT_OUTPUT", "CONTEXT_WIPED"])
         for event in page.events:
             ledger.apply(event)
         if not page.events:
             break
         offset = page.next_offset
-    view = ledger.agents.get(name)
-    return view.session if view is not None else None
+    return ledger.agents.get(name)
 
 
 async def run_solo(store: EventStore, config: BrainConfig, prompt: str, workspace: Path,
@@ -50,6 +49,13 @@ async def run_solo(store: EventStore, config: BrainConfig, prompt: str, workspac
     (AgentUnavailable if it cannot start)."""
     backend = make_backend(config.backend)
     mail = SwarmMail(store)
+    known = await agent_view(store, name)
+    if known is not None and known.role not in (ROLE, "-"):
+        raise SisyphusError(f"{name!r} is this swarm's {known.role}: give the agent "
+                            "another --name")
+    if known is not None and known.brain not in (None, config.backend):
+        raise SisyphusError(f"{name!r} runs on {known.brain}, not {config.backend}: give "
+                            "the agent another --name")
     await store.append_many([
         {"type": "AGENT_SPAWNED", "actor": "human", "key": f"spawn:{name}",
          "payload": {"agent": name, "role": ROLE, "skill": None, "parent": None,
@@ -58,7 +64,7 @@ async def run_solo(store: EventStore, config: BrainConfig, prompt: str, workspac
         {"type": "AGENT_REGISTERED", "actor": name, "key": registration_key(name),
          "payload": {"agent": name, "role": ROLE}},
     ])
-    session = await last_session(store, name)
+    session = known.session if known is not None else None
     message = await store.append("MESSAGE", {"kind": "task", "text": prompt, "data": {}},
                                  actor="human", to=name)
     sequence = 0

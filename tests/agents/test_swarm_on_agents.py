@@ -360,3 +360,25 @@ def test_an_overloaded_model_is_waited_out_not_made_a_verdict(
     assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
     failed = [p for _, t, _, p in events_of(db) if t == "AGENT_FAILED"]
     assert failed == []  # a fault that passed, not a failure on the record
+
+
+def test_agent_refuses_a_name_the_swarm_or_another_backend_has(repo: Path,
+                                                                tmp_path: Path) -> None:
+    db = tmp_path / "swarm.db"
+    env = dict(os.environ)
+    for payload in ({"agent": "planner", "role": "planner", "skill": "planner",
+                     "brain": "claude"},
+                    {"agent": "asker", "role": "agent", "brain": "codex"}):
+        subprocess.run([sys.executable, "-m", "sisyphus_tui", "emit", "AGENT_SPAWNED",
+                        "--db", str(db), "--payload", json.dumps(payload)], check=True,
+                       capture_output=True)
+    head = len(events_of(db))
+    swarm_agent = sisyphus("agent", "claude", "hi", "--name", "planner", "--workspace",
+                           str(repo), "--db", str(db), env=env, cwd=tmp_path)
+    assert swarm_agent.returncode == 2
+    assert swarm_agent.stderr == ("sisyphus: error: 'planner' is this swarm's planner: give "
+                                  "the agent another --name\n")
+    other = sisyphus("agent", "claude", "hi", "--name", "asker", "--workspace", str(repo),
+                     "--db", str(db), env=env, cwd=tmp_path)
+    assert other.returncode == 2 and "'asker' runs on codex, not claude" in other.stderr
+    assert len(events_of(db)) == head  # nothing written
