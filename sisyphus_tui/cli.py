@@ -30,7 +30,7 @@ from sisyphus_tui.stream.base import MAX_OFFSET
 from sisyphus_tui.stream.lease import HostLease
 
 if TYPE_CHECKING:
-    from sisyphus_tui.agents.config import RunConfig
+    from sisyphus_tui.agents.config import BrainConfig, RunConfig
 
 EXIT_ERROR = 2
 # What a hosting command's exit code says (the README's table): 0 the run is done with
@@ -287,32 +287,51 @@ def _run_config(args: argparse.Namespace, workspace: Path) -> RunConfig:
     return config.overridden(args.brain) if args.brain else config
 
 
-def _refuse_scripted(config: RunConfig, goal: str, workspace: Path) -> None:
-    """The scripted brain plays the demo's script and nothing else: on another goal
-    it would write the demo's files into the user's repository."""
+def _brains(config: RunConfig, ledger: Any = None) -> dict[str, BrainConfig]:
+    """The brain each role will think with: as AGENT_SPAWNED recorded it for an agent
+    already spawned (a resume rebuilds that one, whatever the config says now), else
+    as the config gives it."""
+    from sisyphus_tui.agents.config import ROLES_CONFIGURED, BrainConfig
+
+    brains: dict[str, BrainConfig] = {}
+    for role in ROLES_CONFIGURED:
+        current = config.for_role(role)
+        view = ledger.agents.get(role) if ledger is not None else None
+        if view is not None and view.brain:
+            try:
+                current = BrainConfig.from_record(
+                    view.brain_config or {"backend": view.brain}, dict(current.env))
+            except ValueError:
+                pass  # an older version's record: the config's, as the runtime does
+        brains[role] = current
+    return brains
+
+
+def _refuse_scripted(brains: dict[str, BrainConfig], goal: str, workspace: Path) -> None:
+    """The scripted brain plays the demo's script in the demo's sample and nothing
+    else: anywhere else it would write the demo's files into the user's repository."""
     from sisyphus_tui.agents.config import CONFIG_FILE
     from sisyphus_tui.demo.script import GOAL
 
     scripted = [role for role in ("planner", "validator", "executor")
-                if config.for_role(role).backend == "scripted"]
-    if scripted and goal != GOAL:
+                if brains[role].backend == "scripted"]
+    demo = goal == GOAL and (workspace / "tools" / "check_sql.py").is_file()
+    if scripted and not demo:
         raise SisyphusError(
             f"the scripted brain only plays the demo ({', '.join(scripted)} would use it "
             f"here): choose a real agent with --brain claude (or codex, gemini, opencode, "
             f"acp), or a [brain] table in {workspace / CONFIG_FILE}")
 
 
-def _check_backends(config: RunConfig, workspace: Path) -> None:
+def _check_backends(brains: dict[str, BrainConfig], workspace: Path) -> None:
     """Refuse, before anything is written, a run whose agents cannot start: a missing
     binary, or an ACP agent without its command (AgentUnavailable names it)."""
     from sisyphus_tui.agents import backend
     from sisyphus_tui.agents.base import AgentRequest
-    from sisyphus_tui.agents.config import ROLES_CONFIGURED
 
-    for role in ROLES_CONFIGURED:
-        brain = config.for_role(role)
-        if brain.backend == "scripted":
-            continue
+    for role, brain in brains.items():
+        if brain.backend not in BRAIN_CHOICES[1:]:
+            continue  # the scripted brain (or a test's own): nothing to start
         if brain.backend == "acp" and not brain.command:
             raise SisyphusError(f"the {role}'s acp brain needs its command: command = "
                                 "['opencode', 'acp'] in .sisyphus/config.toml")
@@ -368,7 +387,7 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     _triggers(args.wipe)  # refuse a bad --wipe before anything is written
 
     config = _run_config(args, workspace)
-    _check_backends(config, workspace)
+    _check_backends(_brains(config), workspace)
 
     async def body(store: EventStore) -> int:
         # The lease first: a second host is refused before it touches the workspace.
@@ -403,16 +422,17 @@ async def cmd_run(args: argparse.Namespace) -> int:
                                         "`sisyphus demo`")
                 workspace = Path(args.workspace or args.cwd)
                 config = _run_config(args, workspace)
-                _refuse_scripted(config, args.goal, workspace)
-                _check_backends(config, workspace)
+                _refuse_scripted(_brains(config), args.goal, workspace)
+                _check_backends(_brains(config), workspace)
                 await start_task(store, workspace, args.goal, spec)
             else:
                 own = task_workspace(task)
                 workspace = Path(args.workspace) if args.workspace else (own or Path(args.cwd))
                 check_workspace(task, workspace)
                 config = _run_config(args, workspace)
-                _refuse_scripted(config, str(task.payload.get("goal", "")), workspace)
-                _check_backends(config, workspace)
+                brains = _brains(config, await _ledger_from_log(store))
+                _refuse_scripted(brains, str(task.payload.get("goal", "")), workspace)
+                _check_backends(brains, workspace)
             return await _run_swarm(store, workspace, args, lease, config)
 
     return await _with_store(args, body, create=True)
@@ -732,7 +752,7 @@ async def _tui(args: argparse.Namespace) -> int:
             spec = load_spec_file(Path(args.spec)) if args.spec else None
             workspace = Path(args.workspace)
             config = _run_config(args, workspace)
-            _check_backends(config, workspace)
+            _check_backends(_brains(config), workspace)
             lease = await stack.enter_async_context(await store.host_lease())
             await prepare_demo(store, workspace, spec)
             host = Swarm(store, workspace, speed=args.speed, stale_after_s=args.stale_after,

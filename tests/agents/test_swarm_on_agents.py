@@ -382,3 +382,40 @@ def test_agent_refuses_a_name_the_swarm_or_another_backend_has(repo: Path,
                      "--db", str(db), env=env, cwd=tmp_path)
     assert other.returncode == 2 and "'asker' runs on codex, not claude" in other.stderr
     assert len(events_of(db)) == head  # nothing written
+
+
+def test_a_run_on_claude_killed_mid_step_resumes_with_the_same_brains(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    asked = threading.Event()
+    release = threading.Event()
+
+    def slow_executor(index: int, body: dict[str, Any]) -> Step:
+        blocks = last_user_blocks(body)
+        if last_tool(body) == "Read" and any(b.get("type") == "tool_result" for b in blocks):
+            if not release.is_set():
+                asked.set()
+                release.wait(60)  # the host is killed while the executor's agent thinks
+        return model_of_the_swarm(index, body)
+
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), slow_executor) as model:
+        env = claude_env(agent_env, model)
+        host = subprocess.Popen([sys.executable, "-m", "sisyphus_tui", "run", "--headless",
+                                 "--db", str(db), "--workspace", str(repo), "--goal", GOAL,
+                                 "--brain", "claude"], cwd=tmp_path, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert asked.wait(180), "the executor's agent never got to its edit"
+            host.send_signal(signal.SIGKILL)
+            host.wait(30)
+        finally:
+            release.set()
+        # The same command, without --brain or --goal: the log says who thinks with what.
+        again = sisyphus("run", "--headless", "--db", str(db), "--workspace", str(repo),
+                         env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    events = events_of(db)
+    edits = [p for _, t, _, p in events if t == "FILE_EDIT"]
+    assert [(e["path"], e["how"]) for e in edits] == [("calc.py", "observed")]
+    assert [t for _, t, _, _ in events].count("PLAN_INIT") == 1  # no step redone twice

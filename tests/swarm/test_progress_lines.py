@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sisyphus_tui.demo.script import GOAL
+from sisyphus_tui.demo.runner import copy_sample
+from sisyphus_tui.demo.script import GOAL, load_script
 from sisyphus_tui.stream import open_store
 
 OSC2 = "\x1b]2;pwned\x07"
@@ -19,7 +20,7 @@ OSC2 = "\x1b]2;pwned\x07"
 
 def test_a_headless_run_prints_names_from_the_log_escaped(tmp_path: Path) -> None:
     db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
-    workspace.mkdir()
+    copy_sample(load_script().sample_dir, workspace)  # the demo's (the scripted brain's)
 
     async def create() -> None:
         async with await open_store(db):
