@@ -614,7 +614,7 @@ class Swarm:
         await self.store.append_many([
             {"type": "AGENT_SPAWNED", "actor": SWARM, "key": f"spawn:{name}",
              "payload": {"agent": name, "role": role, "skill": skill, "parent": parent,
-                         "thinking": thinking or default_thinking,
+                         "thinking": brain.thinking or thinking or default_thinking,
                          "brain": brain.backend, "brain_config": brain.record()}},
             {"type": "AGENT_REGISTERED", "actor": name, "key": f"agent:{name}",
              "payload": {"agent": name, "role": role}},

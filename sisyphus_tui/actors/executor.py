@@ -12,6 +12,10 @@ from typing import Any
 from sisyphus_tui.actors.base import SisyphusActor, Turn, message_kind
 from sisyphus_tui.stream.base import Event
 
+# pytest's exit codes for "no test ran": none collected, or a bad target or option.
+PYTEST_USAGE_ERROR = 4
+PYTEST_NO_TESTS = 5
+
 
 class Executor(SisyphusActor):
     """Carries out the approved plan's steps and fixes failing gates."""
@@ -53,11 +57,17 @@ class Executor(SisyphusActor):
 
     def _step_test(self, turn: Turn, data: dict[str, Any], step: int) -> str | None:
         """The test the plan names for a step (what the swarm runs, whatever the agent
-        claims): the node id, the words after it dropped."""
+        claims): its node id or file, a leading ``pytest`` and the words after it
+        dropped; None (the whole suite) if it names none, or names an option."""
         plan = turn.swarm.ledger.plan(str(data.get("plan_id")))
         view = plan.steps.get(step) if plan is not None else None
         words = view.test.split() if view is not None else []
-        return words[0] if words and ("::" in words[0] or words[0].endswith(".py")) else None
+        if words[:1] in (["pytest"], ["py.test"]):
+            words = words[1:]
+        target = words[0].strip("`'\",") if words else ""
+        if not target or target.startswith("-"):
+            return None
+        return target if "::" in target or target.endswith(".py") else None
 
     async def _red(self, turn: Turn, step: int, data: dict[str, Any]) -> None:
         if step <= self.state.get("step", 0):
@@ -69,6 +79,11 @@ class Executor(SisyphusActor):
         if result.ok:
             # The test passed before the change: it proves nothing. Say so, carry on.
             turn.status("working", f"step {step}: the new test already passes", "execute")
+        elif result.exit_code in (PYTEST_NO_TESTS, PYTEST_USAGE_ERROR):
+            # Not a failing test: no test ran at all. Said, so a person sees the step
+            # is not proven by a red test.
+            turn.status("working", f"step {step}: the test it names did not run (pytest "
+                                   f"exit {result.exit_code})", "execute")
         await turn.send(self.name, "green", f"step {step}: make it pass", data)
 
     async def _green(self, turn: Turn, step: int, data: dict[str, Any]) -> None:

@@ -94,6 +94,9 @@ class RunConfig(BaseModel):
     @classmethod
     def _known_roles(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for role, table in value.items():
+            if role not in ROLES_CONFIGURED:
+                raise ValueError(f"unknown role {role!r} (roles: "
+                                 f"{', '.join(ROLES_CONFIGURED)})")
             if not isinstance(table, dict):
                 raise ValueError(f"roles.{role} must be a table")
             try:

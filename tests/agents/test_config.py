@@ -154,3 +154,10 @@ def test_doctor_says_when_a_cli_is_older_than_the_tested_one(tmp_path: Path) -> 
     line = next(x for x in found.stdout.splitlines() if x.startswith("backend claude:"))
     assert line == (f"backend claude: {old} (1.0.3 (Claude Code); older than the tested "
                     "2.1.197: it may lack what sisyphus uses)")
+
+
+def test_a_misspelt_role_is_refused(tmp_path: Path) -> None:
+    write_config(tmp_path, "[roles.exector]\nbackend = 'codex'\n")
+    with pytest.raises(ConfigError, match="roles: unknown role 'exector' \\(roles: kernel, "
+                                          "planner, validator, executor, researcher\\)"):
+        load_config(tmp_path)
