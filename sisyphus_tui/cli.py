@@ -300,7 +300,7 @@ def _brains(config: RunConfig, ledger: Any = None) -> dict[str, BrainConfig]:
         if view is not None and view.brain:
             try:
                 current = BrainConfig.from_record(
-                    view.brain_config or {"backend": view.brain}, dict(current.env))
+                    view.brain_config or {"backend": view.brain}, current)
             except ValueError:
                 pass  # an older version's record: the config's, as the runtime does
         brains[role] = current

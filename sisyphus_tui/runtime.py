@@ -394,7 +394,7 @@ class Swarm:
         config = current if current.backend == view.brain else None
         if view.brain_config is not None:
             with contextlib.suppress(ValidationError):  # (an older version's record)
-                config = BrainConfig.from_record(view.brain_config, dict(current.env))
+                config = BrainConfig.from_record(view.brain_config, current)
         return make_brain(view.brain, config)
 
     async def _actor_main(self, actor: SisyphusActor, resumed: bool) -> None:

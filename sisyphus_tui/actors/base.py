@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from sisyphus_tui.agents.config import BrainConfig
+from sisyphus_tui.agents.config import BrainConfig, agent_folder
 from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.brains.decisions import InvalidDecision, check_decision
 from sisyphus_tui.conductor import run_command
@@ -214,9 +214,9 @@ class Turn:
         """The workspace as it was before this turn's agent first acted: taken once per
         message and kept beside the agent's own files, so a turn done again after a
         crash still sees (and records) what the first attempt changed."""
-        folder = self.swarm.workspace.resolve() / ".sisyphus" / "agents" / self.actor.name
-        path = folder / f"before-{self.message.offset}.json"
-        return await asyncio.to_thread(_kept_snapshot, path, self.swarm.workspace.resolve())
+        root = self.swarm.workspace.resolve()
+        return await asyncio.to_thread(_kept_snapshot, root, self.actor.name,
+                                       self.message.offset)
 
     async def observe(self, before: dict[str, str], *, step: int | None = None) -> list[str]:
         """Record a FILE_EDIT for each file that changed since ``before`` (made, changed
@@ -334,9 +334,10 @@ def workspace_hashes(root: Path) -> dict[str, str]:
     return hashes
 
 
-def _kept_snapshot(path: Path, root: Path) -> dict[str, str]:
-    """The snapshot kept at ``path`` (a turn done again), else a new one, kept there;
-    the agent's older ones are dropped (their turns are committed)."""
+def _kept_snapshot(root: Path, agent: str, message: int) -> dict[str, str]:
+    """The snapshot kept for (agent, message) (a turn done again), else a new one, kept
+    in the agent's folder; its older ones are dropped (their turns are committed)."""
+    path = agent_folder(root, agent) / f"before-{message}.json"
     try:
         kept = json.loads(path.read_bytes())
         if isinstance(kept, dict) and all(isinstance(v, str) for v in kept.values()):
@@ -344,7 +345,6 @@ def _kept_snapshot(path: Path, root: Path) -> dict[str, str]:
     except (FileNotFoundError, ValueError):
         pass
     hashes = workspace_hashes(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
     for old in path.parent.glob("before-*.json"):
         old.unlink(missing_ok=True)
     write_atomically(path, json.dumps(hashes).encode(), mode=0o600)

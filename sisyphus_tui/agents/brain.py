@@ -10,13 +10,14 @@ the agent's account of it); the swarm runs the tests and gates.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
 
 from sisyphus_tui.agents import backend as make_backend
 from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Backend, Permissions
-from sisyphus_tui.agents.config import BrainConfig
+from sisyphus_tui.agents.config import AGENTS_FOLDER, BrainConfig, agent_folder
 from sisyphus_tui.agents.runner import AgentResult, run_resuming
 from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.brains.decisions import DECISIONS
@@ -64,6 +65,7 @@ class AgentBrain(Brain):
         if thought.workspace is None:
             raise SisyphusError("an agent brain needs the workspace to work in")
         session = self.session or (None if self.fresh else thought.session)
+        await asyncio.to_thread(agent_folder, thought.workspace, thought.agent)
         request = self.request(thought, session)
 
         async def said(event: AgentEvent) -> None:
@@ -88,7 +90,7 @@ class AgentBrain(Brain):
         if thought.purpose not in ACTS and thought.purpose in DECISIONS:
             schema = DECISIONS[thought.purpose].model_json_schema()
         thinking = self.config.thinking or thought.thinking
-        state_dir = thought.workspace / ".sisyphus" / "agents" / thought.agent
+        state_dir = thought.workspace / AGENTS_FOLDER / thought.agent
         return AgentRequest(
             prompt=prompt_for(thought), workspace=thought.workspace, session=session,
             instructions=thought.instructions, model=self.config.model, thinking=thinking,

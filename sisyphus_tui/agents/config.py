@@ -18,6 +18,7 @@ An ACP agent names its command: ``backend = "acp"``, ``command = ["opencode", "a
 
 from __future__ import annotations
 
+import re
 import shlex
 import tomllib
 from pathlib import Path
@@ -30,6 +31,50 @@ from sisyphus_tui.errors import SisyphusError
 CONFIG_FILE = Path(".sisyphus") / "config.toml"
 BRAIN_KINDS = ("scripted", "claude", "codex", "gemini", "opencode", "acp")
 ROLES_CONFIGURED = ("kernel", "planner", "validator", "executor", "researcher")
+
+
+AGENTS_FOLDER = Path(".sisyphus") / "agents"
+# The swarm's folder in a repository: its log and its agents' files stay out of version
+# control; the config and skills a team shares stay in.
+GITIGNORE = ("# sisyphus: the log and the agents' own files stay out of version control\n"
+             "*\n!.gitignore\n!config.toml\n!skills/\n")
+
+
+def agent_folder(workspace: Path, name: str) -> Path:
+    """Where agent ``name`` keeps files of its own in ``workspace`` (made, with a
+    ``.gitignore`` in ``.sisyphus`` so none of it is committed by accident). Blocking:
+    call it off the event loop."""
+    folder = workspace / AGENTS_FOLDER / name
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = workspace / ".sisyphus" / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text(GITIGNORE)
+    return folder
+
+
+# An argument that names a secret (``--api-key X``, ``--token=X``, ``KEY=X``): its value
+# is kept out of the log.
+_SECRET = re.compile(r"(?:key|token|secret|password|passwd|credential)", re.IGNORECASE)
+
+
+def redacted(args: tuple[str, ...]) -> list[str]:
+    """``args`` with the value of anything that names a secret replaced by ``***``."""
+    out: list[str] = []
+    hide_next = False
+    for arg in args:
+        if hide_next and not arg.startswith("-"):
+            out.append("***")
+            hide_next = False
+            continue
+        hide_next = False
+        name, eq, _ = arg.partition("=")
+        if _SECRET.search(name):
+            if eq:
+                out.append(f"{name}=***")
+                continue
+            hide_next = arg.startswith("-")
+        out.append(arg)
+    return out
 
 
 class ConfigError(SisyphusError):
@@ -68,16 +113,26 @@ class BrainConfig(BaseModel):
 
     def record(self) -> dict[str, Any]:
         """What AGENT_SPAWNED keeps of it, so a resume rebuilds the same brain: all but
-        the environment's values (the user's secrets stay out of the log)."""
+        the environment's values and any secret in its arguments (the user's secrets
+        stay out of the log)."""
         data = self.model_dump(mode="json", exclude={"env"})
         data["env_names"] = sorted(self.env)
+        data["args"] = redacted(self.args)
+        data["command"] = redacted(self.command)
         return data
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], env: dict[str, str]) -> BrainConfig:
-        """The brain AGENT_SPAWNED recorded, with its environment's values from
-        ``env`` (the config as it is now)."""
+    def from_record(cls, record: dict[str, Any], current: BrainConfig | None = None,
+                    ) -> BrainConfig:
+        """The brain AGENT_SPAWNED recorded; its environment's values, and its
+        arguments and command where the record hid a secret, from ``current`` (the
+        config as it is now) when that is on the same backend."""
         fields = {k: v for k, v in record.items() if k in cls.model_fields and k != "env"}
+        same = current is not None and current.backend == fields.get("backend")
+        env = dict(current.env) if current is not None and same else {}
+        for name in ("args", "command"):
+            if same and "***" in " ".join(map(str, fields.get(name) or ())):
+                fields[name] = getattr(current, name)
         names = record.get("env_names") or []
         return cls.model_validate({**fields, "env": {n: env[n] for n in names if n in env}})
 

@@ -10,13 +10,14 @@ log last recorded for it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sisyphus_tui.agents import backend as make_backend
 from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Permissions
-from sisyphus_tui.agents.config import BrainConfig
+from sisyphus_tui.agents.config import BrainConfig, agent_folder
 from sisyphus_tui.agents.runner import AgentResult, run_resuming
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.ledger import AgentView, Ledger
@@ -87,7 +88,8 @@ async def run_solo(store: EventStore, config: BrainConfig, prompt: str, workspac
         thinking=config.thinking or "off",
         permissions=Permissions(config.allow, config.deny), args=config.args,
         env=dict(config.env), command=config.command,
-        state_dir=workspace / ".sisyphus" / "agents" / name, timeout_s=config.timeout_s)
+        state_dir=await asyncio.to_thread(agent_folder, workspace, name),
+        timeout_s=config.timeout_s)
     try:
         result = await run_resuming(backend, request, said)
     except BaseException as exc:

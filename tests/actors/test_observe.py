@@ -70,3 +70,6 @@ async def test_a_redone_turn_still_records_the_first_attempts_edit(tmp_path: Pat
         kept = sorted(p.name for p in (workspace / ".sisyphus" / "agents" / "executor")
                       .iterdir())
         assert kept == [f"before-{later.offset}.json"]
+        # None of the swarm's own files is committed by accident.
+        ignore = (workspace / ".sisyphus" / ".gitignore").read_text()
+        assert "\n*\n" in ignore and "!config.toml" in ignore

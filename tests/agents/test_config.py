@@ -80,9 +80,18 @@ def test_the_record_keeps_no_secret_and_rebuilds_the_brain(tmp_path: Path) -> No
     record = executor.record()
     assert "s3cret" not in repr(record)
     assert record["env_names"] == ["CLAUDE_CODE_MAX_OUTPUT_TOKENS", "SECRET_TOKEN"]
-    rebuilt = BrainConfig.from_record(record, {"SECRET_TOKEN": "new", "OTHER": "x"})
+    now = executor.model_copy(update={"env": {"SECRET_TOKEN": "new", "OTHER": "x"}})
+    rebuilt = BrainConfig.from_record(record, now)
     assert rebuilt.model_copy(update={"env": {}}) == executor.model_copy(update={"env": {}})
     assert rebuilt.env == {"SECRET_TOKEN": "new"}  # the values as the config has them now
+    # Secrets in the arguments stay out of the log too, and come back from the config.
+    keyed = BrainConfig(backend="acp", command="goose acp --api-key sk-live-1",
+                        args=("--token=abc", "--max-turns", "3"))
+    kept = keyed.record()
+    assert "sk-live-1" not in repr(kept) and "abc" not in repr(kept)
+    assert kept["command"] == ["goose", "acp", "--api-key", "***"]
+    assert kept["args"] == ["--token=***", "--max-turns", "3"]
+    assert BrainConfig.from_record(kept, keyed) == keyed
 
 
 @pytest.mark.parametrize(("text", "says"), [
