@@ -78,6 +78,8 @@ EventHandler = Callable[[AgentEvent], Awaitable[None] | None]
 # far more than the runner's 1 MiB, and is still bounded.
 MAX_MESSAGE_BYTES = 16 << 20
 EDIT_KINDS = ("edit",)  # ACP tool kinds that edit files: allowed inside the workspace
+# ACP tool kinds that change files: denied in a read-only request.
+WRITE_KINDS = ("edit", "delete", "move")
 CLIENT_INFO = Implementation(name="sisyphus-tui", title="sisyphus-tui", version="0.1")
 
 
@@ -397,19 +399,7 @@ class _Run:
         kind = tool_call.kind or known.kind or "other"
         tool_input = tool_call.raw_input if tool_call.raw_input is not None else known.input
         paths = [loc.path for loc in tool_call.locations or []] or known.locations
-        perms = self.request.permissions
-        reason = ""
-        if any(name in perms.deny for name in (title, kind)):
-            decision, reason = "deny", "denied by the configuration"
-        elif kind in EDIT_KINDS:
-            outside = [p for p in paths if self.confined(p) is None]
-            decision = "deny" if outside else "allow"
-            reason = (f"outside the workspace: {outside[0]}" if outside
-                      else "an edit inside the workspace")
-        else:
-            allowed = "allow" in (perms.decide(title), perms.decide(kind))
-            decision = "allow" if allowed else "deny"
-            reason = "allowed by the configuration" if allowed else "not allowed (default)"
+        decision, reason = self.decide(title, kind, paths, tool_input)
         self.emit(AgentEvent("permission", title,
                              {"id": tool_call.tool_call_id, "name": title, "kind": kind,
                               "input": tool_input, "decision": decision, "reason": reason},
@@ -423,6 +413,30 @@ class _Run:
                         outcome="selected", option_id=option.option_id))
         return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
 
+    def decide(self, title: str, kind: str, paths: list[str],
+               tool_input: Any) -> tuple[str, str]:
+        """The decision on a permission request, and why. By ``kind``, which the agent
+        cannot rename its way out of: a deny by kind is final; an edit is allowed only
+        with named paths all inside the workspace (and never in a read-only request);
+        otherwise the kind, or the agent-chosen title, must be allowed (the title only
+        adds to what is allowed, a deny of it still holds)."""
+        perms = self.request.permissions
+        args = tool_input if isinstance(tool_input, dict) else None
+        if perms.denies(kind, args) or (title and perms.denies(title, args)):
+            return "deny", "denied by the configuration"
+        if kind in WRITE_KINDS and self.request.read_only:
+            return "deny", "read-only: no edits"
+        if kind in EDIT_KINDS:
+            if not paths:
+                return "deny", "an edit that names no file"
+            outside = [p for p in paths if self.confined(p) is None]
+            if outside:
+                return "deny", f"outside the workspace: {outside[0]}"
+            return "allow", "an edit inside the workspace"
+        if "allow" in (perms.decide(kind, args), perms.decide(title, args)):
+            return "allow", "allowed by the configuration"
+        return "deny", "not allowed (default)"
+
     def confined(self, path: str) -> Path | None:
         """``path`` resolved, if it is inside the workspace; else None."""
         target = Path(path)
@@ -431,11 +445,14 @@ class _Run:
         resolved = target.resolve()
         return resolved if resolved.is_relative_to(self.root) else None
 
-    def _refuse(self, method: str, path: str) -> RequestError:
+    def _refuse(self, method: str, path: str,
+                reason: str = "outside the workspace") -> RequestError:
         self.flush()
         self.emit(AgentEvent("permission", method,
                              {"name": method, "input": {"path": path}, "decision": "deny",
-                              "reason": "outside the workspace"}))
+                              "reason": reason}))
+        if reason != "outside the workspace":
+            return RequestError(-32602, f"{method}: {path}: {reason}")
         return RequestError(-32602, f"{method}: {path} is outside the workspace {self.root}")
 
     async def read_file(self, path: str, line: int | None,
@@ -465,7 +482,10 @@ class _Run:
         return ReadTextFileResponse(content=await asyncio.to_thread(read))
 
     async def write_file(self, path: str, content: str) -> WriteTextFileResponse:
-        """Write the file (its folders made), off the event loop."""
+        """Write the file (its folders made), off the event loop; refused outside the
+        workspace, and always in a read-only request."""
+        if self.request.read_only:
+            raise self._refuse("fs/write_text_file", path, "read-only: no edits")
         target = self.confined(path)
         if target is None:
             raise self._refuse("fs/write_text_file", path)

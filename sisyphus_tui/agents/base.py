@@ -24,14 +24,17 @@ The normalised events (``AgentEvent.kind``), the same for every backend:
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import re
 import shutil
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from sisyphus_tui.errors import SisyphusError
 
@@ -42,6 +45,12 @@ KINDS = ("session", "text", "thinking", "tool_call", "tool_result", "permission"
          "error", "finished", "raw")
 RAW_MAX_CHARS = 65536  # AGENT_OUTPUT.raw's bound
 TEXT_MAX_CHARS = 16384  # a tool result's text kept in the log
+# What the runner appends to a line over its bound (process._Lines).
+TRUNCATED_RE = re.compile(r" \[\.\.\. (\d+) more bytes of this line dropped\]$")
+# A permission entry with an argument pattern, Claude's rule syntax: ``Bash(pytest*)``.
+RULE_RE = re.compile(r"^([^()]+)\((.*)\)$", re.S)
+# The input field a ``Tool(pattern)`` entry is matched against, first present wins.
+SUBJECT_KEYS = ("command", "file_path", "path", "url", "pattern", "query")
 
 
 class AgentUnavailable(SisyphusError):
@@ -62,19 +71,85 @@ class AgentEvent:
             raise ValueError(f"unknown agent event kind {self.kind!r}")
 
 
+def truncated(line: str) -> int | None:
+    """How many bytes the runner dropped from ``line`` (cut at its bound), or None if
+    the line is whole."""
+    cut = TRUNCATED_RE.search(line.rstrip("\r\n"))
+    return int(cut.group(1)) if cut is not None else None
+
+
+def truncated_event(line: str) -> AgentEvent | None:
+    """The ``raw`` event of a line the runner cut at its bound (what is left of it,
+    bounded, and how much was dropped), or None if the line is whole."""
+    stripped = line.rstrip("\r\n")
+    cut = TRUNCATED_RE.search(stripped)
+    if cut is None:
+        return None
+    return AgentEvent("raw", bounded(stripped[:cut.start()], TEXT_MAX_CHARS),
+                      {"reason": f"line over the bound: {cut.group(1)} bytes dropped",
+                       "dropped_bytes": int(cut.group(1))})
+
+
+def _subject(tool_input: Mapping[str, Any] | None) -> str | None:
+    for key in SUBJECT_KEYS:
+        value = (tool_input or {}).get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _rule_matches(rule: str, tool: str, tool_input: Mapping[str, Any] | None) -> bool:
+    """Whether one ``allow``/``deny`` entry covers this call: ``*``, a tool's name, or
+    ``Tool(pattern)`` matched against the call's command (or path, url...): an
+    ``fnmatch`` pattern, or Claude's ``prefix:*`` form (the command starts with
+    ``prefix``). Names match case-sensitively, as every CLI names its tools."""
+    if rule == "*" or rule == tool:
+        return True
+    found = RULE_RE.match(rule)
+    if found is None or found.group(1).strip() != tool:
+        return False
+    pattern = found.group(2)
+    subject = _subject(tool_input)
+    if subject is None:
+        return False
+    subject = subject.strip()
+    if pattern.endswith(":*"):
+        prefix = pattern[:-2]
+        return subject == prefix or subject.startswith(prefix + " ")
+    return fnmatch.fnmatchcase(subject, pattern)
+
+
 @dataclass(frozen=True)
 class Permissions:
-    """What an agent may do without asking: edit files inside its workspace always;
-    other tools by name, ``allow`` over ``deny``, denied by default."""
+    """What an agent may do without asking: edit files inside its workspace (unless
+    the request is ``read_only``); other tools as listed, ``deny`` over ``allow``,
+    denied by default.
+
+    An entry is ``*`` (every tool), a tool's name as its CLI calls it (``Bash``,
+    ``run_shell_command``...), or ``Tool(pattern)``: that tool only for a call whose
+    command (else ``file_path``, ``path``, ``url``, ``pattern``, ``query``) matches
+    ``pattern``, an ``fnmatch`` pattern (``Bash(pytest*)``) or Claude's ``prefix:*``
+    (``Bash(git diff:*)``). A pattern in ``deny`` denies only the matching calls; a
+    bare name in ``deny`` denies the tool whatever ``allow`` says. Claude also gets
+    the lists as its own ``--allowedTools``/``--disallowedTools`` rules; the other
+    CLIs' own rule files take the bare names only."""
 
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
 
-    def decide(self, tool: str) -> str:
-        """``allow`` or ``deny`` for a tool that asked."""
-        if tool in self.deny:
+    def denies(self, tool: str, tool_input: Mapping[str, Any] | None = None) -> bool:
+        """Whether a ``deny`` entry names this call (not merely: nothing allows it)."""
+        return any(_rule_matches(rule, tool, tool_input) for rule in self.deny
+                   if rule != "*")
+
+    def decide(self, tool: str, tool_input: Mapping[str, Any] | None = None) -> str:
+        """``allow`` or ``deny`` for a tool that asked (``tool_input``: its arguments,
+        for the ``Tool(pattern)`` entries)."""
+        if self.denies(tool, tool_input):
             return "deny"
-        return "allow" if tool in self.allow or "*" in self.allow else "deny"
+        if any(_rule_matches(rule, tool, tool_input) for rule in self.allow):
+            return "allow"
+        return "deny"
 
 
 @dataclass(frozen=True)
@@ -89,6 +164,9 @@ class AgentRequest:
     thinking: str = "off"
     schema: dict[str, Any] | None = None  # a JSON schema the final answer must fit
     permissions: Permissions = Permissions()
+    # The agent may read the workspace but not change it (planning, reviewing,
+    # research): each backend has its CLI refuse edits (and what else it can refuse).
+    read_only: bool = False
     args: tuple[str, ...] = ()  # extra arguments, from the config
     env: Mapping[str, str] = field(default_factory=dict)  # over the inherited environment
     command: tuple[str, ...] = ()  # the command to start (ACP; or a binary's path)
@@ -99,7 +177,15 @@ class AgentRequest:
 
 class Parser:
     """Turns one run's output lines into events; keeps what the run said so far. A line
-    it cannot read is a ``raw`` event, never an exception."""
+    it cannot read is a ``raw`` event, never an exception; a line the runner cut at its
+    bound is a ``raw`` event saying so. A turn that finishes with a stop reason that is
+    not ``normal_stop`` is preceded by an ``error`` event (``"NAME stopped: REASON"``),
+    so the run is not ``ok``."""
+
+    name: ClassVar[str] = "agent"  # said in the error of an abnormal stop
+    # The stop reasons of a turn that ended as it should (override per CLI).
+    NORMAL_STOPS: ClassVar[frozenset[str]] = frozenset(
+        {"end_turn", "stop", "completed", "success", "tool_use", "stop_sequence"})
 
     def __init__(self) -> None:
         self.session: str | None = None
@@ -111,6 +197,9 @@ class Parser:
 
     def feed(self, line: str) -> list[AgentEvent]:
         """The events of one stdout line (JSON decoded here; the subclass reads it)."""
+        cut = truncated_event(line)
+        if cut is not None:
+            return [cut]
         stripped = line.strip()
         if not stripped:
             return []
@@ -125,9 +214,28 @@ class Parser:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return [AgentEvent("raw", stripped[:TEXT_MAX_CHARS],
                                {"reason": f"unreadable {obj.get('type', '?')!s}: {exc}"})]
+        return self.noted(events)
+
+    def noted(self, events: list[AgentEvent]) -> list[AgentEvent]:
+        """``events`` taken note of (session, texts, usage, error, stop reason), with
+        an ``error`` event put before a ``finished`` one that stopped abnormally."""
+        out: list[AgentEvent] = []
         for event in events:
+            if event.kind == "finished":
+                reason = str(event.data.get("stop_reason") or "end_turn")
+                if self.error is None and not self.normal_stop(reason):
+                    stopped = AgentEvent("error", f"{self.name} stopped: {reason}",
+                                         {"stop_reason": reason})
+                    self._note(stopped)
+                    out.append(stopped)
             self._note(event)
-        return events
+            out.append(event)
+        return out
+
+    def normal_stop(self, reason: str) -> bool:
+        """Whether a turn that stopped for ``reason`` ended as it should (else the run
+        is an error: out of tokens, refused, cut short)."""
+        return reason in self.NORMAL_STOPS
 
     def read(self, obj: dict[str, Any]) -> list[AgentEvent]:
         """The events of one decoded JSON line (unknown types: ``raw``)."""
@@ -152,6 +260,35 @@ class Parser:
         if self.final_text is not None:
             return self.final_text
         return self.texts[-1] if self.texts else ""
+
+
+T = TypeVar("T")
+
+
+class PerRequest(Generic[T]):
+    """Values a backend keeps for each request it is running (what ``prepare`` found,
+    for ``argv``), keyed by the request's identity: two runs at once never share one;
+    a value goes when its request does."""
+
+    def __init__(self) -> None:
+        self._values: dict[int, T] = {}
+
+    def put(self, request: AgentRequest, value: T) -> None:
+        """Keep ``value`` for ``request`` (until the request is collected)."""
+        key = id(request)
+        if key not in self._values:
+            weakref.finalize(request, self._values.pop, key, None)
+        self._values[key] = value
+
+    def get(self, request: AgentRequest) -> T | None:
+        """What was kept for ``request``, or None."""
+        return self._values.get(id(request))
+
+    def __contains__(self, request: AgentRequest) -> bool:
+        return id(request) in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 class Backend(ABC):
@@ -180,6 +317,13 @@ class Backend(ABC):
             raise AgentUnavailable(f"{self.name}: {name!r} is not installed or not on "
                                    f"PATH{where}")
         return found
+
+    async def prepare(self, request: AgentRequest) -> None:
+        """What must be done before ``argv`` and ``environment`` that touches the disk
+        (files the CLI is pointed at, state it read): awaited by ``run_agent`` before
+        ``argv``, its blocking parts off the event loop. A backend that was not
+        prepared does the same work in ``argv``/``environment``, synchronously."""
+        return None
 
     @abstractmethod
     def argv(self, request: AgentRequest) -> list[str]:

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import uuid
 from typing import Any, ClassVar
 
 from sisyphus_tui.agents.base import (
-    TEXT_MAX_CHARS,
     AgentEvent,
     AgentRequest,
     Backend,
@@ -47,8 +45,8 @@ QUIET = {
     "DISABLE_ERROR_REPORTING": "1",
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
 }
-# What the runner appends to a line over its bound (process._Lines).
-TRUNCATED_RE = re.compile(r" \[\.\.\. (\d+) more bytes of this line dropped\]$")
+# The tools that change files: refused in a read-only request whatever the permissions.
+EDIT_TOOLS = frozenset({"Edit", "Write", "MultiEdit", "NotebookEdit"})
 
 
 def _blocks_text(content: Any) -> str:
@@ -76,18 +74,11 @@ class ClaudeParser(Parser):
     """Claude Code's stream-json lines as normalised events; a permission request is
     decided here (``permissions``) so its event says what was answered."""
 
-    def __init__(self, permissions: Permissions | None = None) -> None:
+    def __init__(self, permissions: Permissions | None = None,
+                 read_only: bool = False) -> None:
         super().__init__()
         self.permissions = permissions or Permissions()
-
-    def feed(self, line: str) -> list[AgentEvent]:
-        """As ``Parser.feed``, but a line cut at the runner's bound says so."""
-        cut = TRUNCATED_RE.search(line)
-        if cut is not None:
-            return [AgentEvent("raw", bounded(line[:cut.start()], TEXT_MAX_CHARS),
-                               {"reason": f"line over the bound: {cut.group(1)} bytes "
-                                          f"dropped"})]
-        return super().feed(line)
+        self.read_only = read_only
 
     def read(self, obj: dict[str, Any]) -> list[AgentEvent]:
         """The events of one decoded line (unknown types and subtypes: ``raw``)."""
@@ -165,10 +156,17 @@ class ClaudeParser(Parser):
                                                      f"{request.get('subtype')!s}",
                                            "request_id": request_id})]
         name = str(request["tool_name"])
+        tool_input = request.get("input") or {}
+        if self.read_only and name in EDIT_TOOLS:
+            decision, why = "deny", "read-only: no edits"
+        else:
+            decision = self.permissions.decide(name, tool_input)
+            why = "allowed by the configuration" if decision == "allow" else \
+                "not allowed (default)"
         return [AgentEvent("permission", str(request.get("decision_reason") or ""), {
-            "name": name, "input": request.get("input") or {}, "id": request_id,
-            "tool_use_id": request.get("tool_use_id"),
-            "decision": self.permissions.decide(name)})]
+            "name": name, "input": tool_input, "id": request_id,
+            "tool_use_id": request.get("tool_use_id"), "decision": decision,
+            "reason": why})]
 
     def _result(self, obj: dict[str, Any]) -> list[AgentEvent]:
         usage = obj.get("usage") or {}
@@ -220,8 +218,10 @@ class ClaudeBackend(Backend):
         args = ["-p", "--output-format", "stream-json", "--input-format", "stream-json",
                 "--verbose",
                 # acceptEdits: file edits inside the cwd run without asking; everything
-                # else that needs permission asks us on stdout (can_use_tool).
-                "--permission-mode", "acceptEdits", "--permission-prompt-tool", "stdio"]
+                # else that needs permission asks us on stdout (can_use_tool). Read
+                # only: "default", so an edit asks too, and is denied.
+                "--permission-mode", "default" if request.read_only else "acceptEdits",
+                "--permission-prompt-tool", "stdio"]
         if request.session:
             args += ["--resume", request.session]
         if request.model:
@@ -266,8 +266,10 @@ class ClaudeBackend(Backend):
                 answer: dict[str, Any] = {"behavior": "allow",
                                           "updatedInput": event.data["input"]}
             else:
+                why = " (read-only: no edits)" if request.read_only and \
+                    event.data["name"] in EDIT_TOOLS else ""
                 answer = {"behavior": "deny",
-                          "message": f"{event.data['name']} is not allowed here"}
+                          "message": f"{event.data['name']} is not allowed here{why}"}
             response: dict[str, Any] = {"subtype": "success",
                                         "request_id": event.data["id"], "response": answer}
         elif event.kind == "raw" and event.data.get("request_id"):
@@ -295,4 +297,4 @@ class ClaudeBackend(Backend):
 
     def parser_for(self, request: AgentRequest) -> Parser:
         """A parser that decides permission requests from ``request.permissions``."""
-        return ClaudeParser(request.permissions)
+        return ClaudeParser(request.permissions, request.read_only)

@@ -274,13 +274,15 @@ class CodexBackend(Backend):
             # exec cannot ask anyone: "never" runs what the sandbox allows, refuses
             # the rest; "untrusted" aborts in 0.171.0.
             "-c", 'approval_policy="never"',
-            # A config key, not --sandbox: `exec resume` has no --sandbox flag.
-            "-c", 'sandbox_mode="workspace-write"',
+            # A config key, not --sandbox: `exec resume` has no --sandbox flag. Read
+            # only: the sandbox refuses every write, patches and commands alike.
+            "-c", 'sandbox_mode="read-only"' if request.read_only
+            else 'sandbox_mode="workspace-write"',
             "-c", "check_for_update_on_startup=false",
             "-c", "analytics.enabled=false",
             "-c", "feedback.enabled=false",
         ]
-        if request.permissions.decide("network") == "allow":
+        if request.permissions.decide("network") == "allow" and not request.read_only:
             options += ["-c", "sandbox_workspace_write.network_access=true"]
         if request.permissions.decide("web_search") == "deny":
             options += ["-c", 'web_search="disabled"']

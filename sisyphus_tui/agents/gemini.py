@@ -67,6 +67,8 @@ TOOL_NAMES = {
 }
 # Tools that ``auto_edit`` allows that are no edit (denied unless Permissions allow).
 AUTO_ALLOWED = ("web_fetch",)
+# The tools that change files: denied in a read-only request, over any other rule.
+EDIT_TOOLS = ("write_file", "replace")
 # What it prints on stderr at every start (not the reason it exited).
 STDERR_NOTICES = ("Warning: 256-color support not detected", "Ripgrep is not available",
                   "Approval mode overridden", "Loaded cached credentials")
@@ -80,11 +82,15 @@ def tool_name(name: str) -> str:
     return TOOL_NAMES.get(name.lower(), name)
 
 
-def policy_toml(permissions: Permissions) -> str:
-    """The policy rules (user tier) that make the CLI follow ``permissions``."""
+def policy_toml(permissions: Permissions, read_only: bool = False) -> str:
+    """The policy rules (user tier) that make the CLI follow ``permissions`` (and, when
+    ``read_only``, refuse every edit whatever they allow)."""
     allow = [tool_name(n) for n in permissions.allow if n != "*"]
     deny = [tool_name(n) for n in permissions.deny]
-    rules: list[tuple[str, str, int]] = [(n, "deny", 900) for n in deny]
+    rules: list[tuple[str, str, int]] = []
+    if read_only:
+        rules += [(n, "deny", 950) for n in EDIT_TOOLS]
+    rules += [(n, "deny", 900) for n in deny]
     rules += [(n, "allow", 800) for n in allow if n not in deny]
     if "*" in permissions.allow:
         rules.append(("*", "allow", 500))
@@ -262,10 +268,14 @@ class GeminiBackend(Backend):
         session, approval mode and policy (the policy file is written here)."""
         folder = self._folder(request)
         folder.mkdir(parents=True, exist_ok=True)
-        policy = folder / f"gemini-policy-{_digest(policy_toml(request.permissions))}.toml"
-        _write_if_changed(policy, policy_toml(request.permissions))
+        rules = policy_toml(request.permissions, request.read_only)
+        policy = folder / f"gemini-policy-{_digest(rules)}.toml"
+        _write_if_changed(policy, rules)
+        # Read only: the default mode, in which headless Gemini offers no write tool
+        # (and the policy denies them, should the model call one anyway).
+        mode = "default" if request.read_only else "auto_edit"
         argv = [f"--prompt={self.prompt(request)}", "--output-format", "stream-json",
-                "--approval-mode", "auto_edit", "--skip-trust", "--policy", str(policy)]
+                "--approval-mode", mode, "--skip-trust", "--policy", str(policy)]
         if request.model:
             argv += ["--model", request.model]
         if request.session:

@@ -75,14 +75,21 @@ WORKSPACE_TOOLS = ("read", "glob", "grep", "list", "edit", "todowrite")
 ALIASES = {"shell": "bash", "write": "edit", "patch": "edit", "apply_patch": "edit",
            "fetch": "webfetch", "web": "webfetch"}
 DENIED_MARKS = ("rule which prevents you from using", "rejected permission")
+UNAVAILABLE_MARK = "tried to call unavailable tool"
 # What the runner appends to a line over its bound (process._Lines).
 TRUNCATED_RE = re.compile(r" \[\.\.\. (\d+) more bytes of this line dropped\]$")
 
 
-def permission_rules(permissions: Permissions) -> dict[str, Any]:
+# The permissions that change files: denied in a read-only request, after every other
+# rule (opencode's ``edit`` covers its write, edit and patch tools).
+EDIT_PERMISSIONS = ("edit", "write", "patch")
+
+
+def permission_rules(permissions: Permissions, read_only: bool = False) -> dict[str, Any]:
     """opencode's permission rules for ``permissions``, in the order they apply (the
     last matching rule wins): everything denied (unless ``*`` is allowed), the
-    workspace's reading and editing allowed, then the allowed tools, then the denied."""
+    workspace's reading and editing allowed, then the allowed tools, then the denied;
+    ``read_only``: the edits denied last of all."""
     rules: dict[str, Any] = {"*": "allow" if "*" in permissions.allow else "deny"}
     for tool in WORKSPACE_TOOLS:
         rules[tool] = "allow"
@@ -92,6 +99,10 @@ def permission_rules(permissions: Permissions) -> dict[str, Any]:
             rules[ALIASES.get(tool.lower(), tool.lower())] = "allow"
     for tool in permissions.deny:
         rules[ALIASES.get(tool.lower(), tool.lower())] = "deny"
+    if read_only:
+        for tool in EDIT_PERMISSIONS:
+            rules.pop(tool, None)  # re-added last: a JSON object keeps its key's place
+            rules[tool] = "deny"
     return rules
 
 
@@ -177,11 +188,21 @@ class OpencodeParser(Parser):
         failed = state.get("status") == "error"
         output = state.get("error") if failed else state.get("output")
         text = output if isinstance(output, str) else json.dumps(output)
+        # A call of a tool it does not have (one denied outright is not offered) runs
+        # its "invalid" tool, "completed": a failed call all the same.
+        invalid = name == "invalid"
         events = [AgentEvent("tool_call", "", {"name": name, "input": tool_input,
                                                "id": call_id}),
                   AgentEvent("tool_result", bounded(text or ""),
-                             {"id": call_id, "name": name, "is_error": failed})]
-        if failed and any(mark in (text or "") for mark in DENIED_MARKS):
+                             {"id": call_id, "name": name,
+                              "is_error": failed or invalid})]
+        if invalid and UNAVAILABLE_MARK in (text or "") and tool_input.get("tool"):
+            # The tool the model tried is not offered: the rules denied it outright.
+            tried = str(tool_input["tool"])
+            events.insert(1, AgentEvent("permission", tried,
+                                        {"name": tried, "input": tool_input,
+                                         "decision": "deny", "reason": "not offered"}))
+        elif failed and any(mark in (text or "") for mark in DENIED_MARKS):
             # opencode decided it from the rules given: said as the permission it was.
             events.insert(1, AgentEvent("permission", name,
                                         {"name": name, "input": tool_input,
@@ -273,7 +294,7 @@ class OpencodeBackend(Backend):
         config: dict[str, Any] = {"agent": {AGENT: {
             "mode": "primary",
             "description": "sisyphus-tui's agent: the swarm's permissions",
-            "permission": permission_rules(request.permissions)}}}
+            "permission": permission_rules(request.permissions, request.read_only)}}}
         path = self.instructions_file(request)
         if path is not None:
             config["instructions"] = [str(path)]
@@ -314,7 +335,8 @@ class OpencodeBackend(Backend):
         return {**QUIET,
                 "PWD": str(request.workspace.resolve()),
                 "OPENCODE_CONFIG_CONTENT": content,
-                "OPENCODE_PERMISSION": json.dumps(permission_rules(request.permissions))}
+                "OPENCODE_PERMISSION": json.dumps(permission_rules(request.permissions,
+                                                                   request.read_only))}
 
     def parser(self) -> Parser:
         """A fresh parser for one run."""

@@ -13,6 +13,11 @@ ignores cancel and SIGINT, and leaves a child process in its group), ``exit`` (i
 exits 3 at start), ``garbage`` (stray lines on stdout, an unknown update type and a
 line over the client's bound, then ``edit``), ``error`` (the prompt fails with a
 JSON-RPC error), ``auth`` (session/new needs authentication).
+
+Options of the ``edit`` turn: ``--stop REASON`` (the stop reason it ends with),
+``--edit-title TITLE`` (what it calls the edit), ``--edit-kind KIND`` (the kind it
+gives it), ``--no-locations`` (the edit's call names no file), ``--unasked`` (it
+writes through ``fs/write_text_file`` without asking first).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from acp.schema import (
     NewSessionResponse,
     PermissionOption,
     PromptResponse,
+    ToolCallStart,
     Usage,
     UsageUpdate,
 )
@@ -136,13 +142,25 @@ class TestAgent:
         target = str(cwd.parent / "outside.txt" if self.args.mode == "outside"
                      else cwd / "output.txt")
         new = read.content.upper()
-        await say(start_edit_tool_call("edit-1", "Write output", target, new))
-        answer = await conn.request_permission(
-            session_id=session_id, tool_call=update_tool_call("edit-1"),
-            options=[PermissionOption(option_id="yes", name="Allow", kind="allow_once"),
-                     PermissionOption(option_id="no", name="Reject", kind="reject_once")])
-        outcome = answer.outcome
-        if isinstance(outcome, AllowedOutcome) and outcome.option_id == "yes":
+        if self.args.no_locations:
+            await say(ToolCallStart(session_update="tool_call", tool_call_id="edit-1",
+                                    title=self.args.edit_title, kind=self.args.edit_kind,
+                                    status="pending"))
+        else:
+            start = start_edit_tool_call("edit-1", self.args.edit_title, target, new)
+            start.kind = self.args.edit_kind
+            await say(start)
+        if self.args.unasked:
+            allowed = True
+        else:
+            answer = await conn.request_permission(
+                session_id=session_id, tool_call=update_tool_call("edit-1"),
+                options=[PermissionOption(option_id="yes", name="Allow", kind="allow_once"),
+                         PermissionOption(option_id="no", name="Reject",
+                                          kind="reject_once")])
+            outcome = answer.outcome
+            allowed = isinstance(outcome, AllowedOutcome) and outcome.option_id == "yes"
+        if allowed:
             try:
                 await conn.write_text_file(session_id=session_id, path=target, content=new)
             except RequestError as exc:
@@ -158,7 +176,7 @@ class TestAgent:
         await say(update_agent_message_text(reply + ")."))
         history.append({"user": text, "agent": reply})
         self._file(session_id).write_text(json.dumps(history))
-        return PromptResponse(stop_reason="end_turn", usage=Usage(
+        return PromptResponse(stop_reason=self.args.stop, usage=Usage(
             total_tokens=170, input_tokens=120, output_tokens=30, cached_read_tokens=20))
 
 
@@ -185,6 +203,11 @@ def main() -> None:
     parser.add_argument("--store", default=".")
     parser.add_argument("--pids", default="pids.txt")
     parser.add_argument("--huge", type=int, default=17 << 20)
+    parser.add_argument("--stop", default="end_turn")
+    parser.add_argument("--edit-title", default="Write output")
+    parser.add_argument("--edit-kind", default="edit")
+    parser.add_argument("--no-locations", action="store_true")
+    parser.add_argument("--unasked", action="store_true")
     args = parser.parse_args()
     if args.mode == "exit":
         print("acp-test-agent: cannot start: bad configuration", file=sys.stderr)

@@ -398,3 +398,41 @@ async def test_instructions_and_schema_are_folded_into_the_prompt(tmp_path: Path
     sent = json.loads((tmp_path / f"{result.session}.json").read_text())[0]["user"]
     assert sent.startswith("<instructions>\nBe brief.\n</instructions>\n\ndo it\n\n")
     assert sent.endswith(json.dumps(schema))
+
+
+def edit_request(tmp_path: Path, ws: Path, *options: str, mode: str = "edit",
+                 **fields: Any) -> AgentRequest:
+    fields.setdefault("timeout_s", 30)
+    fields.setdefault("grace_s", 1)
+    return AgentRequest(prompt="uppercase input.txt into output.txt", workspace=ws,
+                        command=command(mode, tmp_path, *options), **fields)
+
+
+async def test_a_read_only_request_denies_the_edit(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    result, events = await run(edit_request(tmp_path, ws, read_only=True,
+                                            permissions=Permissions(allow=("*",))))
+    assert result.ok, result.error
+    assert not (ws / "output.txt").exists()
+    asked = [e for e in events if e.kind == "permission"]
+    assert [(e.data["kind"], e.data["decision"]) for e in asked] == [("edit", "deny")]
+    assert asked[0].data["reason"] == "read-only: no edits"
+    failed = [e for e in events if e.kind == "tool_result" and e.data["is_error"]]
+    assert [e.data["id"] for e in failed] == ["edit-1"]
+
+
+async def test_a_read_only_request_refuses_a_write_it_did_not_ask_for(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    result, events = await run(edit_request(tmp_path, ws, "--unasked", read_only=True))
+    assert result.ok, result.error
+    assert not (ws / "output.txt").exists()
+    asked = [(e.data["name"], e.data["decision"]) for e in events if e.kind == "permission"]
+    assert asked == [("fs/write_text_file", "deny")]
+    failed = [e for e in events if e.kind == "tool_result" and e.data["is_error"]]
+    assert "read-only" in failed[0].text
+    # Not read-only: the same unasked write inside the workspace goes through.
+    ws2 = tmp_path / "ws2"
+    ws2.mkdir()
+    (ws2 / "input.txt").write_text("hello acp\n")
+    result, _ = await run(edit_request(tmp_path, ws2, "--unasked"))
+    assert result.ok and (ws2 / "output.txt").read_text() == "HELLO ACP\n"

@@ -383,3 +383,39 @@ async def test_write_outside_the_workspace_asks_and_is_denied(
     assert not outside.exists()
     finished = [e for e in events if e.kind == "finished"]
     assert [d["tool_name"] for d in finished[0].data["permission_denials"]] == ["Write"]
+
+
+async def test_read_only_request_cannot_edit(workspace: Path,
+                                             agent_env: dict[str, str]) -> None:
+    steps = [Step(tool="read", args={"path": "notes.txt"}),
+             Step(tool="write", args={"path": "out.txt", "content": "planned\n"}),
+             Step(tool="edit", args={"path": "notes.txt", "old": "draft", "new": "final"}),
+             Step(text="Could not write.")]
+    with FakeModel(Anthropic(), steps) as model:
+        # Even with every tool allowed by the config: read-only refuses the edits.
+        result, events = await run(request_for(model, workspace, agent_env, read_only=True,
+                                               permissions=Permissions(allow=("*",))))
+    assert result.ok, (result.error, result.stderr_tail)
+    assert result.text == "Could not write."
+    assert not (workspace / "out.txt").exists()
+    assert (workspace / "notes.txt").read_text() == "status: draft\n"
+    assert events[0].data["permission_mode"] == "default"
+    asked = [e for e in events if e.kind == "permission"]
+    assert [(e.data["name"], e.data["decision"]) for e in asked] == [("Write", "deny"),
+                                                                     ("Edit", "deny")]
+    results = [e for e in events if e.kind == "tool_result"]
+    assert not results[0].data["is_error"]  # the read
+    assert all(r.data["is_error"] for r in results[1:]) and len(results) == 3
+    assert "read-only" in results[1].text
+
+
+async def test_read_only_schema_answer(workspace: Path, agent_env: dict[str, str]) -> None:
+    schema = {"type": "object", "properties": {"verdict": {"type": "string"}},
+              "required": ["verdict"]}
+    steps = [Step(tool="StructuredOutput", args={"verdict": "looks fine"})]
+    with FakeModel(Anthropic(), steps) as model:
+        result, events = await run(request_for(model, workspace, agent_env, schema=schema,
+                                               read_only=True))
+    assert result.ok, result.error
+    assert json.loads(result.text) == {"verdict": "looks fine"}
+    assert not [e for e in events if e.kind == "permission"]

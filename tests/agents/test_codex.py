@@ -392,3 +392,26 @@ def test_the_process_is_started_with_the_policy(tmp_path: Path) -> None:
     joined = " ".join(argv)
     assert 'approval_policy="never"' in joined and 'sandbox_mode="workspace-write"' in joined
     assert CodexBackend().environment(req)["RUST_BACKTRACE"] == "0"
+
+
+async def test_a_read_only_request_cannot_write(tmp_path: Path,
+                                                agent_env: dict[str, str]) -> None:
+    steps = [Step(tool="write", args={"path": "out.txt", "content": "planned\n"}),
+             Step(tool="shell", args={"command": "echo x > shell.txt; echo status=$?"}),
+             Step(text="Could not write.")]
+    with FakeModel(OpenAIResponses(), steps) as model:
+        env = configure(agent_env, model.url)
+        req = request(tmp_path, env, model=MODEL, read_only=True,
+                      permissions=Permissions(allow=("*",)))
+        result, events = await run(req)
+        first, second = model.posts()[0], model.posts()[1]
+    assert result.ok, result
+    assert result.text == "Could not write."
+    assert not (req.workspace / "out.txt").exists()
+    assert not (req.workspace / "shell.txt").exists()
+    metadata = json.loads(first["client_metadata"]["x-codex-turn-metadata"])
+    assert metadata["sandbox_mode"] == "read-only"
+    # The refused patch shows no item in `exec --json` (0.171.0); the model was told.
+    assert "blocked by read-only sandbox" in json.dumps(second["input"])
+    results = [event for event in events if event.kind == "tool_result"]
+    assert len(results) == 1 and "Read-only file system" in results[0].text

@@ -453,3 +453,30 @@ async def test_writes_outside_the_workspace_and_policy_denials(
     assert permission.data["decision"] == "deny"
     assert permission.data["input"]["content"] == "s3cret\n"
     assert permission.text == "Tool execution denied by policy. no secrets"
+
+
+async def test_a_read_only_request_cannot_edit(workspace: Path,
+                                               gemini_env: dict[str, str]) -> None:
+    steps = [Step(tool="read", args={"path": "notes.txt"}),
+             Step(tool="write", args={"path": "out.txt", "content": "planned\n"}),
+             Step(tool="edit", args={"path": "notes.txt", "old": "draft", "new": "final"}),
+             Step(text="Could not write.")]
+    with FakeModel(Gemini(), steps) as model:
+        # Every tool allowed by the config: read-only still refuses the edits.
+        result, events = await run(request_for(model, workspace, gemini_env,
+                                               read_only=True,
+                                               permissions=Permissions(allow=("*",))))
+        offered = {d["name"] for t in model.posts()[0]["tools"]
+                   for d in t["functionDeclarations"]}
+    assert result.ok, result.error
+    assert result.text == "Could not write."
+    assert not (workspace / "out.txt").exists()
+    assert (workspace / "notes.txt").read_text() == "status: draft\n"
+    assert "read_file" in offered and {"write_file", "replace"}.isdisjoint(offered)
+    results = [e for e in events if e.kind == "tool_result"]
+    assert not results[0].data["is_error"]
+    assert [r.data.get("error_type") for r in results[1:]] == ["tool_not_registered"] * 2
+    # Should the CLI offer them anyway, the policy denies them over any allow.
+    rules = policy_toml(Permissions(allow=("*", "write")), read_only=True)
+    assert 'toolName = "write_file"\ndecision = "deny"\npriority = 950' in rules
+    assert 'toolName = "replace"\ndecision = "deny"\npriority = 950' in rules

@@ -272,3 +272,41 @@ def test_missing_binary(tmp_path: Path, agent_env: dict[str, str]) -> None:
     bare = request(tmp_path, {**agent_env, "PATH": str(tmp_path)})
     with pytest.raises(AgentUnavailable, match=r"install opencode-ai"):
         asyncio.run(run_agent(OpencodeBackend(), bare))
+
+
+class UndeclaredTools(OpenAIChat):
+    """Calls a tool by opencode's own name and parameters (``as:NAME``), declared or
+    not: a model that tries a tool it was not offered."""
+
+    def tool_call(self, step: Step, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if str(step.tool).startswith("as:"):
+            return str(step.tool)[3:], dict(step.args)
+        return super().tool_call(step, body)
+
+
+def test_a_read_only_request_cannot_edit(tmp_path: Path, agent_env: dict[str, str]) -> None:
+    ws = tmp_path / "ws"
+    steps = [Step(tool="read", args={"path": "notes.txt"}),
+             Step(tool="as:write", args={"filePath": str(ws / "out.txt"),
+                                         "content": "planned\n"}),
+             Step(tool="as:edit", args={"filePath": str(ws / "notes.txt"),
+                                        "oldString": "hello", "newString": "bye"}),
+             Step(text="Could not write.")]
+    with FakeModel(UndeclaredTools(), steps) as model:
+        ws = workspace(tmp_path, model.url)
+        # Every tool allowed by the config: read-only still refuses the edits.
+        result, events = asyncio.run(run(request(
+            ws, agent_env, read_only=True, permissions=Permissions(allow=("*",)))))
+        calls = main_calls(model)
+    assert result.ok, result.error
+    assert result.text == "Could not write."
+    assert not (ws / "out.txt").exists()
+    assert (ws / "notes.txt").read_text() == "the notes say hello\n"
+    offered = set(declared_tools(calls[0]))
+    assert "read" in offered and {"write", "edit"}.isdisjoint(offered)
+    results = [e for e in events if e.kind == "tool_result"]
+    assert not results[0].data["is_error"]
+    assert len(results) == 3 and all(r.data["is_error"] for r in results[1:])
+    asked = [e for e in events if e.kind == "permission"]
+    assert [(e.data["name"], e.data["decision"]) for e in asked] == [("write", "deny"),
+                                                                     ("edit", "deny")]
