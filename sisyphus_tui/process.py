@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import inspect
+import json
 import os
 import signal
 import sys
@@ -264,6 +265,52 @@ class Tail:
     def text(self) -> str:
         text = "\n".join(self._lines)
         return text + "\n" if text and not text.endswith("\n") else text
+
+
+def started_at(pid: int) -> str | None:
+    """When process ``pid`` started (its start time in clock ticks since boot, from
+    /proc): with the pid, it names one process, never a later one given the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def note_group(path: Path, pgid: int) -> None:
+    """Record that this process runs the process group ``pgid`` (see ``end_leftover``)."""
+    host = os.getpid()
+    path.write_text(json.dumps({"pgid": pgid, "started": started_at(pgid), "host": host,
+                                "host_started": started_at(host)}))
+
+
+def end_leftover(path: Path) -> bool:
+    """Kill the process group ``path`` recorded if the process that ran it is gone (a
+    host killed with SIGKILL: what it started may outlive it, grandchildren the kernel's
+    parent-death signal never reaches) and the group's leader is still the one started
+    then. Returns whether it killed one; the record is removed."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    path.unlink(missing_ok=True)
+    if not isinstance(record, dict):
+        return False
+    host, pgid = record.get("host"), record.get("pgid")
+    if not isinstance(host, int) or not isinstance(pgid, int) or pgid <= 1:
+        return False
+    if started_at(host) is not None and started_at(host) == record.get("host_started"):
+        return False  # its host still runs it
+    leader = started_at(pgid)
+    if leader is not None and leader != record.get("started"):
+        return False  # the pid is another process's now: not ours to kill
+    # The leader gone, what is left of its group keeps the pgid (a pid is not reused
+    # while a group of that id lives).
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _load_prctl() -> Any:

@@ -24,11 +24,12 @@ from sisyphus_tui.agents.base import (
     AgentUnavailable,
     Backend,
 )
-from sisyphus_tui.process import Child, Tail
+from sisyphus_tui.process import Child, Tail, end_leftover, note_group
 from sisyphus_tui.safe_text import printable
 
 EventHandler = Callable[[AgentEvent], Awaitable[None] | None]
 LINGER_S = 2.0  # how long a CLI may take to exit on its own once its turn is over
+RUNNING_FILE = "running.json"  # in the agent's folder: the process group it runs
 
 
 # What says an agent's failure may pass if its turn is tried again (the model is
@@ -104,12 +105,18 @@ async def run_agent(backend: Backend, request: AgentRequest,
     executable = backend.executable(request)
     argv = [executable, *request.command[1:], *backend.argv(request)]
     env = {**os.environ, **backend.environment(request), **request.env}
+    group_file = request.state_dir / RUNNING_FILE if request.state_dir else None
+    if group_file is not None:
+        # What a killed host left running for this agent goes before it starts again.
+        await asyncio.to_thread(end_leftover, group_file)
     try:
         child = await Child.start(argv, request.workspace, env=env, stdin=backend.stdin,
                                   merge_stderr=False, die_with_parent=True)
     except OSError as exc:
         raise AgentUnavailable(f"{backend.name}: cannot run {executable!r}: "
                                f"{exc.strerror}") from None
+    if group_file is not None:
+        await asyncio.to_thread(note_group, group_file, child.pid)
     parser = backend.parser_for(request)
     stderr = Tail(4000)
     stderr_head: list[str] = []  # its first lines: an error a long usage text follows
@@ -202,6 +209,8 @@ async def run_agent(backend: Backend, request: AgentRequest,
         for task in (finished, exited):
             task.cancel()
         await child.close()
+        if group_file is not None:
+            group_file.unlink(missing_ok=True)
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(errors, 1.0)
         reader.cancel()

@@ -5,6 +5,8 @@ CLI to stop before it is killed."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -74,3 +76,63 @@ async def test_a_log_that_fails_asks_the_cli_to_stop_first(tmp_path: Path) -> No
         await asyncio.wait_for(run_agent(Script(), request(tmp_path, polite,
                                                            timeout_s=30.0), refuse), 20)
     assert marker.exists()  # SIGINT came first: it could save its session
+
+
+PROJECT = Path(__file__).resolve().parents[2]
+GRANDCHILD = ("import os, signal, sys, time\n"
+              "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+              "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+              "time.sleep(600)\n")
+LEAVES_A_GRANDCHILD = (
+    "import subprocess, sys, time\n"
+    "subprocess.Popen([sys.executable, '-c', {code!r}, {pidfile!r}])\n"
+    "print('{{\"text\": \"working\"}}', flush=True)\n"
+    "time.sleep(600)\n")
+HOST = ("import asyncio, sys\n"
+        "from pathlib import Path\n"
+        "from sisyphus_tui.agents.base import AgentRequest\n"
+        "from sisyphus_tui.agents.runner import run_agent\n"
+        "from tests.agents.test_runner import Script\n"
+        "ws, state, cli = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]\n"
+        "asyncio.run(run_agent(Script(), AgentRequest('go', ws, command=(sys.executable, "
+        "'-c', cli), state_dir=state, timeout_s=600)))\n")
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+async def test_what_a_killed_host_left_running_is_ended_before_the_agent_runs_again(
+        tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    pidfile = tmp_path / "grandchild.pid"
+    cli = LEAVES_A_GRANDCHILD.format(code=GRANDCHILD, pidfile=str(pidfile))
+    host = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOST, str(tmp_path), str(state), cli,
+        cwd=PROJECT)
+    for _ in range(1000):  # (the grandchild says its pid once it runs)
+        if pidfile.exists() and pidfile.read_text():
+            break
+        await asyncio.sleep(0.01)
+    grandchild = int(pidfile.read_text())
+    host.kill()  # SIGKILL: the CLI gets its parent-death signal, its child does not
+    await host.wait()
+    assert alive(grandchild)
+    try:
+        quick = "print('{\"type\": \"done\"}', flush=True)\n"
+        result = await run_agent(Script(), request(tmp_path, quick, state_dir=state))
+        assert result.ok
+        for _ in range(500):
+            if not alive(grandchild):
+                break
+            await asyncio.sleep(0.01)
+        assert not alive(grandchild)
+        assert not (state / "running.json").exists()
+    finally:
+        if alive(grandchild):
+            os.kill(grandchild, signal.SIGKILL)
