@@ -51,6 +51,8 @@ TRUNCATED_RE = re.compile(r" \[\.\.\. (\d+) more bytes of this line dropped\]$")
 RULE_RE = re.compile(r"^([^()]+)\((.*)\)$", re.S)
 # The input field a ``Tool(pattern)`` entry is matched against, first present wins.
 SUBJECT_KEYS = ("command", "file_path", "path", "url", "pattern", "query")
+# What makes a shell command more than one command: an allow pattern never covers it.
+SHELL_OPERATORS = re.compile(r"[;&|`<>\n]|\$\(")
 
 
 class AgentUnavailable(SisyphusError):
@@ -98,11 +100,14 @@ def _subject(tool_input: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-def _rule_matches(rule: str, tool: str, tool_input: Mapping[str, Any] | None) -> bool:
+def _rule_matches(rule: str, tool: str, tool_input: Mapping[str, Any] | None,
+                  allowing: bool = False) -> bool:
     """Whether one ``allow``/``deny`` entry covers this call: ``*``, a tool's name, or
     ``Tool(pattern)`` matched against the call's command (or path, url...): an
     ``fnmatch`` pattern, or Claude's ``prefix:*`` form (the command starts with
-    ``prefix``). Names match case-sensitively, as every CLI names its tools."""
+    ``prefix``). Names match case-sensitively, as every CLI names its tools. An allow
+    pattern never covers a command that chains, pipes, substitutes or redirects
+    (``echo hi; rm x`` is no ``echo*``)."""
     if rule == "*" or rule == tool:
         return True
     found = RULE_RE.match(rule)
@@ -113,6 +118,9 @@ def _rule_matches(rule: str, tool: str, tool_input: Mapping[str, Any] | None) ->
     if subject is None:
         return False
     subject = subject.strip()
+    if allowing and isinstance((tool_input or {}).get("command"), str) and \
+            SHELL_OPERATORS.search(subject):
+        return False
     if pattern.endswith(":*"):
         prefix = pattern[:-2]
         return subject == prefix or subject.startswith(prefix + " ")
@@ -147,7 +155,7 @@ class Permissions:
         for the ``Tool(pattern)`` entries)."""
         if self.denies(tool, tool_input):
             return "deny"
-        if any(_rule_matches(rule, tool, tool_input) for rule in self.allow):
+        if any(_rule_matches(rule, tool, tool_input, allowing=True) for rule in self.allow):
             return "allow"
         return "deny"
 

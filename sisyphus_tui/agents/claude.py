@@ -65,6 +65,11 @@ def _blocks_text(content: Any) -> str:
     return "" if content is None else json.dumps(content)
 
 
+def _tool_of(rule: str) -> str:
+    """The tool a permission entry names (``Bash(pytest*)`` -> ``Bash``)."""
+    return rule.split("(", 1)[0].strip()
+
+
 def _one_line(text: str, limit: int = 300) -> str:
     flat = " ".join(text.split())
     return flat[:limit]
@@ -204,8 +209,12 @@ class ClaudeParser(Parser):
 
 class ClaudeBackend(Backend):
     """Claude Code, ``claude -p`` with stream-json in and out and the permission prompt
-    on stdio: edits in the workspace are accepted, other tools ask and are answered
-    from ``request.permissions``; the interrupt is the protocol's own."""
+    on stdio: edits in the workspace are accepted (``acceptEdits``, which also lets
+    rm/mv/cp/mkdir/touch inside the workspace run: Claude counts them as edits); a
+    read-only request runs in ``default`` mode, where an edit asks and is denied.
+    ``request.permissions`` go to ``--allowedTools``/``--disallowedTools`` as Claude's
+    own rules (``Bash(pytest:*)``), and what still asks is answered by
+    ``Permissions.decide``; the interrupt is the protocol's own."""
 
     name: ClassVar[str] = "claude"
     binary: ClassVar[str] = "claude"
@@ -238,6 +247,12 @@ class ClaudeBackend(Backend):
         if deny:
             # Denied outright, so the model is not even offered them.
             args.append(f"--disallowedTools={','.join(deny)}")
+        allow = [tool for tool in request.permissions.allow if tool != "*" and not (
+            request.read_only and _tool_of(tool) in EDIT_TOOLS)]
+        if allow:
+            # Claude's own rules (``Bash(pytest:*)``): what they allow runs without
+            # asking; what still asks is answered by Permissions.decide.
+            args.append(f"--allowedTools={','.join(allow)}")
         return [*args, *request.args]
 
     def environment(self, request: AgentRequest) -> dict[str, str]:

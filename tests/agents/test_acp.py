@@ -436,3 +436,36 @@ async def test_a_read_only_request_refuses_a_write_it_did_not_ask_for(tmp_path: 
     (ws2 / "input.txt").write_text("hello acp\n")
     result, _ = await run(edit_request(tmp_path, ws2, "--unasked"))
     assert result.ok and (ws2 / "output.txt").read_text() == "HELLO ACP\n"
+
+
+async def test_an_edit_that_names_no_file_is_denied(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    result, events = await run(edit_request(tmp_path, ws, "--no-locations"))
+    assert result.ok, result.error
+    assert not (ws / "output.txt").exists()
+    asked = [e for e in events if e.kind == "permission"]
+    assert [(e.data["kind"], e.data["decision"]) for e in asked] == [("edit", "deny")]
+    assert asked[0].data["reason"] == "an edit that names no file"
+
+
+async def test_a_deny_by_kind_holds_whatever_the_title(tmp_path: Path) -> None:
+    ws = workspace(tmp_path)
+    # The agent calls its shell "Read input" and the config allows that title: the
+    # kind it runs as is denied, and that is final.
+    result, events = await run(edit_request(
+        tmp_path, ws, "--edit-kind", "execute", "--edit-title", "Read input",
+        permissions=Permissions(allow=("Read input", "*"), deny=("execute",))))
+    assert result.ok, result.error
+    assert not (ws / "output.txt").exists()
+    asked = [(e.data["name"], e.data["kind"], e.data["decision"]) for e in events
+             if e.kind == "permission"]
+    assert asked == [("Read input", "execute", "deny")]
+    # The title adds to what is allowed: "Read input" allowed by name, kind unlisted.
+    ws2 = tmp_path / "ws2"
+    ws2.mkdir()
+    (ws2 / "input.txt").write_text("hello acp\n")
+    result, events = await run(edit_request(
+        tmp_path, ws2, "--edit-kind", "execute", "--edit-title", "Read input",
+        permissions=Permissions(allow=("Read input",))))
+    assert [e.data["decision"] for e in events if e.kind == "permission"] == ["allow"]
+    assert (ws2 / "output.txt").read_text() == "HELLO ACP\n"

@@ -419,3 +419,40 @@ async def test_read_only_schema_answer(workspace: Path, agent_env: dict[str, str
     assert result.ok, result.error
     assert json.loads(result.text) == {"verdict": "looks fine"}
     assert not [e for e in events if e.kind == "permission"]
+
+
+def test_permission_patterns_match_the_command() -> None:
+    rules = Permissions(allow=("Bash(echo*)", "Bash(git diff:*)", "Read"),
+                        deny=("Bash(echo *secret*)",))
+    assert rules.decide("Bash", {"command": "echo hi"}) == "allow"
+    assert rules.decide("Bash", {"command": "rm x"}) == "deny"
+    assert rules.decide("Bash", {"command": "echo my secret"}) == "deny"
+    assert rules.decide("Bash", {"command": "git diff HEAD"}) == "allow"
+    assert rules.decide("Bash", {"command": "git diffuse"}) == "deny"
+    assert rules.decide("Bash") == "deny"  # a pattern needs the command
+    assert rules.decide("Read", {"file_path": "/x"}) == "allow"
+    assert rules.decide("Bash", {"command": "echo hi; rm x"}) == "deny"
+    assert rules.decide("Bash", {"command": "echo $(rm x)"}) == "deny"
+
+
+async def test_a_bash_pattern_allows_only_its_commands(workspace: Path,
+                                                       agent_env: dict[str, str]) -> None:
+    # python3 writing a file is no edit acceptEdits lets through (rm, mv, touch inside
+    # the workspace are: Claude counts them as edits): it asks, and no pattern allows it.
+    write = "python3 -c \"open('x.txt','w').write('x')\""
+    steps = [Step(tool="shell", args={"command": "echo hi"}),
+             Step(tool="shell", args={"command": write}),
+             Step(tool="shell", args={"command": f"echo hi; {write}"}),
+             Step(text="Echoed; could not write.")]
+    with FakeModel(Anthropic(), steps) as model:
+        result, events = await run(request_for(
+            model, workspace, agent_env, permissions=Permissions(allow=("Bash(echo*)",))))
+    assert result.ok, result.error
+    assert not (workspace / "x.txt").exists()
+    results = [e for e in events if e.kind == "tool_result"]
+    assert results[0].text.strip() == "hi" and not results[0].data["is_error"]
+    assert results[1].data["is_error"] and results[2].data["is_error"]
+    asked = [(e.data["input"]["command"], e.data["decision"]) for e in events
+             if e.kind == "permission"]
+    assert (write, "deny") in asked and (f"echo hi; {write}", "deny") in asked
+    assert ("echo hi", "deny") not in asked
