@@ -12,7 +12,8 @@ client side answers ``session/request_permission`` with ``Permissions`` and serv
 terminal. A permission is decided by the call's ``kind`` (the agent's ``title`` can
 only add to what is allowed, never escape a deny): an ``edit`` is allowed when every
 file it names is inside the workspace (one that names none is denied); a read-only
-request denies edit, delete and move, and every ``fs/write_text_file``. A cancel sends ``session/cancel`` first, then SIGINT, then SIGKILL of the
+request denies edit, delete and move, and every ``fs/write_text_file``. A cancel
+sends ``session/cancel`` first, then SIGINT, then SIGKILL of the
 group, each after ``request.grace_s``.
 
 The SDK reads the agent's stdout through a message transport of our own
