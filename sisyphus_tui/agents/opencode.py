@@ -42,6 +42,7 @@ How it is set up, and why:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -57,6 +58,7 @@ from sisyphus_tui.agents.base import (
     Backend,
     Parser,
     Permissions,
+    PerRequest,
     bounded,
 )
 
@@ -288,21 +290,51 @@ class OpencodeBackend(Backend):
             text += schema_text(request.schema)
         return text
 
+    def __init__(self) -> None:
+        # What prepare wrote for each request: the instructions file (None: none).
+        self._prepared: PerRequest[Path | None] = PerRequest()
+
+    async def prepare(self, request: AgentRequest) -> None:
+        """Write the instructions file and our own config section to ``state_dir``,
+        off the event loop."""
+        self._prepared.put(request, await asyncio.to_thread(self._write_files, request))
+
+    def _write_files(self, request: AgentRequest) -> Path | None:
+        path = self._write_instructions(request)
+        if request.state_dir is not None:
+            # Kept for whoever looks at the run afterwards: what this run added. Only
+            # our own section: the user's OPENCODE_CONFIG_CONTENT (provider keys) is
+            # never written to disk.
+            with contextlib.suppress(OSError):
+                request.state_dir.mkdir(parents=True, exist_ok=True)
+                (request.state_dir / "opencode-config.json").write_text(
+                    json.dumps(self._config(request, path), indent=2))
+        return path
+
     def config(self, request: AgentRequest) -> dict[str, Any]:
         """The config this run adds over the user's: the agent, its rules, the
-        instructions file (written to ``state_dir``)."""
+        instructions file (written to ``state_dir`` by ``prepare``, else here)."""
+        return self._config(request, self.instructions_file(request))
+
+    def _config(self, request: AgentRequest, instructions: Path | None) -> dict[str, Any]:
         config: dict[str, Any] = {"agent": {AGENT: {
             "mode": "primary",
             "description": "sisyphus-tui's agent: the swarm's permissions",
             "permission": permission_rules(request.permissions, request.read_only)}}}
-        path = self.instructions_file(request)
-        if path is not None:
-            config["instructions"] = [str(path)]
+        if instructions is not None:
+            config["instructions"] = [str(instructions)]
         return config
 
     def instructions_file(self, request: AgentRequest) -> Path | None:
-        """The request's instructions written to ``state_dir`` (None: no instructions,
-        or nowhere to write them: they then lead the prompt)."""
+        """The request's instructions file in ``state_dir`` (None: no instructions,
+        or nowhere to write them: they then lead the prompt): the one ``prepare``
+        wrote, else written now."""
+        if request in self._prepared:
+            return self._prepared.get(request)
+        return self._write_instructions(request)
+
+    @staticmethod
+    def _write_instructions(request: AgentRequest) -> Path | None:
         if not request.instructions or request.state_dir is None:
             return None
         path = request.state_dir.resolve() / "opencode-instructions.md"
@@ -315,7 +347,10 @@ class OpencodeBackend(Backend):
 
     def environment(self, request: AgentRequest) -> dict[str, str]:
         """No updates, model list fetches, LSP downloads or sharing; the workspace as
-        ``PWD``; the generated config and rules."""
+        ``PWD``; the generated config (over the user's ``OPENCODE_CONFIG_CONTENT``, in
+        the environment only) and rules."""
+        if request not in self._prepared:
+            self._prepared.put(request, self._write_files(request))
         config = self.config(request)
         user = request.env.get("OPENCODE_CONFIG_CONTENT",
                                os.environ.get("OPENCODE_CONFIG_CONTENT", ""))
@@ -326,15 +361,9 @@ class OpencodeBackend(Backend):
                 theirs = None
             if isinstance(theirs, dict):
                 config = merge(theirs, config)
-        content = json.dumps(config)
-        if request.state_dir is not None:
-            # Kept for whoever looks at the run afterwards: what opencode was given.
-            with contextlib.suppress(OSError):
-                request.state_dir.mkdir(parents=True, exist_ok=True)
-                (request.state_dir / "opencode-config.json").write_text(content)
         return {**QUIET,
                 "PWD": str(request.workspace.resolve()),
-                "OPENCODE_CONFIG_CONTENT": content,
+                "OPENCODE_CONFIG_CONTENT": json.dumps(config),
                 "OPENCODE_PERMISSION": json.dumps(permission_rules(request.permissions,
                                                                    request.read_only))}
 

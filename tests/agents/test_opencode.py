@@ -310,3 +310,29 @@ def test_a_read_only_request_cannot_edit(tmp_path: Path, agent_env: dict[str, st
     asked = [e for e in events if e.kind == "permission"]
     assert [(e.data["name"], e.data["decision"]) for e in asked] == [("write", "deny"),
                                                                      ("edit", "deny")]
+
+
+def test_the_users_config_content_is_never_written_to_disk(
+        tmp_path: Path, agent_env: dict[str, str]) -> None:
+    secret = "sk-USER-SECRET-4f1c9"
+    with FakeModel(OpenAIChat(), [Step(text="Fine.")]) as model:
+        ws = tmp_path / "ws"
+        ws.mkdir()
+        # The user's provider, key and all, given the way a user may: in the env.
+        user = {"provider": {"fake": {
+            "npm": "@ai-sdk/openai-compatible", "name": "Fake",
+            "options": {"baseURL": f"{model.url}/v1", "apiKey": secret},
+            "models": {"fake-model": {"name": "Fake model"}}}}}
+        env = {**agent_env, "OPENCODE_CONFIG_CONTENT": json.dumps(user)}
+        # The state folder inside the repo, as the swarm keeps it.
+        req = AgentRequest(prompt="Say fine.", workspace=ws, env=env, model=MODEL,
+                           instructions="Be brief.", state_dir=ws / ".sisyphus" / "state",
+                           timeout_s=60.0, grace_s=1.0)
+        result, _ = asyncio.run(run(req))
+    assert result.ok, result.error
+    assert result.text == "Fine."  # the user's provider was used: the key reached it
+    written = [path for path in ws.rglob("*") if path.is_file()]
+    assert (ws / ".sisyphus" / "state" / "opencode-config.json") in written
+    assert [path for path in written if secret.encode() in path.read_bytes()] == []
+    ours = json.loads((ws / ".sisyphus" / "state" / "opencode-config.json").read_text())
+    assert set(ours) == {"agent", "instructions"}
