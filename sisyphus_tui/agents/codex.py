@@ -17,8 +17,10 @@ opens the sandbox's network, ``web_search`` keeps Codex's search tool.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,6 +30,7 @@ from sisyphus_tui.agents.base import (
     AgentRequest,
     Backend,
     Parser,
+    PerRequest,
     bounded,
 )
 
@@ -87,6 +90,14 @@ def thread_usage(home: Path, thread_id: str) -> dict[str, int] | None:
             if isinstance(total, dict):
                 totals = {key: int(total.get(key) or 0) for key in USAGE_KEYS}
     return totals
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What ``prepare`` found for one request."""
+
+    schema_file: Path | None
+    baseline: dict[str, int] | None
 
 
 class CodexParser(Parser):
@@ -261,9 +272,27 @@ class CodexBackend(Backend):
     stdin: ClassVar[bool] = False  # it reads stdin unless that is /dev/null
 
     def __init__(self) -> None:
-        # A resumed thread's token totals before its run, read in argv, used by the
-        # parser when the thread starts (keyed by thread: runs may overlap).
+        # A resumed thread's token totals before its run, found by prepare (or argv),
+        # used by the parser when the thread starts (keyed by thread: runs may overlap).
         self._baselines: dict[str, dict[str, int] | None] = {}
+        # What prepare found for each request: (the schema file, the thread's totals).
+        self._prepared: PerRequest[_Prepared] = PerRequest()
+
+    async def prepare(self, request: AgentRequest) -> None:
+        """Write the schema file and read a resumed thread's totals so far (a scan of
+        ``~/.codex/sessions``), off the event loop."""
+        self._prepared.put(request, await asyncio.to_thread(self._prepare, request))
+
+    @staticmethod
+    def _prepare(request: AgentRequest) -> _Prepared:
+        schema_file = None
+        if request.schema is not None and request.state_dir is not None:
+            request.state_dir.mkdir(parents=True, exist_ok=True)
+            schema_file = request.state_dir / "codex-output-schema.json"
+            schema_file.write_text(json.dumps(request.schema), encoding="utf-8")
+        baseline = (thread_usage(codex_home(request), request.session)
+                    if request.session else None)
+        return _Prepared(schema_file, baseline)
 
     def argv(self, request: AgentRequest) -> list[str]:
         """``exec [resume] --json`` with the policy, the model, the instructions, the
@@ -290,13 +319,13 @@ class CodexBackend(Backend):
             options += ["-m", request.model]
         if request.instructions:
             options += ["-c", f"developer_instructions={toml_string(request.instructions)}"]
+        prepared = self._prepared.get(request)
+        if prepared is None:  # not prepared: the same work, here
+            prepared = self._prepare(request)
         prompt = request.prompt
         if request.schema is not None:
-            if request.state_dir is not None:
-                request.state_dir.mkdir(parents=True, exist_ok=True)
-                schema_file = request.state_dir / "codex-output-schema.json"
-                schema_file.write_text(json.dumps(request.schema), encoding="utf-8")
-                options += ["--output-schema", str(schema_file)]
+            if prepared.schema_file is not None:
+                options += ["--output-schema", str(prepared.schema_file)]
             else:
                 prompt += ("\n\nAnswer with JSON only, fitting this JSON schema:\n"
                            + json.dumps(request.schema))
@@ -304,8 +333,7 @@ class CodexBackend(Backend):
         if request.session:
             positional = [request.session, prompt]
             # None: resumed, but its totals so far are unknown (reported as the thread's).
-            self._baselines[request.session] = thread_usage(codex_home(request),
-                                                            request.session)
+            self._baselines[request.session] = prepared.baseline
         return [*command, *options, *request.args, "--", *positional]
 
     def environment(self, request: AgentRequest) -> dict[str, str]:

@@ -35,6 +35,7 @@ How a request is honoured:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -51,6 +52,7 @@ from sisyphus_tui.agents.base import (
     Backend,
     Parser,
     Permissions,
+    PerRequest,
     bounded,
 )
 
@@ -263,14 +265,27 @@ class GeminiBackend(Backend):
     binary = "gemini"
     package = "@google/gemini-cli"
 
-    def argv(self, request: AgentRequest) -> list[str]:
-        """``gemini --prompt=... --output-format stream-json`` with the request's model,
-        session, approval mode and policy (the policy file is written here)."""
+    def __init__(self) -> None:
+        # The policy file prepare wrote for each request.
+        self._policies: PerRequest[Path] = PerRequest()
+
+    async def prepare(self, request: AgentRequest) -> None:
+        """Write the policy file, off the event loop."""
+        self._policies.put(request, await asyncio.to_thread(self._write_policy, request))
+
+    def _write_policy(self, request: AgentRequest) -> Path:
         folder = self._folder(request)
         folder.mkdir(parents=True, exist_ok=True)
         rules = policy_toml(request.permissions, request.read_only)
         policy = folder / f"gemini-policy-{_digest(rules)}.toml"
         _write_if_changed(policy, rules)
+        return policy
+
+    def argv(self, request: AgentRequest) -> list[str]:
+        """``gemini --prompt=... --output-format stream-json`` with the request's model,
+        session, approval mode and policy (the file ``prepare`` wrote, else written
+        here)."""
+        policy = self._policies.get(request) or self._write_policy(request)
         # Read only: the default mode, in which headless Gemini offers no write tool
         # (and the policy denies them, should the model call one anyway).
         mode = "default" if request.read_only else "auto_edit"

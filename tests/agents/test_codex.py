@@ -415,3 +415,42 @@ async def test_a_read_only_request_cannot_write(tmp_path: Path,
     assert "blocked by read-only sandbox" in json.dumps(second["input"])
     results = [event for event in events if event.kind == "tool_result"]
     assert len(results) == 1 and "Read-only file system" in results[0].text
+
+
+async def test_prepare_does_the_disk_work_before_argv(tmp_path: Path,
+                                                      agent_env: dict[str, str]) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}},
+              "required": ["answer"], "additionalProperties": False}
+    steps = [Step(text="The first answer."),
+             Step(text='{"answer": 7}', input_tokens=300, output_tokens=20)]
+    with FakeModel(OpenAIResponses(), steps) as model:
+        env = configure(agent_env, model.url)
+        (tmp_path / "state").mkdir()
+        first, _ = await run(request(tmp_path, env, "FIRST-PROMPT"))
+        assert first.ok and first.session, first
+        codex = CodexBackend()
+        req = request(tmp_path, env, "SECOND-PROMPT", session=first.session, schema=schema)
+        other = request(tmp_path, env, "OTHER", schema=schema)
+        await codex.prepare(req)
+        schema_file = tmp_path / "state" / "codex-output-schema.json"
+        assert json.loads(schema_file.read_text()) == schema
+        # argv reads and writes nothing now: the sessions it would scan and the state
+        # folder it would write to are gone, and stay gone.
+        sessions = Path(env["CODEX_HOME"]) / "sessions"
+        moved = tmp_path / "sessions-elsewhere"
+        sessions.rename(moved)
+        schema_file.unlink()
+        argv = codex.argv(req)
+        assert not schema_file.exists() and not sessions.exists()
+        assert argv[argv.index("--output-schema") + 1] == str(schema_file)
+        # Another request, not prepared, does the work in argv itself.
+        codex.argv(other)
+        assert schema_file.exists()
+        moved.rename(sessions)
+        events: list[AgentEvent] = []
+        second = await run_agent(codex, req, events.append)
+    assert second.ok, second
+    assert json.loads(second.text) == {"answer": 7}
+    # The totals before the run came from prepare: the usage is this turn's.
+    assert (second.usage["input_tokens"], second.usage["output_tokens"]) == (300, 20)
+    assert second.usage["scope"] == "turn"

@@ -480,3 +480,29 @@ async def test_a_read_only_request_cannot_edit(workspace: Path,
     rules = policy_toml(Permissions(allow=("*", "write")), read_only=True)
     assert 'toolName = "write_file"\ndecision = "deny"\npriority = 950' in rules
     assert 'toolName = "replace"\ndecision = "deny"\npriority = 950' in rules
+
+
+async def test_prepare_writes_the_policy_before_argv(workspace: Path,
+                                                     gemini_env: dict[str, str]) -> None:
+    gemini = GeminiBackend()
+    with FakeModel(Gemini(), [Step(text="Read only, done.")]) as model:
+        plain = request_for(model, workspace, gemini_env)
+        reader = request_for(model, workspace, gemini_env, read_only=True)
+        await asyncio.gather(gemini.prepare(plain), gemini.prepare(reader))
+        state = workspace.parent / "state"
+        policies = {p.name: p.read_text() for p in state.glob("gemini-policy-*.toml")}
+        assert len(policies) == 2  # each request its own rules
+        for path in state.iterdir():
+            path.unlink()
+        # argv writes nothing once prepared: each request gets the file prepared for it.
+        argv = gemini.argv(reader)
+        policy = Path(argv[argv.index("--policy") + 1])
+        assert policy.name in policies and policy.name not in os.listdir(state)
+        assert "write_file" in policies[policy.name]
+        assert argv[argv.index("--approval-mode") + 1] == "default"
+        other = gemini.argv(plain)
+        assert other[other.index("--policy") + 1] != str(policy)
+        gemini._write_policy(reader)  # the file back, for the real run
+        result = await run_agent(gemini, reader)
+    assert result.ok, result.error
+    assert result.text == "Read only, done."
