@@ -99,6 +99,9 @@ class AgentBrain(Brain):
                 (*self.config.allow, *thought.tools), self.config.deny),
             args=self.config.args, env=dict(self.config.env), command=self.config.command,
             state_dir=state_dir,
+            # Only an act edits the workspace: the planner, the validator and a
+            # researcher read it (each CLI refuses their edits itself).
+            read_only=thought.purpose not in ACTS,
             timeout_s=thought.timeout_s or self.config.timeout_s)
 
 

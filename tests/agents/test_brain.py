@@ -62,8 +62,10 @@ def test_the_request_carries_the_agents_configuration(tmp_path: Path) -> None:
     assert request.session == "ses-1" and request.workspace == tmp_path
     assert request.state_dir == tmp_path / ".sisyphus" / "agents" / "executor"
     assert request.schema is None  # an act: the files say what it did
+    assert not request.read_only
     plan = brain.request(thought("plan", tmp_path, revision=1), None)
     assert plan.schema is not None and "steps" in plan.schema["properties"]
+    assert plan.read_only  # the planner reads the repository; it does not edit it
 
 
 def test_the_prompts_say_what_each_role_needs(tmp_path: Path) -> None:
