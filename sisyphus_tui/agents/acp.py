@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from acp import PROTOCOL_VERSION, Client, RequestError, connect_to_agent
 from acp.schema import (
@@ -87,6 +87,15 @@ WRITE_KINDS = ("edit", "delete", "move")
 CLIENT_INFO = Implementation(name="sisyphus-tui", title="sisyphus-tui", version="0.1")
 
 
+class AcpParser(Parser):
+    """Unused for lines (ACP is no stream of them): it says which stop reasons are
+    normal (``end_turn`` only: not ``max_tokens``, ``max_turn_requests``, ``refusal``,
+    ``cancelled``)."""
+
+    name: ClassVar[str] = "acp"
+    NORMAL_STOPS: ClassVar[frozenset[str]] = frozenset({"end_turn"})
+
+
 class AcpBackend(Backend):
     """An ACP agent started from ``request.command`` (``("opencode", "acp")``)."""
 
@@ -122,8 +131,8 @@ class AcpBackend(Backend):
         }
 
     def parser(self) -> Parser:
-        """Unused (ACP is no stream of lines): a plain parser."""
-        return Parser()
+        """Unused (ACP is no stream of lines): its stop reasons' parser."""
+        return AcpParser()
 
     async def session(self, request: AgentRequest, on_event: EventHandler,
                       ) -> AgentResult | None:
@@ -242,6 +251,7 @@ class _Run:
         self.phase = "initialize"  # the request in flight, for the error line
         self.replaying = False  # session/load replays the history: not this run's events
         self.replayed = 0
+        self.cancelling = False  # our session/cancel sent: "cancelled" is its answer
         self._message: list[str] = []
         self._message_id: str | None = None
         self._thought: list[str] = []
@@ -569,6 +579,7 @@ class _Run:
         """``session/cancel`` (the prompt should return, ``cancelled``), then SIGINT,
         then SIGKILL of the group, ``grace_s`` apart."""
         grace = self.request.grace_s
+        self.cancelling = True
         if self.session_id is not None and self.phase == "session/prompt" and not talk.done():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.cancel(session_id=self.session_id), grace)
@@ -666,6 +677,10 @@ class _Run:
             self.emit(AgentEvent("usage", "", dict(self.usage),
                                  raw=_dump(response.usage or response.field_meta)))
         self.stop_reason = response.stop_reason
+        if not self.cancelling and self.error is None and \
+                not AcpParser().normal_stop(response.stop_reason):
+            # max_tokens, max_turn_requests, refusal, or a cancel we did not send.
+            self.error = f"acp stopped: {response.stop_reason}"
         self.emit(AgentEvent("finished", self.texts[-1] if self.texts else "",
                              {"stop_reason": response.stop_reason}, raw=_dump(response)))
 

@@ -79,6 +79,12 @@ class ClaudeParser(Parser):
     """Claude Code's stream-json lines as normalised events; a permission request is
     decided here (``permissions``) so its event says what was answered."""
 
+    name: ClassVar[str] = "claude"
+    # The model's stop reasons of a turn that ended well (max_tokens, refusal,
+    # pause_turn, model_context_window_exceeded did not).
+    NORMAL_STOPS: ClassVar[frozenset[str]] = frozenset(
+        {"end_turn", "stop_sequence", "tool_use"})
+
     def __init__(self, permissions: Permissions | None = None,
                  read_only: bool = False) -> None:
         super().__init__()

@@ -104,6 +104,9 @@ class CodexParser(Parser):
     """``codex exec --json`` lines to events. ``baselines`` maps a resumed thread to its
     token totals before this run (None: unknown), so the usage reported is this turn's."""
 
+    name: ClassVar[str] = "codex"
+    NORMAL_STOPS: ClassVar[frozenset[str]] = frozenset({"end_turn"})  # turn.completed
+
     def __init__(self, baselines: dict[str, dict[str, int] | None] | None = None) -> None:
         super().__init__()
         self._baselines = baselines if baselines is not None else {}

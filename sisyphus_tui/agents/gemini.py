@@ -42,7 +42,7 @@ import os
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sisyphus_tui.agents.base import (
     RAW_MAX_CHARS,
@@ -133,6 +133,10 @@ def _api_error_line(message: str) -> str:
 
 class GeminiParser(Parser):
     """Reads ``gemini --output-format stream-json`` lines."""
+
+    name: ClassVar[str] = "gemini"
+    # A "success" result; not loop_detected (the CLI stopped the turn itself).
+    NORMAL_STOPS: ClassVar[frozenset[str]] = frozenset({"end_turn"})
 
     def __init__(self) -> None:
         super().__init__()

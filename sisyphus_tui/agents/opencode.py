@@ -136,6 +136,11 @@ def schema_text(schema: dict[str, Any]) -> str:
 class OpencodeParser(Parser):
     """Reads ``opencode run --format json``'s lines."""
 
+    name: ClassVar[str] = "opencode"
+    # The AI SDK's finish reasons: only "stop" is a turn that ended well (not length,
+    # content-filter, error, other, unknown).
+    NORMAL_STOPS: ClassVar[frozenset[str]] = frozenset({"stop"})
+
     def __init__(self) -> None:
         super().__init__()
         self.totals = {"input_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0,

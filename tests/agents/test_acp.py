@@ -469,3 +469,14 @@ async def test_a_deny_by_kind_holds_whatever_the_title(tmp_path: Path) -> None:
         permissions=Permissions(allow=("Read input",))))
     assert [e.data["decision"] for e in events if e.kind == "permission"] == ["allow"]
     assert (ws2 / "output.txt").read_text() == "HELLO ACP\n"
+
+
+@pytest.mark.parametrize("reason", ["max_tokens", "refusal", "max_turn_requests"])
+async def test_an_abnormal_stop_reason_is_an_error(tmp_path: Path, reason: str) -> None:
+    ws = workspace(tmp_path)
+    result, events = await run(edit_request(tmp_path, ws, "--stop", reason))
+    assert not result.ok
+    assert result.stop_reason == reason
+    assert result.error == f"acp stopped: {reason}"
+    assert [e.text for e in events if e.kind == "error"] == [result.error]
+    assert events[-2].kind == "finished" and events[-2].data["stop_reason"] == reason

@@ -456,3 +456,36 @@ async def test_a_bash_pattern_allows_only_its_commands(workspace: Path,
              if e.kind == "permission"]
     assert (write, "deny") in asked and (f"echo hi; {write}", "deny") in asked
     assert ("echo hi", "deny") not in asked
+
+
+class StopsAt(Anthropic):
+    """The Messages API whose last message stops for ``reason`` (not ``end_turn``)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def _stream(self, reply: Any, body: dict[str, Any], step: Step) -> None:
+        reason = self.reason
+
+        class Rewriting:
+            def event(self, data: Any, name: str | None = None) -> None:
+                if isinstance(data, dict) and data.get("type") == "message_delta" and \
+                        data["delta"].get("stop_reason") == "end_turn":
+                    data = {**data, "delta": {**data["delta"], "stop_reason": reason}}
+                reply.event(data, name)
+
+        super()._stream(Rewriting(), body, step)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("reason", ["max_tokens", "refusal", "pause_turn"])
+async def test_an_abnormal_stop_is_an_error(workspace: Path, agent_env: dict[str, str],
+                                            reason: str) -> None:
+    with FakeModel(StopsAt(reason), [Step(text="Half an ans")]) as model:
+        result, events = await run(request_for(model, workspace, agent_env))
+    errors = [e.text for e in events if e.kind == "error"]
+    assert not result.ok
+    assert errors == [result.error]
+    if reason == "pause_turn":
+        # Claude Code itself says nothing of it (is_error false): the parser does.
+        assert result.error == "claude stopped: pause_turn"
+        assert result.stop_reason == "pause_turn"
