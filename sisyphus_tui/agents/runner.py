@@ -103,6 +103,7 @@ async def run_agent(backend: Backend, request: AgentRequest,
     if own is not None:
         return own
     executable = backend.executable(request)
+    await backend.prepare(request)  # its files written, its state read, off the loop
     argv = [executable, *request.command[1:], *backend.argv(request)]
     env = {**os.environ, **backend.environment(request), **request.env}
     group_file = request.state_dir / RUNNING_FILE if request.state_dir else None
