@@ -33,7 +33,7 @@ import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -72,6 +72,7 @@ from sisyphus_tui.agents.base import (
     Backend,
     Parser,
     bounded,
+    truncated_event,
 )
 from sisyphus_tui.agents.runner import LINGER_S, AgentResult
 from sisyphus_tui.process import Child, Tail
@@ -286,12 +287,14 @@ class _Run:
         stripped = line.strip()
         if not stripped:
             return None
+        cut = truncated_event(stripped)
+        if cut is not None:
+            self.emit(replace(cut, raw=stripped[:RAW_MAX_CHARS]))
+            return None
         try:
             message = json.loads(stripped)
         except ValueError:
-            reason = ("truncated: over the line bound"
-                      if stripped.endswith("more bytes of this line dropped]") else "not JSON")
-            self.emit(AgentEvent("raw", stripped[:TEXT_MAX_CHARS], {"reason": reason},
+            self.emit(AgentEvent("raw", stripped[:TEXT_MAX_CHARS], {"reason": "not JSON"},
                                  raw=stripped[:RAW_MAX_CHARS]))
             return None
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":

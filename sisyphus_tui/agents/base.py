@@ -87,7 +87,7 @@ def truncated_event(line: str) -> AgentEvent | None:
     cut = TRUNCATED_RE.search(stripped)
     if cut is None:
         return None
-    return AgentEvent("raw", bounded(stripped[:cut.start()], TEXT_MAX_CHARS),
+    return AgentEvent("raw", stripped[:min(cut.start(), TEXT_MAX_CHARS)],
                       {"reason": f"line over the bound: {cut.group(1)} bytes dropped",
                        "dropped_bytes": int(cut.group(1))})
 

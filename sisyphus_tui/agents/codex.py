@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sisyphus_tui.agents.base import (
-    TEXT_MAX_CHARS,
     AgentEvent,
     AgentRequest,
     Backend,
@@ -34,8 +33,6 @@ from sisyphus_tui.agents.base import (
     bounded,
 )
 
-# The runner's bounded line ends with this when it dropped the rest of a long line.
-DROPPED_MARK = " more bytes of this line dropped]"
 USAGE_KEYS = ("input_tokens", "cached_input_tokens", "output_tokens",
               "reasoning_output_tokens")
 
@@ -115,16 +112,6 @@ class CodexParser(Parser):
         self._started: set[str] = set()  # items whose tool_call was said
         self._last_error: str | None = None
         self._turn_texts: list[str] = []
-
-    def feed(self, line: str) -> list[AgentEvent]:
-        """As ``Parser.feed``; a line the runner cut at its bound says so."""
-        stripped = line.rstrip()
-        if stripped.endswith(DROPPED_MARK):
-            cut = stripped.rsplit(" [... ", 1)
-            dropped = cut[1].split(" ", 1)[0] if len(cut) == 2 else "?"
-            return [AgentEvent("raw", cut[0][:TEXT_MAX_CHARS],
-                               {"reason": f"line over the bound: {dropped} bytes dropped"})]
-        return super().feed(line)
 
     def _note(self, event: AgentEvent) -> None:
         # A warning (an error item, a retry notice) is shown, not the run's error.

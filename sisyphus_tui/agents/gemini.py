@@ -46,7 +46,6 @@ from typing import Any, ClassVar
 
 from sisyphus_tui.agents.base import (
     RAW_MAX_CHARS,
-    TEXT_MAX_CHARS,
     AgentEvent,
     AgentRequest,
     Backend,
@@ -74,8 +73,6 @@ EDIT_TOOLS = ("write_file", "replace")
 # What it prints on stderr at every start (not the reason it exited).
 STDERR_NOTICES = ("Warning: 256-color support not detected", "Ripgrep is not available",
                   "Approval mode overridden", "Loaded cached credentials")
-# How the runner ends a line cut at its bound (process.Lines).
-TRUNCATED_RE = re.compile(r" \[\.\.\. (\d+) more bytes of this line dropped\]$")
 API_ERROR_RE = re.compile(r"^\[API Error: (.*)\]$", re.S)
 
 
@@ -163,13 +160,8 @@ class GeminiParser(Parser):
         return flushed + events
 
     def feed(self, line: str) -> list[AgentEvent]:
-        """As ``Parser.feed`` (the line kept for the raw of its events), but a line cut
-        at the runner's bound says so."""
-        cut = TRUNCATED_RE.search(line)
-        if cut is not None:
-            return [AgentEvent("raw", bounded(line[:cut.start()], TEXT_MAX_CHARS),
-                               {"reason": f"line over the bound: {cut.group(1)} bytes "
-                                          f"dropped"})]
+        """As ``Parser.feed`` (which says a line cut at the runner's bound), the line
+        kept for the raw of its events."""
         self._line = line.strip()
         return super().feed(line)
 

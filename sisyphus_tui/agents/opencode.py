@@ -46,13 +46,11 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from sisyphus_tui.agents.base import (
-    TEXT_MAX_CHARS,
     AgentEvent,
     AgentRequest,
     Backend,
@@ -78,8 +76,6 @@ ALIASES = {"shell": "bash", "write": "edit", "patch": "edit", "apply_patch": "ed
            "fetch": "webfetch", "web": "webfetch"}
 DENIED_MARKS = ("rule which prevents you from using", "rejected permission")
 UNAVAILABLE_MARK = "tried to call unavailable tool"
-# What the runner appends to a line over its bound (process._Lines).
-TRUNCATED_RE = re.compile(r" \[\.\.\. (\d+) more bytes of this line dropped\]$")
 
 
 # The permissions that change files: denied in a read-only request, after every other
@@ -235,15 +231,6 @@ class OpencodeParser(Parser):
             events.append(AgentEvent("finished", "\n".join(texts).strip(),
                                      {"stop_reason": reason or "stop"}))
         return events
-
-    def feed(self, line: str) -> list[AgentEvent]:
-        """The events of one line; one cut at the runner's bound is ``raw``, saying so."""
-        cut = TRUNCATED_RE.search(line)
-        if cut is not None:
-            return [AgentEvent("raw", line[:TEXT_MAX_CHARS],
-                               {"reason": f"truncated: {cut.group(1)} bytes over the "
-                                          "line bound dropped"})]
-        return super().feed(line)
 
     def _error_line(self, error: dict[str, Any]) -> str:
         name = str(error.get("name") or "error")

@@ -209,7 +209,9 @@ async def test_garbage_and_huge_lines_become_raw_events(tmp_path: Path) -> None:
     reasons = [event.data["reason"] for event in raws[:4]]
     assert reasons == ["not JSON", "not a JSON-RPC message",
                        "unknown session update 'brand_new_thing'",
-                       "truncated: over the line bound"]
+                       f"line over the bound: {raws[3].data.get('dropped_bytes')} "
+                       "bytes dropped"]
+    assert raws[3].data["dropped_bytes"] > 0
     assert raws[0].text == "Loading agent... not JSON at all"
     assert len(raws[3].raw or "") <= 65536 and len(raws[3].text) <= 16384
 
