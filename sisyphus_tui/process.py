@@ -280,6 +280,7 @@ def started_at(pid: int) -> str | None:
 def note_group(path: Path, pgid: int) -> None:
     """Record that this process runs the process group ``pgid`` (see ``end_leftover``)."""
     host = os.getpid()
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"pgid": pgid, "started": started_at(pgid), "host": host,
                                 "host_started": started_at(host)}))
 
