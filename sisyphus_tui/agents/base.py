@@ -306,7 +306,6 @@ class Backend(ABC):
     binary: ClassVar[str]  # the executable looked up on PATH
     package: ClassVar[str] = ""  # where it comes from, for the "not installed" line
     stdin: ClassVar[bool] = False  # whether it reads a pipe (else /dev/null)
-    edits: ClassVar[bool] = True  # whether it edits the workspace itself
     # Whether its stdin is closed once the turn is over (``done``): a CLI that reads
     # prompts from stdin until its end (claude's stream-json) only exits then.
     close_stdin_when_done: ClassVar[bool] = False

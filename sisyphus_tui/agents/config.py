@@ -183,11 +183,6 @@ class RunConfig(BaseModel):
                  if self.for_role(role).backend == backend}
         return RunConfig(brain=default, roles=roles)
 
-    @property
-    def real(self) -> bool:
-        """Whether any role thinks with a real agent (not the scripted brain)."""
-        return any(self.for_role(role).backend != "scripted" for role in ROLES_CONFIGURED)
-
 
 def load_config(workspace: Path) -> RunConfig:
     """The workspace's ``.sisyphus/config.toml`` (the scripted default without one);

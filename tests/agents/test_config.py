@@ -52,12 +52,11 @@ def test_each_role_gets_its_brain(tmp_path: Path) -> None:
     assert (executor.backend, executor.model, executor.args) == ("claude", "sonnet",
                                                                   ("--max-turns", "40"))
     assert researcher.command == ("opencode", "acp", "--print-logs")
-    assert config.real
 
 
 def test_no_config_is_the_scripted_brain(tmp_path: Path) -> None:
     config = load_config(tmp_path)
-    assert config.for_role("planner").backend == "scripted" and not config.real
+    assert config.for_role("planner").backend == "scripted"
 
 
 def test_brain_flag_puts_every_role_on_one_backend(tmp_path: Path) -> None:
