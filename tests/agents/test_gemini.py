@@ -19,6 +19,7 @@ from sisyphus_tui.agents.gemini import GeminiBackend, GeminiParser, policy_toml
 from sisyphus_tui.agents.runner import AgentResult, run_agent
 from tests.agents.fakemodel import FakeModel, Step
 from tests.agents.fakemodel.gemini import Gemini
+from tests.agents.processes import alive, group_pids
 
 MODEL = "gemini-2.5-flash"  # named: no routing call before each turn
 EDIT_STEPS = [
@@ -172,37 +173,8 @@ async def test_resume_of_an_unknown_session(workspace: Path,
     assert not model.posts()
 
 
-def group_pids(workspace: Path) -> set[int]:
-    """The processes running in ``workspace`` (the CLI and what it started), and every
-    process in their process groups."""
-    pids: set[int] = set()
-    groups: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/cwd") == str(workspace):
-                pids.add(int(entry))
-                groups.add(os.getpgid(int(entry)))
-        except OSError:
-            continue
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getpgid(int(entry)) in groups:
-                    pids.add(int(entry))
-            except OSError:
-                continue
-    return pids
 
 
-def alive(pid: int) -> bool:
-    """Whether ``pid`` still runs (a zombie waiting to be reaped does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][0] != "Z"
-    except OSError:
-        return False
 
 
 async def cancel_while_stalled(request: AgentRequest, model: FakeModel,

@@ -16,6 +16,7 @@ import pytest
 
 from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Backend, Parser
 from sisyphus_tui.agents.runner import run_agent
+from tests.agents.processes import alive
 
 
 class LineParser(Parser):
@@ -98,12 +99,6 @@ HOST = ("import asyncio, sys\n"
         "'-c', cli), state_dir=state, timeout_s=600)))\n")
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 async def test_what_a_killed_host_left_running_is_ended_before_the_agent_runs_again(
