@@ -460,3 +460,15 @@ async def test_an_abnormal_stop_is_an_error(workspace: Path, agent_env: dict[str
         # Claude Code itself says nothing of it (is_error false): the parser does.
         assert result.error == "claude stopped: pause_turn"
         assert result.stop_reason == "pause_turn"
+
+
+async def test_the_configs_permission_mode_wins(workspace: Path,
+                                                agent_env: dict[str, str]) -> None:
+    with FakeModel(Anthropic(), [Step(text="planned")]) as model:
+        default, events = await run(request_for(model, workspace, agent_env))
+        assert events[0].data["permission_mode"] == "acceptEdits"
+        chosen, events = await run(request_for(
+            model, workspace, agent_env, args=("--permission-mode", "plan")))
+    assert default.ok and chosen.ok
+    # The config's args come after the backend's own flags: the user's mode is the one.
+    assert events[0].kind == "session" and events[0].data["permission_mode"] == "plan"
