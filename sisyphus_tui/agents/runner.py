@@ -271,8 +271,8 @@ async def run_resuming(backend: Backend, request: AgentRequest,
                 await result
 
     result = await run_agent(backend, request, say)
-    if request.session is None or result.ok or acted or result.timed_out:
-        return result
+    if request.session is None or result.ok or acted or not session_missing(result):
+        return result  # (an overloaded model on resume is no reason to lose the context)
     await say(AgentEvent("error", f"could not resume session {request.session} "
                                   f"({result.error}): starting a new session",
                          {"session_id": request.session, "resumed": False}))

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import pytest
 
 from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Backend, Parser
-from sisyphus_tui.agents.runner import run_agent
+from sisyphus_tui.agents.runner import run_agent, run_resuming
 from tests.agents.processes import alive
 
 
@@ -131,3 +131,38 @@ async def test_what_a_killed_host_left_running_is_ended_before_the_agent_runs_ag
     finally:
         if alive(grandchild):
             os.kill(grandchild, signal.SIGKILL)
+
+
+class Resuming(Script):
+    """A CLI that fails to resume a session with the error its script prints."""
+
+    def argv(self, request: AgentRequest) -> list[str]:
+        return [request.session or ""]
+
+
+async def test_only_a_session_that_is_gone_is_started_afresh(tmp_path: Path) -> None:
+    says = ("import json, sys\n"
+            "if sys.argv[1]:\n"
+            "    print(json.dumps({{'type': 'error', 'text': {error!r}}}), flush=True)\n"
+            "    sys.exit(1)\n"
+            "print(json.dumps({{'type': 'done'}}), flush=True)\n")
+
+    class ErrorParser(LineParser):
+        def read(self, obj: dict[str, Any]) -> list[AgentEvent]:
+            if obj.get("type") == "error":
+                return [AgentEvent("error", str(obj["text"]))]
+            return super().read(obj)
+
+    class Failing(Resuming):
+        def parser(self) -> Parser:
+            return ErrorParser()
+
+    for error, fresh in (("No conversation found with session ID: s-1", True),
+                         ("API Error: 529 overloaded", False)):
+        events: list[AgentEvent] = []
+        result = await run_resuming(Failing(), request(tmp_path, says.format(error=error),
+                                                       session="s-1", timeout_s=30.0),
+                                    events.append)
+        restarted = [e for e in events if "starting a new session" in e.text]
+        assert bool(restarted) is fresh, error
+        assert result.ok is fresh  # a new session ran; else the failure, as it was
