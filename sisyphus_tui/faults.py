@@ -67,6 +67,9 @@ async def retrying(attempt: Callable[[], Awaitable[T]],
         except Exception as exc:
             if not is_passing(exc):
                 raise
+            limit = getattr(exc, "max_retries", None)
+            if isinstance(limit, int) and backoff.attempts >= limit:
+                raise  # waited out long enough: the caller's to decide (a host stops)
             # An error may ask for a longer wait (a model's rate limit, an outage).
             delay = max(backoff.next(), float(getattr(exc, "retry_after_s", 0.0) or 0.0))
             on_fault(exc, backoff.attempts, delay)

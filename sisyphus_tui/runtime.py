@@ -434,7 +434,9 @@ class Swarm:
         await retrying(life, said)
 
     async def _record_failure(self, actor: SisyphusActor, exc: Exception) -> None:
-        error = f"{type(exc).__name__}: {exc}"
+        # An agent's own one-line reason is said as it is; anything else with its type.
+        error = str(exc) if getattr(exc, "not_the_message", False) else \
+            f"{type(exc).__name__}: {exc}"
         await self._append("AGENT_FAILED", {"agent": actor.name, "error": error,
                                             "message": actor.handling}, actor=SWARM)
         if actor.name != "kernel" and await self.mail.is_registered("kernel"):

@@ -439,6 +439,8 @@ class SisyphusActor(ABC):
         except Exception as exc:
             if is_passing(exc):
                 raise  # tried again
+            if getattr(exc, "not_the_message", False):
+                raise  # its setup failed (a key, a CLI, a model): fixed, the same runs
             internal = self._from_the_swarm(message)
             failed_before = (self.name, message.offset) in self.swarm.ledger.failed_on
             if internal and not failed_before:

@@ -56,7 +56,11 @@ SHELL_OPERATORS = re.compile(r"[;&|`<>\n]|\$\(")
 
 
 class AgentUnavailable(SisyphusError):
-    """The agent cannot be run here: its binary is missing, or its version is wrong."""
+    """The agent cannot be run here: its binary is missing, or its version is wrong.
+    About the setup, not the message being handled (``not_the_message``): never a
+    reason to set that message aside."""
+
+    not_the_message = True
 
 
 @dataclass(frozen=True)

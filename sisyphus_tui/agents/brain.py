@@ -33,6 +33,12 @@ class AgentFailed(SisyphusError):
     turn is tried again after ``retry_after_s``, never made the run's verdict."""
 
     retry_after_s = 5.0
+    # A fault that passes is waited out this many times, then the host stops (exit 4,
+    # the same command resumes): a mistyped URL must not spin for ever.
+    max_retries = 6
+    # The agent's environment failed (its model, its key, its CLI), not the message it
+    # was handling: never a reason to set that message aside as poison.
+    not_the_message = True
 
     def __init__(self, message: str, *, passing: bool = False) -> None:
         super().__init__(message)
@@ -80,7 +86,10 @@ class AgentBrain(Brain):
         if result.session:
             self.session = result.session
         if not result.ok:
-            raise AgentFailed(f"{self.backend.name}: {result.error}", passing=result.passing)
+            why = result.error or "failed"
+            if not why.startswith(self.backend.name):
+                why = f"{self.backend.name}: {why}"
+            raise AgentFailed(why, passing=result.passing)
         return answer_of(thought.purpose, result)
 
     def request(self, thought: Thought, session: str | None) -> AgentRequest:

@@ -63,3 +63,20 @@ def test_a_timed_out_turn_may_pass() -> None:
 ])
 def test_only_a_missing_session_starts_a_new_one(error: str, missing: bool) -> None:
     assert session_missing(failed(error)) is missing
+
+
+async def test_a_passing_agent_fault_is_waited_out_a_bounded_number_of_times() -> None:
+    from sisyphus_tui.faults import retrying
+
+    tries: list[float] = []
+
+    class Quick(AgentFailed):
+        retry_after_s = 0.0  # (the wait itself is not what is tested)
+
+    async def attempt() -> None:
+        raise Quick("claude: API Error: Unable to connect to API (ConnectionRefused)",
+                    passing=True)
+
+    with pytest.raises(Quick):
+        await retrying(attempt, lambda exc, n, delay: tries.append(delay))
+    assert len(tries) == AgentFailed.max_retries  # then the host stops: exit 4, resumable

@@ -419,3 +419,22 @@ def test_a_run_on_claude_killed_mid_step_resumes_with_the_same_brains(
     edits = [p for _, t, _, p in events if t == "FILE_EDIT"]
     assert [(e["path"], e["how"]) for e in edits] == [("calc.py", "observed")]
     assert [t for _, t, _, _ in events].count("PLAN_INIT") == 1  # no step redone twice
+
+
+def test_a_missing_login_stops_the_host_each_time_until_it_is_fixed(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    db = tmp_path / "swarm.db"
+    args = ("run", "--headless", "--db", str(db), "--workspace", str(repo), "--goal", GOAL,
+            "--brain", "claude")
+    with FakeModel(Anthropic(), model_of_the_swarm) as model:
+        keyless = {k: v for k, v in claude_env(agent_env, model).items()
+                   if k != "ANTHROPIC_API_KEY"}
+        for _ in range(2):  # the same command again: the same fault, never a verdict
+            stopped = sisyphus(*args, env=keyless, cwd=tmp_path)
+            assert stopped.returncode == 4, stopped.stdout + stopped.stderr
+            assert "claude: Not logged in" in stopped.stderr
+            assert "AgentFailed" not in stopped.stderr
+            assert "claude: claude:" not in stopped.stderr
+        done = sisyphus(*args, env=claude_env(agent_env, model), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
