@@ -112,6 +112,11 @@ class PlanView:
     verdict: str = "proposed"
 
 
+# What an agent's live output says about it while its turn runs.
+LIVE_KINDS = frozenset({"session", "text", "thinking", "tool_call", "tool_result",
+                        "permission"})
+
+
 @dataclass
 class AgentView:
     """An agent as the log describes it."""
@@ -293,9 +298,20 @@ class Ledger:
         agent.state, agent.last_ts = "idle", event.ts
 
     def _on_AGENT_OUTPUT(self, event: Event, p: dict[str, Any]) -> None:
-        if p.get("kind") == "session":
+        agent = self._agent(p["agent"])
+        kind = p.get("kind")
+        if kind == "session":
             _texts(p["data"], "session_id")
-            self._agent(p["agent"]).session = p["data"]["session_id"]
+            agent.session = p["data"]["session_id"]
+        if kind in LIVE_KINDS:
+            # Its turn is running (its status is committed with the turn, at the end):
+            # what it does now is its state and detail until then.
+            raw = p.get("data")
+            data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+            what = data.get("name") if kind == "tool_call" else p.get("text")
+            agent.state = "working"
+            # (kept as the log has it, on one line: every view escapes it when shown)
+            agent.detail = " ".join(f"{kind}: {what}".split() if what else [str(kind)])[:160]
 
     def _on_STATUS_UPDATE(self, event: Event, p: dict[str, Any]) -> None:
         _texts(p, "state", optional=("detail", "phase"))
