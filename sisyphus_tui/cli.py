@@ -570,31 +570,51 @@ def event_problem(event: Event) -> str | None:
     return None
 
 
-async def _doctor_backends(store: EventStore) -> None:
+async def _doctor_backends(workspace: Path) -> list[str]:
     """One line per coding-agent backend: installed (path, version) or what is
-    missing, and which roles the workspace's config gives it."""
+    missing, and which roles the workspace's config gives it; returns the problems (a
+    role configured on a CLI that is not there, a config that cannot be read)."""
     from sisyphus_tui.agents import BACKENDS, installed
     from sisyphus_tui.agents.config import ROLES_CONFIGURED, ConfigError, load_config
-    from sisyphus_tui.demo.runner import current_task, task_workspace
 
-    task = await current_task(store)
-    workspace = (task_workspace(task) if task else None) or Path.cwd()
+    problems: list[str] = []
     try:
         config = load_config(workspace)
     except ConfigError as exc:
-        _emit_line(printable(f"config: {exc}"))
+        problems.append(f"config: {exc}")
+        _emit_line(printable(problems[-1]))
         config = None
     found = await asyncio.gather(*(installed(name) for name in BACKENDS))
     for name, (path, version) in zip(BACKENDS, found, strict=True):
-        roles = [r for r in ROLES_CONFIGURED
-                 if config is not None and config.for_role(r).backend == name]
+        # (The kernel coordinates; it never thinks, so no agent runs for it.)
+        roles = [r for r in ROLES_CONFIGURED if r != "kernel" and config is not None
+                 and config.for_role(r).backend == name]
         used = f"; configured for {', '.join(roles)}" if roles else ""
-        where = f"{path} ({version})" if path and "failed" not in version else version
+        healthy = path is not None and "failed" not in version
+        where = f"{path} ({version})" if healthy else version
         _emit_line(printable(f"backend {name}: {where}{used}"))
+        if roles and not healthy and name != "acp":
+            problems.append(f"{', '.join(roles)} would run on {name}, which cannot start")
+    return problems
+
+
+def _no_database(path: str) -> bool:
+    """Whether nothing is at ``path`` yet (checked before anything opens it)."""
+    return not os.path.lexists(path)
 
 
 async def cmd_doctor(args: argparse.Namespace) -> int:
+    if _no_database(args.db):
+        # Nothing to check in a log yet; the agents this folder would run are.
+        _emit_line(printable(f"database: none yet at {args.db} (nothing to check)"))
+        problems = await _doctor_backends(Path(args.cwd))
+        for problem in problems:
+            _emit_line(printable(f"problem: {problem}"))
+        _emit_line("no problems found" if not problems else f"{len(problems)} problem(s)")
+        return EXIT_PROBLEMS if problems else 0
+
     async def body(store: EventStore) -> int:
+        from sisyphus_tui.demo.runner import current_task, task_workspace
         from sisyphus_tui.stream.sqlite import SQLiteStore
 
         head = await store.head()
@@ -616,11 +636,16 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
             if not page.events:
                 break
             offset = page.next_offset
-        ok = bad == 0 and integrity == "ok"
-        await _doctor_backends(store)
+        task = await current_task(store)
+        problems = await _doctor_backends((task_workspace(task) if task else None)
+                                          or Path(args.cwd))
+        for problem in problems:
+            _emit_line(printable(f"problem: {problem}"))
+        ok = bad == 0 and integrity == "ok" and not problems
         _emit_line("no problems found" if ok else
                    f"{bad} of {head} events cannot be read as their type says (readers skip "
-                   "them)" if bad else "the database file is damaged (integrity check)")
+                   "them)" if bad else "the database file is damaged (integrity check)"
+                   if integrity != "ok" else f"{len(problems)} problem(s)")
         return 0 if ok else EXIT_PROBLEMS
 
     return await _with_store(args, body, create=False)

@@ -137,7 +137,7 @@ def test_doctor_lists_every_backend(tmp_path: Path, cli_bin: Path) -> None:
     assert found.returncode == 0, found.stderr
     assert str(cli_bin / "claude") in lines["backend claude"]
     assert "2.1.197" in lines["backend claude"]
-    assert "configured for kernel, planner, executor" in lines["backend claude"]
+    assert "configured for planner, executor" in lines["backend claude"]  # (not the kernel)
     assert "configured for validator" in lines["backend codex"]
     assert "0.171.0" in lines["backend codex"]
     assert "0.61.0" in lines["backend gemini"] and "1.18.33" in lines["backend opencode"]
@@ -147,6 +147,23 @@ def test_doctor_lists_every_backend(tmp_path: Path, cli_bin: Path) -> None:
     missing = sisyphus("doctor", "--db", str(tmp_path / "swarm.db"), cwd=tmp_path, env=bare)
     assert "backend claude: not installed: no 'claude' on PATH (install " \
            "@anthropic-ai/claude-code)" in missing.stdout
+    # ... and a role configured on a CLI that is not there is a problem, not health.
+    assert missing.returncode == 1
+    assert "problem: planner, executor would run on claude, which cannot start" in \
+        missing.stdout
+    assert missing.stdout.splitlines()[-1] == "2 problem(s)"
+
+
+def test_doctor_needs_no_database_to_list_the_backends(tmp_path: Path, cli_bin: Path) -> None:
+    env = {**os.environ, "PATH": f"{cli_bin}{os.pathsep}{os.environ['PATH']}"}
+    db = tmp_path / ".sisyphus" / "swarm.db"
+    found = sisyphus("doctor", "--db", str(db), cwd=tmp_path, env=env)
+    assert found.returncode == 0, found.stderr
+    lines = found.stdout.splitlines()
+    assert lines[0] == f"database: none yet at {db} (nothing to check)"
+    assert any(line.startswith("backend claude: ") and "2.1.197" in line for line in lines)
+    assert lines[-1] == "no problems found"
+    assert not db.exists()  # a check writes nothing
 
 
 def test_doctor_says_when_a_cli_is_older_than_the_tested_one(tmp_path: Path) -> None:
