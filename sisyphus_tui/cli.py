@@ -411,6 +411,14 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec_file(Path(args.spec)) if args.spec else {}
     _triggers(args.wipe)
+    if _no_database(args.db):
+        # A new run: what would refuse it is known before the log is even made.
+        if not args.goal:
+            raise SisyphusError("this database has no task yet: pass --goal (and --spec, "
+                                "--workspace), or start the demo with `sisyphus demo`")
+        workspace = Path(args.workspace or args.cwd)
+        _refuse_scripted(_brains(_run_config(args, workspace)), args.goal, workspace)
+        _check_backends(_brains(_run_config(args, workspace)), workspace)
 
     async def body(store: EventStore) -> int:
         async with await store.host_lease() as lease:
