@@ -52,6 +52,9 @@ class Spec(BaseModel):
     workspace: str | None = None
     # What the background researcher looks into (the goal when not given).
     research: str | None = None
+    # How the executor runs the tests (a step's target is added): the project's own
+    # interpreter or runner; by default this one's pytest.
+    tests: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Spec:

@@ -237,14 +237,18 @@ class Turn:
 
     async def run_tests(self, target: str | None = None, *, step: int | None = None,
                         record: bool = True) -> CommandResult:
-        """Run the workspace's tests (one target or the suite); TEST_PASS or TEST_FAIL."""
-        argv = ["{python}", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        """Run the workspace's tests (one target or the suite), as the spec's ``tests``
+        says (default: pytest in this interpreter); TEST_PASS or TEST_FAIL."""
+        own = self.swarm.ledger.spec.get("tests")
+        argv = [str(a) for a in own] if isinstance(own, list) and own else [
+            "{python}", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         if target:
             argv.append(target)
         result = await self.run(argv)
         if record:
+            shown = ["python" if argv[0] == "{python}" else argv[0], *argv[1:]]
             self.emit("TEST_PASS" if result.ok else "TEST_FAIL", {
-                "command": ["python", *argv[1:]], "step": step, "exit_code": result.exit_code,
+                "command": shown, "step": step, "exit_code": result.exit_code,
                 "duration_s": round(result.duration_s, 4),
                 "output_tail": result.output_tail[-600:]})
         return result

@@ -109,8 +109,13 @@ def events_of(db: Path) -> list[tuple[int, str, str | None, dict[str, Any]]]:
 
 def test_a_run_on_claude_ends_with_the_tests_green(repo: Path, tmp_path: Path,
                                                     agent_env: dict[str, str]) -> None:
+    # The project's own test command (here a wrapper that says it ran, then pytest).
+    runner = tmp_path / "project-tests"
+    runner.write_text(f"#!/bin/sh\necho ran >> {tmp_path / 'ran'}\n"
+                      f"exec {sys.executable} -m pytest -q -p no:cacheprovider \"$@\"\n")
+    runner.chmod(0o755)
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"gates": [
+    spec.write_text(json.dumps({"tests": [str(runner)], "gates": [
         {"name": "tests", "argv": ["{python}", "-m", "pytest", "-q", "-p",
                                    "no:cacheprovider"]}]}))
     db = tmp_path / "swarm.db"
@@ -125,8 +130,12 @@ def test_a_run_on_claude_ends_with_the_tests_green(repo: Path, tmp_path: Path,
     assert green.returncode == 0, green.stdout
     events = events_of(db)
     types = [t for _, t, _, _ in events]
-    # Red before green, both run by the swarm; the gate passed.
+    # Red before green, both run by the swarm, with the project's own test command;
+    # the gate passed.
     assert types.index("TEST_FAIL") < types.index("TEST_PASS")
+    runs = [p for _, t, _, p in events if t in ("TEST_FAIL", "TEST_PASS")]
+    assert {r["command"][0] for r in runs} == {str(runner)}
+    assert (tmp_path / "ran").read_text().count("ran") == len(runs)
     gates = [p for _, t, _, p in events if t == "GATE_RESULT"]
     assert [g["passed"] for g in gates] == [True]
     # The edit as the files show it, not as the agent told it.
