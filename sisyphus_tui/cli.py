@@ -437,6 +437,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 own = task_workspace(task)
                 workspace = Path(args.workspace) if args.workspace else (own or Path(args.cwd))
                 check_workspace(task, workspace)
+                goal = str(task.payload.get("goal", ""))
+                if args.goal and args.goal != goal:
+                    print(printable(f"sisyphus: this database's run has its goal ({goal}): "
+                                    "--goal is not used; to start another run, give it "
+                                    "another --db"), file=sys.stderr, flush=True)
                 config = _run_config(args, workspace)
                 brains = _brains(config, await _ledger_from_log(store))
                 _refuse_scripted(brains, str(task.payload.get("goal", "")), workspace)
@@ -462,6 +467,8 @@ async def cmd_agent(args: argparse.Namespace) -> int:
     workspace = _existing_folder(args.workspace or args.cwd)
     name = args.name or args.backend
     check_agent_name(name)
+    if not args.prompt.strip():
+        raise SisyphusError("the prompt is empty: say what the agent should do")
     if args.backend == "acp" and not args.command_line:
         raise SisyphusError("the acp backend needs the agent's command: --command "
                             "'opencode acp' (or 'gemini --acp', ...)")

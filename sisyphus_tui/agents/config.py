@@ -105,11 +105,18 @@ class BrainConfig(BaseModel):
             raise ValueError(f"unknown brain {value!r} (available: {', '.join(BRAIN_KINDS)})")
         return value
 
-    @field_validator("command", mode="before")
+    @field_validator("command", "args", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        """A command may be one string, split as a shell would (never run by one)."""
+        """A command (or its arguments) may be one string, split as a shell would
+        (never run by one)."""
         return shlex.split(value) if isinstance(value, str) else value
+
+    @field_validator("allow", "deny", mode="before")
+    @classmethod
+    def _one_tool(cls, value: Any) -> Any:
+        """One tool may be written without the list around it."""
+        return [value] if isinstance(value, str) else value
 
     def record(self) -> dict[str, Any]:
         """What AGENT_SPAWNED keeps of it, so a resume rebuilds the same brain: all but

@@ -186,3 +186,19 @@ def test_a_misspelt_role_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="roles: unknown role 'exector' \\(roles: kernel, "
                                           "planner, validator, executor, researcher\\)"):
         load_config(tmp_path)
+
+
+def test_a_string_where_a_list_is_meant_is_taken_as_a_user_means_it(tmp_path: Path) -> None:
+    write_config(tmp_path, "[brain]\nbackend = 'claude'\nargs = \"--max-turns 4\"\n"
+                           "allow = 'Bash(pytest*)'\n")
+    brain = load_config(tmp_path).for_role("executor")
+    assert brain.args == ("--max-turns", "4") and brain.allow == ("Bash(pytest*)",)
+
+
+def test_agent_refuses_an_empty_prompt(tmp_path: Path) -> None:
+    empty = sisyphus("agent", "claude", "  ", "--db", str(tmp_path / "swarm.db"),
+                     "--workspace", str(tmp_path), cwd=tmp_path, env=dict(os.environ))
+    assert empty.returncode == 2
+    assert empty.stderr == "sisyphus: error: the prompt is empty: say what the agent " \
+                           "should do\n"
+    assert not (tmp_path / "swarm.db").exists()
