@@ -11,12 +11,14 @@ log last recorded for it.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sisyphus_tui.agents import backend as make_backend
-from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Permissions
+from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Backend, Permissions
 from sisyphus_tui.agents.config import BrainConfig, agent_folder
 from sisyphus_tui.agents.runner import AgentResult, run_resuming
 from sisyphus_tui.errors import SisyphusError
@@ -57,6 +59,35 @@ async def run_solo(store: EventStore, config: BrainConfig, prompt: str, workspac
     if known is not None and known.brain not in (None, config.backend):
         raise SisyphusError(f"{name!r} runs on {known.brain}, not {config.backend}: give "
                             "the agent another --name")
+    folder = await asyncio.to_thread(agent_folder, workspace, name)
+    lock = await asyncio.to_thread(_hold, folder / "running.lock", name)
+    try:
+        return await _run(store, mail, backend, config, prompt, workspace, name, known,
+                          folder, on_event)
+    finally:
+        os.close(lock)
+
+
+def _hold(path: Path, name: str) -> int:
+    """An exclusive lock on ``path`` for this run (one run of an agent at a time: two
+    would resume one session twice), or SisyphusError naming what holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise SisyphusError(f"agent {name!r} is already running here (pid {holder}): wait "
+                            "for it, or give this one another --name") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+async def _run(store: EventStore, mail: SwarmMail, backend: Backend, config: BrainConfig,
+               prompt: str, workspace: Path, name: str, known: AgentView | None,
+               folder: Path, on_event: Callable[[AgentEvent], None] | None) -> AgentResult:
+    """The run itself, its lock held."""
     await store.append_many([
         {"type": "AGENT_SPAWNED", "actor": "human", "key": f"spawn:{name}",
          "payload": {"agent": name, "role": ROLE, "skill": None, "parent": None,
@@ -88,8 +119,7 @@ async def run_solo(store: EventStore, config: BrainConfig, prompt: str, workspac
         thinking=config.thinking or "off",
         permissions=Permissions(config.allow, config.deny), args=config.args,
         env=dict(config.env), command=config.command,
-        state_dir=await asyncio.to_thread(agent_folder, workspace, name),
-        timeout_s=config.timeout_s)
+        state_dir=folder, timeout_s=config.timeout_s)
     try:
         result = await run_resuming(backend, request, said)
     except BaseException as exc:

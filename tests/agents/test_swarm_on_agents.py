@@ -447,3 +447,33 @@ def test_a_missing_login_stops_the_host_each_time_until_it_is_fixed(
         done = sisyphus(*args, env=claude_env(agent_env, model), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+
+
+def test_one_run_of_an_agent_at_a_time(repo: Path, tmp_path: Path,
+                                       agent_env: dict[str, str]) -> None:
+    asked = threading.Event()
+    release = threading.Event()
+
+    def script(index: int, body: dict[str, Any]) -> Step:
+        asked.set()
+        release.wait(60)
+        return Step(text="one answer")
+
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), script) as model:
+        env = claude_env(agent_env, model)
+        argv = [sys.executable, "-m", "sisyphus_tui", "agent", "claude", "hi", "--workspace",
+                str(repo), "--db", str(db), "--name", "asker"]
+        first = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            assert asked.wait(120)
+            second = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True,
+                                    text=True, timeout=120)
+        finally:
+            release.set()
+        out, err = first.communicate(timeout=120)
+    assert second.returncode == 2
+    assert second.stderr == (f"sisyphus: error: agent 'asker' is already running here (pid "
+                             f"{first.pid}): wait for it, or give this one another --name\n")
+    assert first.returncode == 0 and out == "one answer\n", err
