@@ -570,7 +570,7 @@ def event_problem(event: Event) -> str | None:
     """Why a stored event cannot be read as its type says (None: it can)."""
     from pydantic import ValidationError
 
-    from sisyphus_tui.events import REGISTRY, _describe
+    from sisyphus_tui.events import REGISTRY, describe_validation
     from sisyphus_tui.stream.base import UNDECODABLE
 
     if UNDECODABLE in event.payload:
@@ -581,7 +581,7 @@ def event_problem(event: Event) -> str | None:
     try:
         model.model_validate(event.payload)
     except ValidationError as exc:
-        return f"invalid payload: {_describe(exc)}"
+        return f"invalid payload: {describe_validation(exc)}"
     return None
 
 

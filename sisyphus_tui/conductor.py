@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.events import describe_validation
 from sisyphus_tui.process import OUTPUT_TAIL_CHARS, CommandResult, run_process
 
 PYTHON_PLACEHOLDER = "{python}"
@@ -76,10 +77,7 @@ def parse_spec(data: Any) -> Spec:
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise SpecError(f"invalid spec: {where + ': ' if where else ''}{message}") from None
+        raise SpecError(f"invalid spec: {describe_validation(exc)}") from None
 
 
 def resolve_argv(argv: tuple[str, ...] | list[str]) -> list[str]:

@@ -325,7 +325,7 @@ REGISTRY: dict[str, type[Payload]] = {
 }
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation(error: ValidationError) -> str:
     """The first validation problem, naming the field: 'goal: Field required'."""
     first = error.errors()[0]
     message = str(first["msg"]).removeprefix("Value error, ")
@@ -478,7 +478,7 @@ def encode_payload(event_type: str, payload: BaseModel | dict[str, Any] | None) 
             # converted as pydantic's JSON mode does; a broken limit fails here again.
             return encode_json(valid.model_dump(mode="json"))
     except ValidationError as exc:
-        raise InvalidPayload(f"invalid {event_type} payload: {_describe(exc)}") from None
+        raise InvalidPayload(f"invalid {event_type} payload: {describe_validation(exc)}") from None
     except (TypeError, ValueError, RecursionError) as exc:
         problem = _problem(payload) or str(exc) or type(exc).__name__
         raise InvalidPayload(f"invalid {event_type} payload: {problem}") from None

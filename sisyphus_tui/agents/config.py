@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.events import describe_validation
 
 CONFIG_FILE = Path(".sisyphus") / "config.toml"
 BRAIN_KINDS = ("scripted", "claude", "codex", "gemini", "opencode", "acp")
@@ -208,7 +209,4 @@ def load_config(workspace: Path) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{path}: {where + ': ' if where else ''}{message}") from None
+        raise ConfigError(f"{path}: {describe_validation(exc)}") from None
