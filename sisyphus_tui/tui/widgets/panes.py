@@ -1,9 +1,11 @@
-"""The agents table, the selected agent's inbox and the status line."""
+"""The agents table, the selected agent's inbox, the status line and the ledger."""
 
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.segment import Segment
@@ -11,6 +13,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events, work
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -18,42 +21,107 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from sisyphus_tui.ledger import AgentView, Ledger
+from sisyphus_tui.narrative import headline
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event
-from sisyphus_tui.tui.literal import literal
 from sisyphus_tui.tui.widgets.event_stream import row_text
 
+# How long a wipe and then the resume that followed it stay on the agent's row: a wipe and
+# its resume usually land in one frame, and a recovery nobody can see is no demo.
+WIPED_SHOWN_S = 1.5
+RESUMED_SHOWN_S = 4.0
+# Clocks of two processes disagree a little: an event stamped just after ``now`` is recent.
+CLOCK_SKEW_S = 2.0
+# The states a recovery's few seconds are shown over; the others (failed, no host, ...)
+# are news that a wipe's story must not hide.
+RECOVERY_OVER = frozenset({"idle", "working", "wiped", "registered"})
+# The states that need someone: sorted to the top and marked (``!``, seen without colours).
+ATTENTION = frozenset({"failed", "waiting", "stale", "blocked", "no host", "wiped"})
 STATE_STYLES = {
-    "working": "bold green", "idle": "white", "waiting": "yellow", "stale": "bold red",
-    "wiped": "bold red", "blocked": "bold red", "done": "dim", "failed": "bold red",
+    "working": "bold green", "idle": "white", "waiting": "bold yellow", "stale": "bold red",
+    "wiped": "bold magenta", "resumed": "bold cyan", "blocked": "bold red", "done": "dim",
+    "failed": "bold red", "paused": "yellow", "no host": "bold red",
 }
-COLUMNS = ("agent", "state", "lag", "active", "role", "phase", "cursor", "thinking")
 MAILBOXES = ("swarm", "human")
+HEADER = ("agent", "state", "inbox", "age")
+EXTRA = ("role", "phase", "cursor", "thinking")  # shown when the pane has the room
+GAP = 1
+MARKERS = 2  # the selection's ▸ and the attention mark, before the name
+ACTION_INDENT = 4
+MIN_NAME = 6
+EXTRA_MIN_NAME = 16
+
+
+def age(seconds: float) -> str:
+    """A short age: ``2s``, ``5m``, ``3h``, ``2d``."""
+    s = int(max(seconds, 0))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= size:
+            return f"{s // size}{unit}"
+    return f"{s}s"
+
+
+def resumed_text(agent: AgentView) -> str:
+    """``resumed from checkpoint @100 (2 events, 2 ms)``."""
+    at = f" @{agent.resumed_from}" if agent.resumed_from is not None else ""
+    events = f"{agent.reread} event" + ("" if agent.reread == 1 else "s")
+    ms = f"{agent.resume_ms:.0f} ms" if agent.resume_ms >= 1 else "<1 ms"
+    return f"resumed from checkpoint{at} ({events}, {ms})"
+
+
+def recovery(agent: AgentView, now: float) -> tuple[str, str] | None:
+    """The (state, action) a recent wipe or resume shows at ``now``, or None: ``wiped``
+    for WIPED_SHOWN_S after the wipe, even if the resume came in the same frame, then
+    the resume for RESUMED_SHOWN_S."""
+    wiped, resumed = agent.wiped_ts, agent.resumed_ts
+    if wiped is not None and -CLOCK_SKEW_S <= now - wiped < WIPED_SHOWN_S:
+        return "wiped", "context wiped"
+    if resumed is None or (wiped is not None and resumed < wiped):
+        return None  # never resumed, or wiped again since
+    start = resumed if wiped is None else max(resumed, wiped + WIPED_SHOWN_S)
+    if -CLOCK_SKEW_S <= now - start < RESUMED_SHOWN_S:
+        return "resumed", resumed_text(agent)
+    return None
+
+
+class AgentRow(NamedTuple):
+    """What one agent's two lines show, as plain text (compared to redraw only changes)."""
+
+    name: str
+    state: str
+    attention: bool
+    pending: str
+    age: str
+    action: str
+    extra: tuple[str, str, str, str]  # role, phase, cursor, thinking
 
 
 class AgentsTable(ScrollView, can_focus=True):
-    """Every agent: name, state, lag (log head minus cursor), last activity, role/skill,
-    phase, cursor, thinking mode; one line each, sorted by name, the selection kept.
+    """Every agent in two lines: its name, true state (paused, blocked, no host, a
+    recovery as it happens), pending messages and age, then what it does now (dim). The
+    agents that need someone come first, marked ``!``; the selection follows its agent.
+    Role, phase, cursor and thinking are shown when the pane is wide enough.
 
-    A scroll view drawing lines it keeps rendered: under load the lag and cursor of every
-    agent change on each refresh, and a DataTable re-rendered all of its cells through
-    Rich for each change (a quarter of the event loop's time in the benchmark). Here a
-    changed row is rendered once and only its line is redrawn."""
+    A scroll view drawing lines it keeps rendered: under load the state and age of
+    agents change on every refresh, and a DataTable re-rendered all of its cells
+    through Rich for each change (a quarter of the event loop's time in the benchmark).
+    Here a changed row is rendered once and only its lines are redrawn."""
 
     BINDINGS = [
-        Binding("up", "move(-1)", "Up", show=False),
-        Binding("down", "move(1)", "Down", show=False),
-        Binding("pageup", "move(-10)", "Page up", show=False),
-        Binding("pagedown", "move(10)", "Page down", show=False),
-        Binding("home", "move(-1000000)", "First", show=False),
-        Binding("end", "move(1000000)", "Last", show=False),
-        Binding("left", "scroll_left", "Left", show=False),
-        Binding("right", "scroll_right", "Right", show=False),
+        Binding("up,k", "move(-1)", "Up", show=False),
+        Binding("down,j", "move(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home,g", "move(-1000000)", "First", show=False),
+        Binding("end,G", "move(1000000)", "Last", show=False),
+        Binding("enter", "choose", "Its events", show=False),
     ]
-    COMPONENT_CLASSES = {"agents-table--header", "agents-table--cursor"}
+    COMPONENT_CLASSES = {"agents-table--header", "agents-table--cursor",
+                         "agents-table--action"}
     DEFAULT_CSS = """
-    AgentsTable { background: $surface; }
+    AgentsTable { background: $surface; overflow-x: hidden; }
     AgentsTable > .agents-table--header { text-style: bold; background: $panel; }
+    AgentsTable > .agents-table--action { text-style: dim; }
     AgentsTable > .agents-table--cursor {
         background: $block-cursor-blurred-background;
         color: $block-cursor-blurred-foreground;
@@ -68,103 +136,208 @@ class AgentsTable(ScrollView, can_focus=True):
     class Highlighted(Message):
         """Another agent is selected."""
 
+    class Chosen(Message):
+        """``enter`` on an agent: show what it does (the app filters the stream to it)."""
+
+        def __init__(self, agent: str) -> None:
+            super().__init__()
+            self.agent = agent
+
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.rows: list[str] = []  # the agents' names, in display order
         self.cursor_row = 0
-        self._cells: list[list[Text]] = []
-        self._widths = [len(column) for column in COLUMNS]
-        self._strips: dict[tuple[int, bool], Strip] = {}
+        self._views: list[AgentRow] = []
+        self._layout: tuple[int, ...] = ()  # the column widths the strips are drawn with
+        self._strips: dict[tuple[int, bool], Strip] = {}  # (line, selected) -> strip
+        self._actions: dict[str, tuple[str, str]] = {}  # name -> (detail, its headline)
 
     @property
     def selected(self) -> str | None:
         """The agent on the cursor row."""
         return self.rows[self.cursor_row] if self.rows else None
 
-    def show(self, ledger: Ledger, head: int, now: float | None = None) -> None:
-        """Bring the rows up to date (by name; the selected agent stays selected)."""
+    def shown(self, agent: str) -> AgentRow | None:
+        """What ``agent``'s row shows now (None: not in the table)."""
+        return self._views[self.rows.index(agent)] if agent in self.rows else None
+
+    def show(self, ledger: Ledger, head: int, now: float | None = None,
+             hosted: bool | None = None) -> None:
+        """Bring the rows up to date at ``now`` (the app's clock), the states as
+        ``ledger.shown_state`` tells them (``hosted``: whether a host runs the swarm,
+        None if unknown). ``head`` is the log's head: the rows show pending messages,
+        not lag, so it is not used. Cheap when little changed: called on every tick."""
         now = time.time() if now is None else now
         selected = self.selected
-        agents = [a for a in sorted(ledger.agents.values(), key=lambda a: a.name)
-                  if a.name not in MAILBOXES]
-        cells = [self._cells_of(agent, head, now) for agent in agents]
-        widths = [max([len(column)] + [row[i].cell_len for row in cells])
-                  for i, column in enumerate(COLUMNS)]
-        names = [agent.name for agent in agents]
-        if names != self.rows or widths != self._widths:
-            self.rows, self._cells, self._widths = names, cells, widths
+        views = [self._row_of(agent, ledger, now, hosted)
+                 for agent in ledger.agents.values() if agent.name not in MAILBOXES]
+        views.sort(key=lambda v: (not v.attention, v.name))
+        names = [v.name for v in views]
+        layout = self._layout_for(views)
+        if names != self.rows or layout != self._layout:
+            self.rows, self._views, self._layout = names, views, layout
             self._strips.clear()
             if selected in names:
                 self.cursor_row = names.index(selected)
             self.cursor_row = max(0, min(self.cursor_row, len(names) - 1))
-            self.virtual_size = Size(sum(widths) + 2 * len(widths) + 1, len(names) + 1)
+            self.virtual_size = Size(self.scrollable_content_region.width, 2 * len(names) + 1)
             self._scroll_into_view(self.cursor_row)
             self.refresh()
             if self.selected != selected:
                 self.post_message(self.Highlighted())
             return
-        for row, (old, new) in enumerate(zip(self._cells, cells, strict=True)):
-            if any(a.plain != b.plain or a.style != b.style for a, b in zip(old, new, strict=True)):
-                self._cells[row] = new
-                self._strips.pop((row, False), None)
-                self._strips.pop((row, True), None)
+        for row, (old, new) in enumerate(zip(self._views, views, strict=True)):
+            if old != new:
+                self._views[row] = new
+                for line in (2 * row, 2 * row + 1):
+                    self._strips.pop((line, False), None)
+                    self._strips.pop((line, True), None)
                 self._refresh_row(row)
+
+    def _row_of(self, agent: AgentView, ledger: Ledger, now: float,
+                hosted: bool | None) -> AgentRow:
+        state = ledger.shown_state(agent, hosted=hosted)
+        memo = self._actions.get(agent.name)
+        if memo is None or memo[0] != agent.detail:
+            memo = self._actions[agent.name] = (agent.detail,
+                                                printable(headline(agent.detail)))
+        action = memo[1]
+        shown = recovery(agent, now) if state in RECOVERY_OVER else None
+        if shown is not None:
+            state, action = shown
+        role = agent.role if not agent.skill or agent.skill == agent.role else (
+            f"{agent.role}/{agent.skill}")
+        return AgentRow(
+            printable(agent.name), printable(state), state in ATTENTION,
+            "-" if state == "done" else str(agent.pending),
+            "-" if not agent.last_ts else age(now - agent.last_ts), action,
+            (printable(role), printable(agent.phase), str(agent.cursor),
+             printable(agent.thinking)))
+
+    def _layout_for(self, views: list[AgentRow]) -> tuple[int, ...]:
+        """The widths of name, state, inbox and age (and of the extra columns when they
+        fit), for the pane's width: never wider than the pane."""
+        width = self.scrollable_content_region.width
+        state = max([len(HEADER[1])] + [cell_len(v.state) for v in views])
+        pending = max([len(HEADER[2])] + [len(v.pending) for v in views])
+        ages = max([len(HEADER[3])] + [len(v.age) for v in views])
+        longest = max([len(HEADER[0])] + [cell_len(v.name) for v in views])
+        fixed = MARKERS + 3 * GAP + state + pending + ages
+        extra = [max([len(title)] + [cell_len(v.extra[i]) for v in views])
+                 for i, title in enumerate(EXTRA)]
+        # The extra columns when the names keep room enough (cut if they must be).
+        name = min(longest, width - fixed - sum(extra) - GAP * len(extra))
+        if name >= min(longest, EXTRA_MIN_NAME):
+            return (width, name, state, pending, ages, *extra)
+        return (width, max(MIN_NAME, min(longest, width - fixed)), state, pending, ages)
 
     # -- drawing ------------------------------------------------------------------
 
     def _refresh_row(self, row: int) -> None:
-        y = row + 1 - self.scroll_offset.y  # below the header
-        if 1 <= y < self.scrollable_content_region.height:
-            self.refresh(Region(0, y, self.size.width, 1))
+        width = self.size.width
+        for line in (2 * row, 2 * row + 1):
+            y = line + 1 - self.scroll_offset.y  # below the header
+            if 1 <= y < self.scrollable_content_region.height:
+                self.refresh(Region(0, y, width, 1))
 
     def _scroll_into_view(self, row: int) -> None:
-        # The content region: without the horizontal scrollbar the wide table usually has.
         top = self.scroll_offset.y
-        visible = max(self.scrollable_content_region.height - 1, 1)  # minus the header
-        if row < top:
-            self.scroll_to(y=row, animate=False, immediate=True)
-        elif row >= top + visible:
-            self.scroll_to(y=row - visible + 1, animate=False, immediate=True)
+        visible = max(self.scrollable_content_region.height - 1, 2)  # minus the header
+        if 2 * row < top:
+            self.scroll_to(y=2 * row, animate=False, immediate=True)
+        elif 2 * row + 2 > top + visible:
+            self.scroll_to(y=2 * row + 2 - visible, animate=False, immediate=True)
 
-    def _line(self, cells: list[Text] | None, style: Style, marker: str) -> Strip:
-        line = Text(marker, no_wrap=True, end="")
-        for i, width in enumerate(self._widths):
-            cell = cells[i] if cells is not None else Text(COLUMNS[i])
-            line.append_text(cell)
-            line.append(" " * (width - cell.cell_len + 2))
-        line.stylize(style)
-        return Strip(line.render(self.app.console))
+    def _cells(self, texts: tuple[str, ...], styles: tuple[str, ...]) -> Text:
+        """Columns laid out by ``self._layout``: text cut with an ellipsis, numbers right."""
+        line = Text(no_wrap=True, end="")
+        for i, width in enumerate(self._layout[1:]):  # the extra columns when they fit
+            cell = Text(texts[i], styles[i])
+            cell.truncate(width, overflow="ellipsis", pad=False)
+            pad = " " * (width - cell.cell_len)
+            if i in (2, 3):  # the inbox and the age: numbers, right-aligned
+                line.append(pad)
+                line.append_text(cell)
+            else:
+                line.append_text(cell)
+                line.append(pad)
+            line.append(" " * GAP)
+        return line
+
+    def _header(self) -> Text:
+        line = Text(" " * MARKERS, no_wrap=True, end="")
+        line.append_text(self._cells(HEADER + EXTRA, ("",) * 8))
+        return line
+
+    def _first_line(self, view: AgentRow, selected: bool) -> Text:
+        line = Text("▸" if selected else " ", no_wrap=True, end="")
+        style = STATE_STYLES.get(view.state, "")
+        # The mark says it without colours too (NO_COLOR): this agent needs someone.
+        line.append("!" if view.attention else " ", style if view.attention else "")
+        line.append_text(self._cells((view.name, view.state, view.pending, view.age,
+                                      *view.extra), ("bold", style) + ("",) * 6))
+        return line
+
+    def _action_line(self, view: AgentRow) -> Text:
+        line = Text(" " * ACTION_INDENT, no_wrap=True, end="")
+        line.append(view.action)
+        line.stylize(self.get_component_rich_style("agents-table--action"))
+        line.truncate(self._layout[0], overflow="ellipsis", pad=False)
+        return line
 
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
         width = self.size.width
         if y == 0:
-            strip = self._line(None, self.get_component_rich_style("agents-table--header"),
-                               " ")
-        else:
-            row = scroll_y + y - 1
-            if row >= len(self.rows):
-                return Strip.blank(width, self.rich_style)
-            selected = row == self.cursor_row
-            key = (row, selected)
-            strip = self._strips.get(key)  # type: ignore[assignment]
-            if strip is None:
-                style = self.get_component_rich_style("agents-table--cursor") if selected \
-                    else Style()
-                # The marker shows the selection without colours too (NO_COLOR).
-                strip = self._line(self._cells[row], style, "▸" if selected else " ")
-                self._strips[key] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+            text = self._header()
+            text.stylize(self.get_component_rich_style("agents-table--header"))
+            return self._strip(text, width)
+        line = self.scroll_offset.y + y - 1
+        row = line // 2
+        if row >= len(self.rows):
+            return Strip.blank(width, self.rich_style)
+        selected = row == self.cursor_row
+        key = (line, selected)
+        strip = self._strips.get(key)
+        if strip is None:
+            view = self._views[row]
+            text = self._first_line(view, selected) if line % 2 == 0 else \
+                self._action_line(view)
+            if selected:
+                text.stylize(self.get_component_rich_style("agents-table--cursor"))
+            strip = self._strips[key] = self._strip(text, width)
+        return strip
+
+    def _strip(self, text: Text, width: int) -> Strip:
+        text.truncate(width, pad=True)
+        return Strip(text.render(self.app.console)).crop_extend(0, width, self.rich_style)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._strips.clear()  # focus and theme change the cursor's style
+
+    def on_resize(self, event: events.Resize) -> None:
+        layout = self._layout_for(self._views)
+        if layout != self._layout:
+            self._layout = layout
+            self._strips.clear()
+        self.virtual_size = Size(self.scrollable_content_region.width, 2 * len(self.rows) + 1)
+        self.refresh()
 
     # -- keys and mouse ---------------------------------------------------------------
 
     def action_move(self, delta: int) -> None:
         """Move the selection."""
         self.select_row(self.cursor_row + delta)
+
+    def action_page(self, direction: int) -> None:
+        """Move the selection by a screenful."""
+        self.select_row(self.cursor_row + direction * max(
+            (self.scrollable_content_region.height - 1) // 2, 1))
+
+    def action_choose(self) -> None:
+        """Say which agent was chosen (``enter``)."""
+        if self.selected is not None:
+            self.post_message(self.Chosen(self.selected))
 
     def select_row(self, row: int) -> None:
         """Select the agent at ``row`` (clamped) and scroll it into view."""
@@ -182,23 +355,7 @@ class AgentsTable(ScrollView, can_focus=True):
     def on_click(self, event: events.Click) -> None:
         offset = event.get_content_offset(self)  # None on the border
         if offset is not None and offset.y >= 1:  # line 0 is the header
-            self.select_row(self.scroll_offset.y + offset.y - 1)
-
-    @staticmethod
-    def _cells_of(agent: AgentView, head: int, now: float) -> list[Text]:
-        role = agent.role if not agent.skill or agent.skill == agent.role else (
-            f"{agent.role}/{agent.skill}")
-        age = "-" if not agent.last_ts else f"{max(now - agent.last_ts, 0):.0f}s"
-        return [
-            literal(agent.name),
-            literal(agent.state, STATE_STYLES.get(agent.state, "white")),
-            Text("-" if agent.state == "done" else str(max(head - agent.cursor, 0))),
-            Text(age),
-            literal(role),
-            literal(agent.phase),
-            literal(agent.cursor),
-            literal(agent.thinking),
-        ]
+            self.select_row((self.scroll_offset.y + offset.y - 1) // 2)
 
 
 class InboxView(Static):
@@ -209,7 +366,7 @@ class InboxView(Static):
     def show(self, agent: str | None, events: list[Event], cursor: int) -> None:
         """Render ``agent``'s inbox."""
         if agent is None:
-            self.update(Text("select an agent (1, then the arrows)", "dim"))
+            self.update(Text("select an agent (1, then j/k)", "dim"))
             self._lines = 1
             return
         out = Text(no_wrap=True, overflow="ellipsis")
@@ -230,44 +387,136 @@ class InboxView(Static):
         self._lines = lines
 
 
+class InboxPane(VerticalScroll):
+    """The inbox's scroll container: the arrows and j/k/g/G scroll it when focused."""
+
+    BINDINGS = [
+        Binding("k", "scroll_up", "Up", show=False),
+        Binding("j", "scroll_down", "Down", show=False),
+        Binding("g", "scroll_home", "First", show=False),
+        Binding("G", "scroll_end", "Last", show=False),
+    ]
+
+
+class _Part(NamedTuple):
+    """A piece of the status line: its text, a shorter one for a narrow terminal, and
+    when it goes (None: never; the lower, the sooner)."""
+
+    full: Text
+    short: Text | None = None
+    drop: int | None = None
+
+
+SEPARATOR = "  "
+PHASE_STYLES = {"blocked": "bold red", "done": "bold green", "failed": "bold red"}
+OVER = frozenset({"done", "blocked", "failed"})  # phases after which nothing runs
+
+
 class StatusLine(Static):
-    """The header: database, phase, plan progress, gates, follow and pause state."""
+    """The header: phase, plan progress, PAUSED, a human gate waiting, following or
+    scrolled, the filter, skipped events; then the gates, the head and the path. The
+    first are never lost at 80 columns (shortened if they must be); the path, the head
+    and the gates go first. States are words and marks, readable without colours."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._parts: tuple[list[_Part], str] | None = None
 
     def show(self, location: str, ledger: Ledger, head: int, *, following: bool,
-             filter_text: str, caught_up: bool) -> None:
-        """Render the status line."""
+             filter_text: str, caught_up: bool, hosted: bool | None = None) -> None:
+        """Render the status line (``hosted``: whether a host runs the swarm, None if
+        unknown: ``no host`` is said only when known)."""
+        parts = self._parts_of(ledger, head, following=following, filter_text=filter_text,
+                               caught_up=caught_up, hosted=hosted)
+        self._parts = (parts, location)
+        self._draw()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._draw()  # what fits changed
+
+    @property
+    def shown_text(self) -> str:
+        """The line as shown, plain."""
+        return str(self.render())
+
+    @staticmethod
+    def _parts_of(ledger: Ledger, head: int, *, following: bool, filter_text: str,
+                  caught_up: bool, hosted: bool | None) -> list[_Part]:
         done, total = ledger.progress()
-        line = Text(no_wrap=True, overflow="ellipsis")
-        line.append(" sisyphus ", "bold reverse")
-        line.append(f" phase: {printable(ledger.phase)} ", "bold")
-        line.append(f" steps {done}/{total} ")
-        for gate in ledger.gates.values():
-            mark, style = ("?", "dim") if gate.passed is None else (
-                ("✓", "green") if gate.passed else ("✗", "bold red"))
-            if gate.human and gate.passed is None:
-                mark, style = "⏸", "yellow"
-            line.append(f" {printable(gate.name)} {mark}", style)
-        line.append(f"  head {head}", "dim")
-        if not caught_up:
-            line.append(f" (reading log: {ledger.offset})", "yellow")
+        phase = printable(ledger.phase)
+        style = PHASE_STYLES.get(ledger.phase, "bold")
+        parts = [
+            _Part(Text(" sisyphus ", "bold reverse"), drop=2),
+            _Part(Text(f"phase {phase}", style), Text(phase, style)),
+            _Part(Text(f"steps {done}/{total}"), Text(f"{done}/{total}")),
+        ]
+        if hosted is False and ledger.phase not in OVER:
+            parts.append(_Part(Text("⚠ no host", "bold red"), Text("no host", "bold red")))
         if ledger.paused:
-            line.append("  PAUSED", "bold yellow")
+            parts.append(_Part(Text("PAUSED", "bold yellow reverse")))
+        waiting = ledger.waiting_for_human()
+        for waiting_gate in waiting:
+            name = printable(waiting_gate)
+            parts.append(_Part(Text(f"⏸ {name} waits for you: a", "bold yellow"),
+                               Text(f"⏸ {name}: a", "bold yellow")))
+        if not caught_up:
+            parts.append(_Part(Text(f"(reading log: {ledger.offset})", "yellow"),
+                               Text("(reading)", "yellow")))
         if ledger.skipped_count:
             # Events no fold could use: skipped, and said (`sisyphus doctor` lists them).
-            line.append(f"  ⚠ {ledger.skipped_count} skipped", "bold red")
-        line.append("  following" if following else "  scrolled", "dim")
+            parts.append(_Part(Text(f"⚠ {ledger.skipped_count} skipped", "bold red"),
+                               Text(f"⚠{ledger.skipped_count}", "bold red")))
+        parts.append(_Part(Text("following", "dim") if following else
+                           Text("scrolled", "bold yellow")))
         if filter_text:
-            line.append(f"  filter: {printable(filter_text)}", "cyan")
-        # The path last: on a narrow terminal it is what gets cut (from the left, so the
-        # file's name stays), not the state.
+            parts.append(_Part(Text(f"filter: {printable(filter_text)}", "cyan"),
+                               Text(f"/{printable(filter_text)}", "cyan")))
+        for gate in ledger.gates.values():
+            if gate.name in waiting:
+                continue
+            mark, gate_style, drop = ("?", "dim", 4) if gate.passed is None else (
+                ("✓", "green", 4) if gate.passed else ("✗", "bold red", 5))
+            if gate.human and gate.passed is None:
+                mark = "⏸"
+            parts.append(_Part(Text(f"{printable(gate.name)} {mark}", gate_style), drop=drop))
+        parts.append(_Part(Text(f"head {head}", "dim"), drop=3))
+        return parts
+
+    def _draw(self) -> None:
+        if self._parts is None:
+            return
+        parts, location = self._parts
+        width = self.size.width or 10_000  # not laid out yet: everything
+        texts = [part.full for part in parts]
+        kept = list(range(len(parts)))
+
+        def length() -> int:
+            return sum(texts[i].cell_len for i in kept) + len(SEPARATOR) * (len(kept) - 1)
+
+        # Drop what may go, the least important first; then shorten, from the right.
+        for rank in sorted({p.drop for p in parts if p.drop is not None}):
+            if length() <= width:
+                break
+            kept = [i for i in kept if parts[i].drop != rank]
+        for i in reversed(kept):
+            if length() <= width:
+                break
+            short = parts[i].short
+            if short is not None:
+                texts[i] = short
+        line = Text(no_wrap=True, overflow="ellipsis", end="")
+        for n, i in enumerate(kept):
+            if n:
+                line.append(SEPARATOR)
+            line.append_text(texts[i])
+        # The path last: what is left of the line, cut from the left (the file's name
+        # stays), or nothing.
         path = printable(location)
-        name = printable(location.rsplit("/", 1)[-1])
-        room = self.size.width - line.cell_len - 2
-        if 0 < room < len(name) + 2:
-            path = name  # at least the file's name, cut at the edge if it must be
-        elif 0 < room < len(path):
-            path = "…" + path[len(path) - room + 1:]
-        line.append(f"  {path}", "dim")
+        room = width - line.cell_len - len(SEPARATOR)
+        if room >= min(len(path), 8):
+            line.append(SEPARATOR)
+            line.append(path if len(path) <= room else "…" + path[len(path) - room + 1:],
+                        "dim")
         # One line, always: no layout pass for a new status.
         self.update(line, layout=False)
 
@@ -283,6 +532,12 @@ class LedgerView(ScrollView, can_focus=True):
     # A stable gutter: the text is rendered for the width left beside the scrollbar,
     # whether or not the ledger is tall enough to need one yet.
     DEFAULT_CSS = "LedgerView { overflow-x: hidden; scrollbar-gutter: stable; }"
+    BINDINGS = [
+        Binding("k", "scroll_up", "Up", show=False),
+        Binding("j", "scroll_down", "Down", show=False),
+        Binding("g", "scroll_home", "First", show=False),
+        Binding("G", "scroll_end", "Last", show=False),
+    ]
 
     def __init__(self, source: str = "", *, id: str | None = None) -> None:
         super().__init__(id=id)

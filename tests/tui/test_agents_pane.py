@@ -1,0 +1,243 @@
+"""The agents pane on a real log: name, true state, current action, pending messages and
+age in two lines per agent with no sideways scrolling at 120x40 or 80x24; a wipe and its
+resume shown for a few seconds; agents that need someone first and marked; the keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sisyphus_tui.tui.widgets.panes import (
+    RESUMED_SHOWN_S,
+    WIPED_SHOWN_S,
+    AgentsTable,
+    age,
+)
+from tests.tui.panes_app import SIZES, PaneApp, append, fold, lines_of, pane_width
+
+LONG_NAME = "memory-lane-researcher-of-precedents"
+HOSTILE = "[red]x[/] \x1b[2J\x1b]0;pwned\x07 first line\nsecond line"
+
+
+def spawned(name: str, role: str) -> tuple[str, dict[str, Any], str, None]:
+    return ("AGENT_SPAWNED", {"agent": name, "role": role, "skill": None,
+                              "thinking": "off"}, "kernel", None)
+
+
+def status(name: str, state: str, detail: str = "") -> tuple[str, dict[str, Any], str, None]:
+    return ("STATUS_UPDATE", {"agent": name, "state": state, "detail": detail}, name, None)
+
+
+def note(to: str) -> tuple[str, dict[str, Any], str, str]:
+    return ("MESSAGE", {"kind": "note", "text": "hello", "data": {}, "reply_to": None},
+            "kernel", to)
+
+
+@pytest.fixture
+async def swarm(tmp_path: Path) -> tuple[Path, float]:
+    """A log of five agents written through the store; the executor's last event's time."""
+    db = tmp_path / "swarm.db"
+    stamps = await append(
+        db, spawned("kernel", "kernel"), spawned("planner", "planner"),
+        spawned("validator", "validator"), spawned("executor", "executor"),
+        spawned(LONG_NAME, "researcher"),
+        ("AGENT_OUTPUT", {"agent": "validator", "message": 1, "sequence": 0,
+                          "kind": "tool_call", "data": {"name": "Read"}}, "validator", None),
+        note("planner"), note("planner"),
+        status("executor", "working", "step 3: writing the failing test"))
+    return db, stamps[-1]
+
+
+def row_lines(table: AgentsTable, agent: str) -> tuple[str, str]:
+    """The two lines ``agent``'s row draws (its first line, then its action)."""
+    row = table.rows.index(agent)
+    return (table.render_line(2 * row + 1 - table.scroll_offset.y).text,
+            table.render_line(2 * row + 2 - table.scroll_offset.y).text)
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_rows_say_state_action_pending_and_age_without_sideways_scrolling(
+        swarm: tuple[Path, float], size: tuple[int, int]) -> None:
+    db, last = swarm
+    ledger, head = await fold(db)
+    table = AgentsTable()
+    async with PaneApp(table, pane_width(size)).run_test(size=size) as pilot:
+        table.show(ledger, head, last + 2, hosted=True)
+        await pilot.pause()
+        first, action = row_lines(table, "executor")
+        assert first[2:].split()[:4] == ["executor", "working", "0", "2s"]
+        assert action.strip() == "step 3: writing the failing test"
+        assert row_lines(table, "validator")[1].strip() == "tool_call: Read"
+        # Pending messages, not lag: the planner has two unread, the others none.
+        assert row_lines(table, "planner")[0][2:].split()[2] == "2"
+        assert row_lines(table, "kernel")[0][2:].split()[2] == "0"
+        # Nothing wider than the pane: no horizontal scrollbar, every line fits.
+        width = table.scrollable_content_region.width
+        assert not table.show_horizontal_scrollbar
+        assert table.virtual_size.width <= width
+        assert all(len(line) <= width for line in lines_of(table))
+        header = lines_of(table)[0]
+        assert header.split()[:4] == ["agent", "state", "inbox", "age"]
+        if size == (120, 40):
+            assert 34 <= width <= 40
+            # A name longer than its column is cut, not pushing the others out.
+            long_first = row_lines(table, LONG_NAME)[0]
+            assert "…" in long_first and "idle" in long_first
+            assert "thinking" not in header
+        else:
+            # The whole width on a narrow terminal: role, phase, cursor and thinking too.
+            assert header.split() == ["agent", "state", "inbox", "age", "role", "phase",
+                                      "cursor", "thinking"]
+            assert row_lines(table, LONG_NAME)[0][2:].split()[1:3] == ["idle", "0"]
+
+
+async def test_an_action_from_the_log_is_shown_literally_on_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "swarm.db"
+    await append(db, spawned("executor", "executor"), status("executor", "working", HOSTILE))
+    ledger, head = await fold(db)
+    table = AgentsTable()
+    async with PaneApp(table, "1fr").run_test(size=(120, 40)) as pilot:
+        table.show(ledger, head, hosted=True)
+        await pilot.pause()
+        action = row_lines(table, "executor")[1].strip()
+        # Markup as typed, escapes as \x.., the first line and the last meaningful one.
+        assert action == ("[red]x[/] \\x1b[2J\\x1b]0;pwned\\x07 first line … second line")
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_states_are_true_paused_no_host_blocked(
+        swarm: tuple[Path, float], size: tuple[int, int]) -> None:
+    db, last = swarm
+    table = AgentsTable()
+    async with PaneApp(table, pane_width(size)).run_test(size=size) as pilot:
+        await append(db, ("CONTROL", {"action": "pause"}, "human", None))
+        ledger, head = await fold(db)
+        table.show(ledger, head, last + 2, hosted=True)
+        await pilot.pause()
+        assert row_lines(table, "executor")[0][2:].split()[1] == "paused"
+        # The host went away: nothing runs these agents, whatever they last said.
+        table.show(ledger, head, last + 2, hosted=False)
+        await pilot.pause()
+        first = row_lines(table, "executor")[0]
+        assert "no host" in first and first[1] == "!"
+        # hosted unknown: never claims there is no host.
+        table.show(ledger, head, last + 2, hosted=None)
+        await pilot.pause()
+        assert "no host" not in "\n".join(lines_of(table))
+        await append(db, ("PHASE", {"phase": "blocked", "reason": "tests fail"},
+                          "kernel", None))
+        ledger, head = await fold(db)
+        table.show(ledger, head, last + 2, hosted=True)
+        await pilot.pause()
+        assert row_lines(table, "executor")[0][2:].split()[1] == "blocked"
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_wipe_then_its_resume_are_shown_for_a_few_seconds(
+        swarm: tuple[Path, float], size: tuple[int, int]) -> None:
+    db, _ = swarm
+    # The wipe and the resume land together, as they do when the swarm carries out `w`.
+    wiped, resumed = await append(
+        db, ("CONTEXT_WIPED", {"agent": "executor", "lost": {}}, "swarm", None),
+        ("RESUMED", {"agent": "executor", "cursor": 100, "reread": 2, "duration_ms": 2.2},
+         "executor", None))
+    ledger, head = await fold(db)
+    table = AgentsTable()
+    async with PaneApp(table, pane_width(size)).run_test(size=size) as pilot:
+        async def at(now: float) -> tuple[str, str]:
+            table.show(ledger, head, now, hosted=True)
+            await pilot.pause()
+            first, action = row_lines(table, "executor")
+            return first[2:].split()[1], action.strip()
+
+        assert await at(resumed) == ("wiped", "context wiped")
+        assert (await at(wiped + WIPED_SHOWN_S - 0.1))[0] == "wiped"
+        text = "resumed from checkpoint @100 (2 events, 2 ms)"
+        state, action = await at(wiped + WIPED_SHOWN_S + 0.1)
+        assert state == "resumed"
+        width = table.scrollable_content_region.width
+        # Cut at the pane's edge if it must be, never wrapped or scrolled sideways.
+        assert action == text if len(text) + 4 <= width else (
+            action.endswith("…") and text.startswith(action[:-1]))
+        assert (await at(wiped + WIPED_SHOWN_S + RESUMED_SHOWN_S - 0.1))[0] == "resumed"
+        assert await at(wiped + WIPED_SHOWN_S + RESUMED_SHOWN_S + 0.1) == (
+            "idle", "step 3: writing the failing test")
+        # Opened long after: no story of an old wipe.
+        assert (await at(wiped + 3600))[0] == "idle"
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_agents_that_need_someone_come_first_marked_and_the_selection_stays(
+        swarm: tuple[Path, float], size: tuple[int, int]) -> None:
+    db, last = swarm
+    ledger, head = await fold(db)
+    table = AgentsTable()
+    app = PaneApp(table, pane_width(size))
+    async with app.run_test(size=size) as pilot:
+        table.show(ledger, head, last + 2, hosted=True)
+        table.focus()
+        await pilot.pause()
+        assert table.rows == ["executor", "kernel", LONG_NAME, "planner", "validator"]
+        await pilot.press("j", "j", "j")
+        assert table.selected == "planner"
+        await append(db, ("AGENT_FAILED", {"agent": "validator", "error": "boom"},
+                          "swarm", None), status(LONG_NAME, "waiting", "permission: Bash"))
+        ledger, head = await fold(db)
+        table.show(ledger, head, last + 2, hosted=True)
+        await pilot.pause()
+        assert table.rows == [LONG_NAME, "validator", "executor", "kernel", "planner"]
+        assert table.selected == "planner"  # the same agent, on another row
+        # The mark is a character, not only a colour: seen with NO_COLOR too.
+        for name in (LONG_NAME, "validator"):
+            assert row_lines(table, name)[0][1] == "!"
+        for name in ("executor", "kernel"):
+            assert row_lines(table, name)[0][1] == " "
+        assert row_lines(table, "planner")[0][0] == "▸"
+        assert row_lines(table, "validator")[1].strip() == "boom"
+        # g, G, k and enter: enter says which agent (the app filters the stream to it).
+        await pilot.press("g")
+        assert table.selected == LONG_NAME
+        await pilot.press("G", "k", "enter")
+        assert table.selected == "kernel"
+        assert app.chosen == ["kernel"]
+
+
+async def test_a_click_selects_the_row_under_it_on_either_line(
+        swarm: tuple[Path, float]) -> None:
+    db, last = swarm
+    ledger, head = await fold(db)
+    table = AgentsTable()
+    async with PaneApp(table, "38").run_test(size=(120, 40)) as pilot:
+        table.show(ledger, head, last + 2, hosted=True)
+        await pilot.pause()
+        # Inside the border: the header on line 0, then two lines per agent.
+        # (offsets from the border's corner: the header is at y=1)
+        await pilot.click(AgentsTable, offset=(3, 2 + 2 * 3))  # the 4th agent's first line
+        assert table.selected == table.rows[3]
+        await pilot.click(AgentsTable, offset=(3, 2 + 2 * 1 + 1))  # the 2nd one's action
+        assert table.selected == table.rows[1]
+
+
+async def test_only_the_rows_that_changed_are_drawn_again(swarm: tuple[Path, float]) -> None:
+    db, last = swarm
+    ledger, head = await fold(db)
+    table = AgentsTable()
+    async with PaneApp(table, "38").run_test(size=(120, 40)) as pilot:
+        table.show(ledger, head, last + 2, hosted=True)
+        await pilot.pause()
+        before = {y: table.render_line(y) for y in range(1, 11)}
+        await append(db, status("executor", "working", "step 4: making it pass"))
+        ledger, head = await fold(db)
+        table.show(ledger, head, last + 2, hosted=True)
+        after = {y: table.render_line(y) for y in range(1, 11)}
+        changed = [y for y in before if after[y] is not before[y]]
+        row = table.rows.index("executor")
+        assert changed == [2 * row + 1, 2 * row + 2]
+        assert "step 4: making it pass" in after[2 * row + 2].text
+
+
+def test_ages_are_short() -> None:
+    assert [age(s) for s in (0, 2.7, 59, 60, 3599, 3600, 86400 * 3, -4)] == [
+        "0s", "2s", "59s", "1m", "59m", "1h", "3d", "0s"]
