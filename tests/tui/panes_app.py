@@ -41,17 +41,19 @@ async def append(db: Path, *events: tuple[str, dict[str, Any], str | None, str |
 
 
 class PaneApp(App[None]):
-    """One pane, ``width`` wide (CSS), bordered as in the main screen."""
+    """One pane, ``width`` wide (CSS), bordered as in the main screen (unless not)."""
 
-    def __init__(self, pane: Widget, width: str) -> None:
+    def __init__(self, pane: Widget, width: str, *, border: bool = True) -> None:
         super().__init__()
         self.pane = pane
         self.width_css = width
+        self.border = border
         self.chosen: list[str] = []
 
     def compose(self) -> ComposeResult:
         self.pane.styles.width = self.width_css
-        self.pane.styles.border = ("round", "white")
+        if self.border:
+            self.pane.styles.border = ("round", "white")
         yield self.pane
 
     def on_agents_table_chosen(self, message: AgentsTable.Chosen) -> None:

@@ -517,6 +517,7 @@ class StatusLine(Static):
             line.append(SEPARATOR)
             line.append(path if len(path) <= room else "…" + path[len(path) - room + 1:],
                         "dim")
+        line.truncate(width, overflow="ellipsis")  # what still does not fit: the filter's end
         # One line, always: no layout pass for a new status.
         self.update(line, layout=False)
 
