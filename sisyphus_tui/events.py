@@ -242,6 +242,16 @@ class PhaseChanged(Payload):
     reason: str = ""
 
 
+class RunResumed(Payload):
+    """A new host picked up a run an interruption (a kill, a crash, a stop) had left
+    half done: where the log stood (``at``), the phase, and the steps done of all."""
+
+    at: int = Field(ge=0)
+    phase: Phase | Literal["idle"]
+    done: int = Field(ge=0)
+    total: int = Field(ge=0)
+
+
 class Control(Payload):
     """A request to the running swarm, from any process (TUI, CLI, another TUI)."""
 
@@ -314,6 +324,7 @@ REGISTRY: dict[str, type[Payload]] = {
     "AGENT_STOPPED": AgentStopped,
     "CONTEXT_WIPED": ContextWiped,
     "RESUMED": Resumed,
+    "RUN_RESUMED": RunResumed,
     "CHECKPOINT": Checkpoint,
     "AGENT_FAILED": AgentFailed,
     "AGENT_STALE": AgentStale,

@@ -11,13 +11,15 @@ import os
 import re
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
 from sisyphus_tui.conductor import parse_spec
 from sisyphus_tui.events import REGISTRY, Phase
-from sisyphus_tui.safe_text import printable
+from sisyphus_tui.narrative import headline, resumed_run
+from sisyphus_tui.safe_text import printable, printable_lines
 from sisyphus_tui.stream.base import UNDECODABLE, Event
 
 LEDGER_FILE = "SISYPHUS_LEDGER.md"
@@ -34,8 +36,20 @@ SKIPPED_KEPT = 100
 # an agent are checked by hand instead, the types of what they keep but not the
 # agent-name rule: a log an older version wrote keeps its agents, shown literally.)
 CHECKED_ON_FOLD = frozenset({"PLAN_INIT", "PLAN_STEP", "REVIEW", "GATE_RESULT",
-                             "MEMORY_STORED", "CONTROL"})
+                             "MEMORY_STORED", "CONTROL", "RUN_RESUMED"})
 PHASES = frozenset(get_args(Phase))
+FINAL_PHASES = ("done", "blocked")
+# How versions before faults were retried blocked a run on one: "agent executor failed:
+# DatabaseLocked: ...". Such a block is no verdict, and a new host lifts it.
+FAULT_BLOCK = re.compile(r"agent \S+ failed: (Database(Locked|Full|IOError|Unavailable|Error)|"
+                         r"OSError|TimeoutError)\b")
+# The roles the swarm and a person are registered with: they ack their inboxes without
+# a checkpoint, so the log cannot say what they have read, and no host runs them.
+NOT_RUN = frozenset({"swarm", "human"})
+# The recoveries kept for the ledger (the latest; the earlier ones are counted).
+RECOVERIES_KEPT = 100
+# What a state reads as while the swarm is paused: nothing moves.
+PAUSABLE = frozenset({"working", "idle", "waiting"})
 
 
 def _utc(ts: float) -> str:
@@ -48,6 +62,10 @@ def _utc(ts: float) -> str:
 _MARKDOWN_INLINE = re.compile(r"[\\`*~\[\]<>&|]|(?<![^\W_])_|_(?![^\W_])")
 # What opens a block when it starts a line: a heading, a list item, a setext underline.
 _MARKDOWN_BLOCK = re.compile(r"^(#{1,6}|[-+=]+)(?= |$)|^(\d{1,9})([.)])(?= |$)")
+
+
+def _a(action: str) -> str:
+    return f"{'an' if action[:1] in 'aeiou' else 'a'} {action}"
 
 
 def _one_line(text: object) -> str:
@@ -86,6 +104,28 @@ def _code(text: object, *, in_table: bool = False) -> str:
     fence = "`" * (max((len(run) for run in re.findall("`+", out)), default=0) + 1)
     pad = " " if out[0] == "`" or out[-1] == "`" else ""
     return f"{fence}{pad}{out}{pad}{fence}"
+
+
+def _fenced(text: str) -> list[str]:
+    """Multi-line text from the log as a fenced code block: its lines kept, control
+    characters escaped, the fence longer than any run of backticks inside."""
+    body = printable_lines(text.rstrip("\n"))
+    fence = "`" * max(3, max((len(run) for run in re.findall("`+", body)), default=0) + 1)
+    return [fence + "text", *body.split("\n"), fence]
+
+
+def _recovery(entry: dict[str, Any]) -> str:
+    """One line of the Recoveries section: when, who, what (all from the events)."""
+    when = _utc(entry["ts"])
+    if entry["kind"] == "wipe":
+        by = f", requested by {_cell(entry['by'])}" if entry.get("by") else ""
+        return f"- {when} #{entry['offset']}: {_cell(entry['agent'])}: context wiped{by}"
+    if entry["kind"] == "resume":
+        return (f"- {when} #{entry['offset']}: {_cell(entry['agent'])}: resumed from "
+                f"checkpoint @{entry['from']} ({entry['reread']} events re-read, "
+                f"{entry['ms']:.1f} ms)")
+    return (f"- {when} #{entry['offset']}: host: {_cell(resumed_run(entry))} "
+            f"(the log was at offset {entry['at']})")
 
 
 @dataclass
@@ -134,6 +174,13 @@ class AgentView:
     cursor: int = 0
     last_ts: float = 0.0
     detail: str = ""
+    spawned: bool = False  # started by AGENT_SPAWNED (a host runs it), not only registered
+    pending: int = 0  # events addressed to it after its cursor
+    wiped_ts: float | None = None  # its last context wipe
+    resumed_ts: float | None = None  # its last resume (after a wipe, a failure, a restart)
+    resumed_from: int | None = None  # the checkpoint cursor it resumed from
+    reread: int = 0  # what that resume re-read: events
+    resume_ms: float = 0.0  # ... and how long it took
 
 
 @dataclass
@@ -174,6 +221,17 @@ class Ledger:
         # (agent, message offset) an agent failed on: the second failure sets it aside.
         self.failed_on: set[tuple[str, int]] = set()
         self.skipped_count = 0
+        # The offsets addressed to each agent after its cursor (an agent may be written
+        # to before it is registered): its ``pending`` is their count.
+        self._inboxes: dict[str, deque[int]] = {}
+        # The human gate the kernel's last checkpoint says it waits for, and the gates
+        # a person has asked to approve (a request on its way is an answer).
+        self._kernel_waits: str | None = None
+        self._approvals: set[str] = set()
+        self._wipe_requests: dict[str, str] = {}  # agent -> who asked for its wipe
+        self.last_interruption: dict[str, Any] | None = None
+        self.recoveries: list[dict[str, Any]] = []
+        self.recoveries_count = 0
 
     # -- the fold ------------------------------------------------------------------
 
@@ -188,6 +246,8 @@ class Ledger:
         actor = self.agents.get(event.actor) if event.actor else None
         if actor is not None:
             actor.last_ts = event.ts
+        if event.to:
+            self._addressed(event.to, event.offset)
         handler = getattr(self, "_on_" + event.type.replace(".", "_"), None)
         if handler is not None:
             try:
@@ -209,8 +269,30 @@ class Ledger:
         if not isinstance(name, str) or not name:
             raise TypeError(f"agent must be a name, not {name!r}")
         if name not in self.agents:
-            self.agents[name] = AgentView(name)
+            self.agents[name] = AgentView(name, pending=len(self._inboxes.get(name, ())))
         return self.agents[name]
+
+    def _addressed(self, name: str, offset: int) -> None:
+        view = self.agents.get(name)
+        if view is not None and view.role in NOT_RUN:
+            return
+        inbox = self._inboxes.setdefault(name, deque())
+        inbox.append(offset)
+        if view is not None:
+            view.pending = len(inbox)
+
+    def _moved(self, agent: AgentView) -> None:
+        """The agent's cursor moved on: what it has read is no longer pending."""
+        inbox = self._inboxes.get(agent.name)
+        while inbox and inbox[0] <= agent.cursor:
+            inbox.popleft()
+        agent.pending = len(inbox) if inbox else 0
+
+    def _recovered(self, entry: dict[str, Any]) -> None:
+        self.recoveries_count += 1
+        self.recoveries.append(entry)
+        if len(self.recoveries) > RECOVERIES_KEPT:
+            del self.recoveries[0]
 
     def _on_TASK_INIT(self, event: Event, p: dict[str, Any]) -> None:
         goal, spec = p["goal"], p.get("spec", {})
@@ -286,6 +368,9 @@ class Ledger:
         agent = self._agent(p["agent"])
         if p.get("role") and agent.role == "-":
             agent.role = p["role"]
+        if agent.role in NOT_RUN:  # (its reads are never on the record: nothing pending)
+            self._inboxes.pop(agent.name, None)
+            agent.pending = 0
 
     def _on_AGENT_SPAWNED(self, event: Event, p: dict[str, Any]) -> None:
         _texts(p, "role", optional=("skill", "thinking", "parent", "brain"))
@@ -295,7 +380,7 @@ class Ledger:
         agent.brain = p.get("brain")
         config = p.get("brain_config")
         agent.brain_config = dict(config) if isinstance(config, dict) else None
-        agent.state, agent.last_ts = "idle", event.ts
+        agent.state, agent.last_ts, agent.spawned = "idle", event.ts, True
 
     def _on_AGENT_OUTPUT(self, event: Event, p: dict[str, Any]) -> None:
         agent = self._agent(p["agent"])
@@ -324,6 +409,11 @@ class Ledger:
         agent = self._agent(p["agent"])
         if p.get("cursor") is not None:
             agent.cursor = max(agent.cursor, p["cursor"])
+            self._moved(agent)
+        if agent.role == "kernel":
+            state = p.get("state")
+            waits = state.get("waiting_gate") if isinstance(state, dict) else None
+            self._kernel_waits = waits if isinstance(waits, str) else None
         if agent.state in ("stale", "registered"):
             agent.state = "idle"
         if p.get("step") is not None:
@@ -334,10 +424,29 @@ class Ledger:
     def _on_CONTEXT_WIPED(self, event: Event, p: dict[str, Any]) -> None:
         agent = self._agent(p["agent"])
         agent.state, agent.session = "wiped", None  # a wipe forgets the conversation
+        agent.wiped_ts = event.ts
+        self._recovered({"kind": "wipe", "agent": agent.name, "ts": event.ts,
+                         "offset": event.offset,
+                         "by": self._wipe_requests.pop(agent.name, None)})
 
     def _on_RESUMED(self, event: Event, p: dict[str, Any]) -> None:
+        if not isinstance(p["cursor"], int) or not isinstance(p["reread"], int) or \
+                not isinstance(p["duration_ms"], int | float):
+            raise TypeError("cursor and reread must be whole numbers, duration_ms a number")
         agent = self._agent(p["agent"])
         agent.state, agent.cursor = "idle", max(agent.cursor, p["cursor"])
+        self._moved(agent)
+        agent.resumed_ts, agent.resumed_from = event.ts, p["cursor"]
+        agent.reread, agent.resume_ms = p["reread"], float(p["duration_ms"])
+        self._recovered({"kind": "resume", "agent": agent.name, "ts": event.ts,
+                         "offset": event.offset, "from": p["cursor"], "reread": p["reread"],
+                         "ms": float(p["duration_ms"])})
+
+    def _on_RUN_RESUMED(self, event: Event, p: dict[str, Any]) -> None:
+        self.last_interruption = {"ts": event.ts, "at": p["at"], "phase": p["phase"],
+                                  "done": p["done"], "total": p["total"],
+                                  "offset": event.offset}
+        self._recovered({"kind": "host", **self.last_interruption})
 
     def _on_AGENT_STALE(self, event: Event, p: dict[str, Any]) -> None:
         self._agent(p["agent"]).state = "stale"
@@ -359,6 +468,17 @@ class Ledger:
     def _on_CONTROL(self, event: Event, p: dict[str, Any]) -> None:
         if p["action"] in ("pause", "unpause"):
             self.paused = p["action"] == "pause"
+        elif p["action"] == "approve":
+            self._approvals.add(p["gate"])
+        elif p["action"] == "wipe":
+            self._wipe_requests[p["agent"]] = event.actor or "-"
+
+    def _on_MESSAGE(self, event: Event, p: dict[str, Any]) -> None:
+        # An approval sent to the kernel by hand (``sisyphus send``) is an answer too.
+        data = p.get("data")
+        if event.to == "kernel" and p.get("kind") == "approve" and isinstance(data, dict) \
+                and isinstance(data.get("gate"), str):
+            self._approvals.add(data["gate"])
 
     def _on_MEMORY_STORED(self, event: Event, p: dict[str, Any]) -> None:
         self.memories[event.offset] = p["title"]
@@ -380,6 +500,71 @@ class Ledger:
             return 0, 0
         return sum(s.state == "done" for s in plan.steps.values()), len(plan.steps)
 
+    def over(self) -> bool:
+        """Whether the run has ended: done, or blocked by a verdict (a block that was a
+        fault is lifted by the next host, which goes on)."""
+        return self.phase == "done" or (self.phase == "blocked"
+                                        and not FAULT_BLOCK.match(self.phase_reason))
+
+    def shown_state(self, agent: AgentView, *, hosted: bool | None = None) -> str:
+        """The state to show for ``agent``: ``no host`` when nothing runs the swarm
+        (``hosted`` False; None: not known) and the agent still had work, ``paused``
+        while the swarm is, ``blocked`` once the run is; else its own state. An agent
+        no host runs (the swarm, a person, one run by ``sisyphus agent``) is as it says."""
+        if not agent.spawned or agent.role in NOT_RUN:
+            return agent.state
+        state = agent.state
+        if self.phase == "blocked" and state != "failed":
+            return "blocked"
+        if self.over():
+            return state
+        if hosted is False and state not in ("done", "failed"):
+            return "no host"
+        if self.paused and state in PAUSABLE:
+            return "paused"
+        return state
+
+    def waiting_for_human(self) -> list[str]:
+        """The human gates the run waits for now (the kernel's checkpoint says it waits,
+        and no approval is on its way), by name; empty if none."""
+        gate = self._kernel_waits
+        if gate is None or self.over() or self.phase != "gates" or gate in self._approvals:
+            return []
+        view = self.gates.get(gate)
+        return [gate] if view is not None and view.human and not view.passed else []
+
+    def refusal(self, action: str, agent: str | None = None, *,
+                gate: str | None = None) -> str | None:
+        """Why a control request (``action`` on ``agent``, or ``gate`` to approve) would
+        not be carried out, on one line; None if it would be."""
+        if self.goal is not None and self.over():
+            return f"the run is {self.phase}: nothing will carry out {_a(action)}"
+        if action in ("wipe", "resume", "spawn") and not agent:
+            return f"{_a(action)} needs an agent"
+        if action == "spawn":
+            return f"an agent named {agent} already exists" if agent in self.agents else None
+        if action == "approve":
+            if not gate:
+                return "an approve needs a gate"
+            view = self.gates.get(gate)
+            if view is None:
+                return f"unknown gate {gate!r}: no such gate in this run's spec"
+            if not view.human:
+                return f"{gate} is a command gate: it runs itself, nothing to approve"
+            return f"gate {gate} is already approved" if view.passed else None
+        if action not in ("wipe", "resume"):
+            return None
+        assert agent is not None
+        view_of = self.agents.get(agent)
+        if view_of is None:
+            return f"unknown agent {agent!r}: no such agent in this run"
+        if not view_of.spawned or view_of.role in NOT_RUN:
+            return f"{agent} is not an agent the swarm runs: nothing to {action}"
+        if action == "resume" and view_of.state not in ("wiped", "failed"):
+            return (f"{agent} is not wiped (it is {self.shown_state(view_of)}): "
+                    "nothing to resume")
+        return None
+
     # -- rendering -----------------------------------------------------------------
 
     def render(self) -> str:
@@ -388,12 +573,16 @@ class Ledger:
         done, total = self.progress()
         out += [
             f"- **Goal:** {_cell(self.goal or '(no task yet)')}",
-            f"- **Phase:** {_cell(self.phase)}" + (f" ({_cell(self.phase_reason)})"
-                                            if self.phase_reason else ""),
+            f"- **Phase:** {_cell(self.phase)}" + (
+                f" ({_cell(headline(self.phase_reason))})" if self.phase_reason else ""),
             f"- **Progress:** {done}/{total} steps",
             f"- **Started:** {_utc(self.task_ts) if self.task_ts else '-'}",
             "",
         ]
+        if self.phase == "blocked":
+            # The whole reason (a test run's output), its lines kept: shown, not read as
+            # Markdown, in a fence no line inside can close.
+            out += ["## Blocked", "", *_fenced(self.phase_reason or "(no reason given)"), ""]
         out += ["## Spec", ""]
         gates = self.spec.get("gates", [])
         if gates:
@@ -453,6 +642,14 @@ class Ledger:
             last = _utc(agent.last_ts) if agent.last_ts else "-"
             out.append(f"| {_cell(agent.name)} | {_cell(agent.role)} | {_cell(agent.skill or '-')} "
                        f"| {_cell(agent.state)} | {_cell(agent.cursor)} | {last} |")
+        out.append("")
+
+        out += ["## Recoveries", ""]
+        if not self.recoveries:
+            out.append("- (none)")
+        if self.recoveries_count > len(self.recoveries):
+            out.append(f"- ... {self.recoveries_count - len(self.recoveries)} earlier ones")
+        out += [_recovery(entry) for entry in self.recoveries]
         out.append("")
 
         out += ["## Last checkpoint", ""]

@@ -52,6 +52,16 @@ def _test(p: dict[str, Any], verdict: str) -> str:
     return f"{_steps(p)}tests {verdict}{took}" + (f" ({last})" if last else "")
 
 
+def resumed_run(p: dict[str, Any]) -> str:
+    """What a RUN_RESUMED says: ``resumed at step 2/4 after an interruption`` while the
+    steps run (the step in hand: one past those done), else the phase it resumed in."""
+    done, total = int(p["done"]), int(p["total"])
+    if p["phase"] == "execute" and total:
+        return f"resumed at step {min(done + 1, total)}/{total} after an interruption"
+    steps = f" ({done}/{total} steps done)" if total else ""
+    return f"resumed in phase {p['phase']}{steps} after an interruption"
+
+
 def _control(p: dict[str, Any]) -> str:
     action = p["action"]
     target = p.get("agent") or p.get("gate") or ""
@@ -108,6 +118,7 @@ _LINES: dict[str, Callable[[Event, dict[str, Any]], str]] = {
     "CONTEXT_WIPED": lambda e, p: f"{p['agent']}: context wiped",
     "RESUMED": lambda e, p: f"{p['agent']}: resumed from checkpoint @{p['cursor']} "
                             f"({p['reread']} events re-read, {p['duration_ms']:.1f} ms)",
+    "RUN_RESUMED": lambda e, p: resumed_run(p),
     "AGENT_FAILED": lambda e, p: f"{p['agent']} FAILED: {headline(p['error'])}",
     "AGENT_STALE": lambda e, p: f"{p['agent']} is stale ({p['silent_s']:.0f}s silent)",
     "AGENT_STOPPED": lambda e, p: f"{p['agent']} stopped"

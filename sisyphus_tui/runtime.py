@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -28,8 +27,16 @@ from sisyphus_tui.brains import Brain, make_brain
 from sisyphus_tui.errors import HostFault, SisyphusError
 from sisyphus_tui.events import encode_payload
 from sisyphus_tui.faults import describe, is_passing, retrying
-from sisyphus_tui.ledger import LEDGER_FILE, Ledger, remove_leftovers, write_atomically
-from sisyphus_tui.mail import SwarmMail, check_agent_name
+from sisyphus_tui.ledger import (
+    FAULT_BLOCK,
+    FINAL_PHASES,
+    LEDGER_FILE,
+    Ledger,
+    remove_leftovers,
+    write_atomically,
+)
+from sisyphus_tui.mail import SwarmMail, check_agent_name, registration_key
+from sisyphus_tui.narrative import line as story_line
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore
 from sisyphus_tui.stream.lease import HostLease
@@ -40,14 +47,14 @@ if TYPE_CHECKING:
 SWARM = "swarm"
 HUMAN = "human"
 LEDGER_WRITE_INTERVAL_S = 0.2
-FINAL_PHASES = ("done", "blocked")
 # The agents the run cannot go on without: if one fails, the host stops (loudly, and
 # resumably), instead of waiting for ever for what it will never send.
 ESSENTIAL = ("kernel", "planner", "validator", "executor")
-# How versions before faults were retried blocked a run on one: "agent executor failed:
-# DatabaseLocked: ...". Such a block is no verdict, and a new host lifts it.
-FAULT_BLOCK = re.compile(r"agent \S+ failed: (Database(Locked|Full|IOError|Unavailable|Error)|"
-                         r"OSError|TimeoutError)\b")
+# The events the headless output tells the story with (the rest is bookkeeping, or
+# what an agent says, which the TUI and ``sisyphus events`` show).
+STORY = frozenset({"PHASE", "AGENT_SPAWNED", "PLAN_INIT", "REVIEW", "FILE_EDIT", "TEST_FAIL",
+                   "TEST_PASS", "GATE_RESULT", "CONTEXT_WIPED", "RESUMED", "RUN_RESUMED",
+                   "AGENT_FAILED", "AGENT_STALE", "MEMORY_STORED"})
 
 
 def _say_to_stderr(text: str) -> None:
@@ -301,6 +308,7 @@ class Swarm:
                 "reason": f"resumed: the block was a fault, not a verdict "
                           f"({blocked_by[:200]})"}, actor=SWARM)
             await self.ledger_at(resumed_at)
+            head = resumed_at
             self.say(f"the run was blocked by a fault ({blocked_by[:100]}): resuming it in "
                      f"phase {self.ledger.phase}")
         if self.ledger.paused:
@@ -309,8 +317,7 @@ class Swarm:
             self._finished.set()
         else:
             if any(a.cursor for a in self.ledger.agents.values()):
-                self.say(f"resuming at offset {head}: phase {self.ledger.phase}, "
-                         f"{self.ledger.progress()[0]}/{self.ledger.progress()[1]} steps done")
+                await self._record_resume(head)
             self._started = True
             # A failed agent is started again too: a new host is a new attempt, and
             # what made it fail (a fault, a bug since fixed) may have passed.
@@ -323,6 +330,21 @@ class Swarm:
             self._supervised("liveness", self._liveness)
         if self.write_ledger:
             self._supervised("ledger", self._write_ledger_loop)
+
+    async def _record_resume(self, head: int) -> None:
+        """Say, and put on the record (RUN_RESUMED), that this host picks up a run an
+        interruption left half done. Keyed by where the log stood: a host that dies
+        at once leaves the next one the same place, and the record is written once."""
+        at = head
+        last = self.ledger.last_interruption
+        if last is not None and last["offset"] == head:
+            at = last["at"]  # nothing happened since the last host's record
+        done, total = self.ledger.progress()
+        self.say(f"resuming at offset {at}: phase {self.ledger.phase}, {done}/{total} steps "
+                 "done")
+        await self._append("RUN_RESUMED", {"at": at, "phase": self.ledger.phase,
+                                           "done": done, "total": total},
+                           actor=SWARM, key=f"run-resumed:{at}")
 
     def _follower_ended(self, task: asyncio.Task[None]) -> None:
         # Whoever waits for the ledger must not wait for a follower that is gone.
@@ -452,8 +474,8 @@ class Swarm:
         what was lost; unless ``hold``, it resumes at once from its checkpoint."""
         actor = self.actors.get(name)
         if actor is None:
-            self.say(f"wipe {name}: no such agent runs here")
-            return
+            raise SisyphusError(self.ledger.refusal("wipe", name)
+                                or f"no agent {name!r} runs in this host: nothing to wipe")
         handle = self.tasks.get(name)
         if handle is not None:
             handle.cancel()
@@ -466,11 +488,18 @@ class Swarm:
             await self.resume(name)
 
     async def resume(self, name: str) -> None:
-        """Boot a wiped (or failed) actor again from its cursor and checkpoint."""
+        """Boot a wiped (or failed) actor again from its cursor and checkpoint; an
+        agent that runs, or none that could, is refused (SisyphusError, saying why)."""
         view = self.ledger.agents.get(name)
         if view is None or view.role not in ROLES:
-            self.say(f"resume {name}: no such agent")
-            return
+            raise SisyphusError(self.ledger.refusal("resume", name)
+                                or f"{name} is not an agent the swarm runs: nothing to resume")
+        handle = self.tasks.get(name)
+        if handle is not None and not handle.done():
+            # (Its own task, not the ledger, says it runs: a wipe just carried out may
+            # not be folded yet.)
+            state = view.state if view.state not in ("wiped", "failed") else "running"
+            raise SisyphusError(f"{name} is not wiped (it is {state}): nothing to resume")
         self.start_actor(name, view.role, view.skill, resumed=True)
 
     # -- the follower -----------------------------------------------------------
@@ -512,31 +541,8 @@ class Swarm:
                                    actor=SWARM, to=SWARM, key=f"wipe:{trigger.agent}@{trigger.at}")
 
     def _report(self, event: Event) -> None:
-        p = event.payload
-        line = {
-            "PHASE": lambda: f"phase {p['phase']}" + (f": {p['reason']}" if p["reason"] else ""),
-            "AGENT_SPAWNED": lambda: f"spawned {p['agent']} ({p['role']}, skill {p['skill']})",
-            "PLAN_INIT": lambda: f"{p['plan_id']}: {p['approach']} ({p['steps']} steps)",
-            "REVIEW": lambda: f"review of {p['plan_id']}: {p['verdict']}"
-                              + (f" - {'; '.join(p['reasons'])}" if p["reasons"] else ""),
-            "FILE_EDIT": lambda: f"edit {p['path']}"
-                                 + (" (already applied)" if p["already_applied"] else ""),
-            "TEST_FAIL": lambda: (f"step {p['step']}: " if p["step"] else "") + "tests fail",
-            "TEST_PASS": lambda: (f"step {p['step']}: " if p["step"] else "") + "tests pass",
-            "GATE_RESULT": lambda: f"gate {p['gate']}: {'pass' if p['passed'] else 'FAIL'}",
-            "CONTEXT_WIPED": lambda: f"{p['agent']}: context wiped",
-            "RESUMED": lambda: f"{p['agent']}: resumed at cursor {p['cursor']} "
-                               f"({p['reread']} events re-read, {p['duration_ms']:.1f} ms)",
-            "AGENT_FAILED": lambda: f"{p['agent']} FAILED: {p['error']}",
-            "AGENT_STALE": lambda: f"{p['agent']} is stale ({p['silent_s']:.0f}s silent)",
-            "MEMORY_STORED": lambda: f"memory-lane: stored #{event.offset} {p['title']}",
-        }.get(event.type)
-        if line is not None:
-            try:
-                text = line()
-            except (KeyError, TypeError, ValueError):  # a field the fold did not need
-                text = f"{event.type} (unreadable payload)"
-            self.say(f"[{event.offset}] {event.actor or '-'}: {text}")
+        if event.type in STORY:
+            self.say(story_line(event))
 
     # -- control ----------------------------------------------------------------
 
@@ -579,6 +585,11 @@ class Swarm:
                                             "data": {"gate": p["gate"]}},
                                  sender=event.actor or HUMAN, key=f"approve:{event.offset}")
         elif action == "spawn":
+            taken = await self.store.find_key(registration_key(p["agent"]))
+            if taken is not None and taken < event.offset:
+                # (One registered after the request is this request's own, carried out
+                # before a restart: spawning again is a no-op, not a refusal.)
+                raise SisyphusError(f"an agent named {p['agent']} already exists")
             await self.spawn(p["skill"], p["agent"], p.get("prompt", ""),
                              thinking=p.get("thinking"), parent=p.get("parent") or HUMAN)
         elif action == "stop":

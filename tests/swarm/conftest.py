@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from sisyphus_tui.demo.script import load_script
+from tests.conftest import run_cli
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ")
 AGENT_ROW = re.compile(r"^(\| [^|]+ \| [^|]+ \| [^|]+ \| [^|]+ \| )\d+( \|)", re.M)
+RECOVERIES = re.compile(r"^(## Recoveries\n\n)(?:- .*\n)+", re.M)
 
 
 def demo_argv(db: Path, workspace: Path, *extra: str) -> list[str]:
@@ -32,9 +34,22 @@ def run_demo(db: Path, workspace: Path, *extra: str,
 
 
 def normalize_ledger(text: str) -> str:
-    """The ledger with its time stamps and cursor offsets masked: an interrupted run logs
-    extra events (RESUMED, CONTEXT_WIPED), so its offsets differ by design."""
-    return AGENT_ROW.sub(r"\1<cursor>\2", TIMESTAMP.sub("<time>", text))
+    """The ledger with its time stamps, cursor offsets and recoveries masked: an
+    interrupted run logs extra events (RESUMED, CONTEXT_WIPED, RUN_RESUMED), so its
+    offsets differ, and its Recoveries section lists them, by design (the ledger is a
+    projection of the log). That the section is the log's own: assert_ledger_rebuilds."""
+    masked = AGENT_ROW.sub(r"\1<cursor>\2", TIMESTAMP.sub("<time>", text))
+    return RECOVERIES.sub(r"\1<recoveries>\n", masked)
+
+
+def assert_ledger_rebuilds(db: Path, workspace: Path) -> str:
+    """The live SISYPHUS_LEDGER.md is byte for byte ``sisyphus ledger`` rebuilt from
+    offset 0 (the recoveries an interruption adds included); returns it."""
+    live = (workspace / "SISYPHUS_LEDGER.md").read_text()
+    rebuilt = run_cli("ledger", db=db)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert rebuilt.stdout == live
+    return live
 
 
 def snapshot(workspace: Path) -> dict[str, bytes]:

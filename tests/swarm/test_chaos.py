@@ -14,6 +14,7 @@ from pathlib import Path
 from tests.swarm.conftest import (
     Reference,
     assert_each_step_once,
+    assert_ledger_rebuilds,
     demo_argv,
     run_demo,
     snapshot,
@@ -58,6 +59,14 @@ def test_sigkill_the_demo_at_random_moments(tmp_path: Path, reference: Reference
     (resumed,) = conn.execute("SELECT count(*) FROM events WHERE type = 'RESUMED'").fetchone()
     (already,) = conn.execute("SELECT count(*) FROM events WHERE type = 'FILE_EDIT' AND "
                               "json_extract(payload, '$.already_applied')").fetchone()
+    (restarts,) = conn.execute("SELECT count(*) FROM events WHERE type = 'RUN_RESUMED'"
+                               ).fetchone()
     conn.close()
     assert resumed >= 1 or kills == 0, f"seed {seed}: the restarts resumed the actors"
+    assert restarts <= kills, f"seed {seed}: at most one record per host that came after one"
+    # The ledger lists the recoveries the kills caused, as the log has them.
+    ledger = assert_ledger_rebuilds(db, workspace)
+    recoveries = ledger.split("## Recoveries\n", 1)[1].split("\n## ", 1)[0]
+    assert recoveries.count(": resumed from checkpoint @") == resumed, f"seed {seed}"
+    assert recoveries.count("after an interruption") == restarts, f"seed {seed}"
     print(f"seed {seed}: {kills} kills, {resumed} resumes, {already} edits found applied")

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.swarm.conftest import Reference, assert_each_step_once, snapshot
+from tests.swarm.conftest import (
+    Reference,
+    assert_each_step_once,
+    assert_ledger_rebuilds,
+    snapshot,
+)
 from tests.swarm.inprocess import run_swarm
 
 ROLES = ("kernel", "planner", "validator", "executor", "researcher")
@@ -47,3 +52,8 @@ async def test_the_executor_wiped_at_every_step(tmp_path: Path, reference: Refer
     assert wipes == 4 and len(reread) == 4
     assert_each_step_once(db)
     assert snapshot(workspace) == snapshot(reference.workspace)
+    # Each wipe and its resume, in the ledger's Recoveries, rebuilt byte for byte.
+    ledger = assert_ledger_rebuilds(db, workspace)
+    assert ledger.count("executor: context wiped, requested by swarm") == 4
+    assert ledger.count("executor: resumed from checkpoint @") == 4
+    assert "after an interruption" not in ledger  # one host: no restart
