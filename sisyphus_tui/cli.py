@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sisyphus_tui import __version__
+from sisyphus_tui import __version__, narrative
 from sisyphus_tui.errors import HostFault, InvalidPayload, SisyphusError
 from sisyphus_tui.events import MAX_PAYLOAD_DEPTH
 from sisyphus_tui.mail import SwarmMail, check_agent_name
@@ -61,26 +61,24 @@ def _clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
 
 
-def summarize(payload: dict[str, Any]) -> str:
-    """One line for a payload: ``text`` if it has one, else its compact JSON."""
-    text = payload.get("text")
-    if isinstance(text, str) and text and len(payload) <= 4:
-        return text
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-
-
 def format_event(event: Event) -> str:
-    """A human line for an event; text from agents is shown literally, never interpreted."""
-    to = f" -> {event.to}" if event.to else ""
+    """A human line for an event: its offset, time, actor and type, then what it says
+    (the narrative's summary, the headless output's and the stream pane's); text from
+    agents is shown literally, never interpreted."""
     line = (
         f"{event.offset:>7}  {_clock(event.ts)}  {event.actor or '-':<12} "
-        f"{event.type:<16}{to}  {summarize(event.payload)}"
+        f"{event.type:<16} {narrative.summary(event)}"
     )
     return printable(line)
 
 
 def _emit_line(line: str) -> None:
     sys.stdout.write(line + "\n")
+
+
+def _say(line: str) -> None:
+    """A line for the person, beside a command's output (on stderr)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 # -- commands -------------------------------------------------------------------
@@ -361,14 +359,21 @@ async def _run_swarm(store: EventStore, workspace: Path, args: argparse.Namespac
     if ledger.phase != "blocked":  # a `stop` request: the run is not over
         _stopped("stopped on request", ledger)
         return EXIT_FAULT
-    print(f"sisyphus: blocked: {printable(ledger.phase_reason or ledger.phase)}",
-          file=sys.stderr)
+    _blocked(ledger.phase_reason or ledger.phase)
     return EXIT_BLOCKED
 
 
+def _blocked(reason: str) -> None:
+    """Say why the run is blocked, whole: a test run's output keeps its lines (every
+    other control character still escaped), the last one the verdict to read."""
+    print(f"sisyphus: blocked: {printable_lines(reason.rstrip())}", file=sys.stderr)
+
+
 def _stopped(why: str, ledger: Any) -> None:
-    """Say where an unfinished run stopped, and how to carry on."""
+    """Say where an unfinished run stopped, and how to carry on (on one line: a fault's
+    multi-line text is cut to its first and last meaningful lines)."""
     done, total = ledger.progress()
+    why = narrative.headline(why)
     print(printable(f"sisyphus: {why}; the run stopped at offset {ledger.offset} (phase "
                     f"{ledger.phase}, {done}/{total} steps done): run the same command to "
                     "resume"), file=sys.stderr, flush=True)
@@ -379,15 +384,28 @@ def _progress(line: str) -> None:
     sys.stdout.flush()
 
 
-async def cmd_demo(args: argparse.Namespace) -> int:
-    from sisyphus_tui.demo.runner import load_spec_file, prepare_demo
+async def _demo_setup(args: argparse.Namespace) -> tuple[dict[str, Any] | None, RunConfig]:
+    """The demo's spec and config, every option checked before anything is written or
+    removed; then, with ``--fresh``, the demo started over (saying what goes)."""
+    from sisyphus_tui.demo.runner import load_spec_file, start_over
 
     spec = load_spec_file(Path(args.spec)) if args.spec else None
     workspace = Path(args.workspace)
     _triggers(args.wipe)  # refuse a bad --wipe before anything is written
-
     config = _run_config(args, workspace)
     _check_backends(_brains(config), workspace)
+    if args.fresh:
+        if "://" in args.db:
+            raise SisyphusError("--fresh removes a database file: give --db as a path")
+        await start_over(Path(args.db), workspace, _say)
+    return spec, config
+
+
+async def cmd_demo(args: argparse.Namespace) -> int:
+    from sisyphus_tui.demo.runner import prepare_demo
+
+    spec, config = await _demo_setup(args)
+    workspace = Path(args.workspace)
 
     async def body(store: EventStore) -> int:
         # The lease first: a second host is refused before it touches the workspace.
@@ -528,9 +546,24 @@ async def cmd_ledger(args: argparse.Namespace) -> int:
     return await _with_store(args, body, create=False)
 
 
+NO_HOST = ("no host: nothing runs this swarm; `sisyphus demo` or `sisyphus run` resumes "
+           "it")
+
+
+def _host_line(host: Any, ledger: Any) -> str:
+    """Who hosts the swarm, or that nobody does (and, unless the run is over, how to
+    have it carried on)."""
+    if host is not None:
+        return f"host: {host.describe()}"
+    if ledger.phase in ("done", "blocked"):
+        return f"no host: the run is {ledger.phase}"
+    return NO_HOST
+
+
 async def cmd_agents(args: argparse.Namespace) -> int:
     async def body(store: EventStore) -> int:
         ledger = await _ledger_from_log(store)
+        host = store.current_host()
         head = await store.head()
         cursors = await store.cursors()
         now = time.time()
@@ -540,8 +573,12 @@ async def cmd_agents(args: argparse.Namespace) -> int:
             newest = await store.last(to=agent.name)
             pending = 0 if newest is None or newest.offset <= cursor else len(
                 (await store.read(cursor + 1, 10_000, to=agent.name)).events)
+            # ``state`` is what the agent last said; ``shown`` the truth a person needs
+            # (paused, blocked, no host), as the TUI shows it.
             rows.append({"agent": agent.name, "role": agent.role, "skill": agent.skill,
-                         "state": agent.state, "thinking": agent.thinking, "cursor": cursor,
+                         "state": agent.state,
+                         "shown": ledger.shown_state(agent, hosted=host is not None),
+                         "thinking": agent.thinking, "cursor": cursor,
                          "lag": head - cursor, "pending": pending,
                          # A host whose clock is ahead writes future time stamps.
                          "last_active_s": round(max(now - agent.last_ts, 0.0), 1)
@@ -550,14 +587,14 @@ async def cmd_agents(args: argparse.Namespace) -> int:
             for row in rows:
                 _emit_line(json.dumps(row, separators=(",", ":")))
             return 0
-        _emit_line(f"{'AGENT':<16} {'ROLE':<11} {'STATE':<9} {'CURSOR':>7} {'LAG':>6} "
-                   f"{'PENDING':>7} {'ACTIVE':>8}  THINKING  DETAIL   (head {head})")
+        _emit_line(printable(_host_line(host, ledger)))
+        _emit_line(f"{'AGENT':<16} {'ROLE':<11} {'STATE':<9} {'PENDING':>7} {'ACTIVE':>8}  "
+                   "DOING")
         for row in rows:
             age = "-" if row["last_active_s"] is None else f"{row['last_active_s']:.0f}s ago"
             _emit_line(printable(
-                f"{row['agent']:<16} {row['role']:<11} {row['state']:<9} {row['cursor']:>7} "
-                f"{row['lag']:>6} {row['pending']:>7} {age:>8}  {row['thinking']:<9} "
-                f"{row['detail'][:60]}"))
+                f"{row['agent']:<16} {row['role']:<11} {row['shown']:<9} {row['pending']:>7} "
+                f"{age:>8}  {narrative.headline(row['detail'], 80)}"))
         return 0
 
     return await _with_store(args, body, create=False)
@@ -666,44 +703,60 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
     return await _with_store(args, body, create=False)
 
 
-async def _control(args: argparse.Namespace, payload: dict[str, Any],
+WAITS_FOR_HOST = ("no host runs this swarm now: the request waits for one (`sisyphus demo` "
+                  "or `sisyphus run` carries it out when it resumes the run)")
+
+
+async def _steer(store: EventStore, event: NewEvent, action: str, what: str,
+                 agent: str | None = None, *, out: Callable[[str], None] | None = None) -> int:
+    """Append the CONTROL request ``event`` unless the run would not carry it out (one
+    line, exit 2, nothing written); say what was requested, at which offset, and that it
+    waits when nothing hosts the swarm. Returns the request's offset."""
+    say = out or _emit_line
+    refusal = (await _ledger_from_log(store)).refusal(action, agent)
+    if refusal is not None:
+        raise SisyphusError(refusal)
+    (offset,) = await store.append_many([event])
+    say(printable(f"{what} requested (event {offset})"))
+    if store.current_host() is None:
+        say(WAITS_FOR_HOST)
+    return offset
+
+
+async def _control(args: argparse.Namespace, payload: dict[str, Any], what: str,
                    check: Callable[[EventStore], Awaitable[None]] | None = None) -> int:
-    """Append a CONTROL request for the running swarm; print its offset."""
+    """Ask the running swarm for ``payload`` (a CONTROL request): see ``_steer``."""
     event = NewEvent.of("CONTROL", payload, actor=args.sender, to="swarm")
+    agent = payload.get("agent")
 
     async def body(store: EventStore) -> int:
+        if agent is not None:
+            await SwarmMail(store).require(agent)
         if check is not None:
             await check(store)
-        (offset,) = await store.append_many([event])
-        _emit_line(str(offset))
+        await _steer(store, event, str(payload["action"]), what, agent)
         return 0
 
     return await _with_store(args, body, create=False)
 
 
-def _agent_check(name: str) -> Callable[[EventStore], Awaitable[None]]:
-    async def check(store: EventStore) -> None:
-        await SwarmMail(store).require(name)
-
-    return check
-
-
 async def cmd_wipe(args: argparse.Namespace) -> int:
+    held = f" (held until `sisyphus resume {args.agent}`)" if args.hold else ""
     return await _control(args, {"action": "wipe", "agent": args.agent, "hold": args.hold},
-                          _agent_check(args.agent))
+                          f"wipe {args.agent}{held}")
 
 
 async def cmd_resume(args: argparse.Namespace) -> int:
     return await _control(args, {"action": "resume", "agent": args.agent},
-                          _agent_check(args.agent))
+                          f"resume {args.agent}")
 
 
 async def cmd_pause(args: argparse.Namespace) -> int:
-    return await _control(args, {"action": "pause"})
+    return await _control(args, {"action": "pause"}, "pause")
 
 
 async def cmd_unpause(args: argparse.Namespace) -> int:
-    return await _control(args, {"action": "unpause"})
+    return await _control(args, {"action": "unpause"}, "unpause")
 
 
 async def cmd_approve(args: argparse.Namespace) -> int:
@@ -720,7 +773,8 @@ async def cmd_approve(args: argparse.Namespace) -> int:
             raise SisyphusError(f"gate {args.gate!r} is a command gate: it passes by "
                                 "passing, not by approval")
 
-    return await _control(args, {"action": "approve", "gate": args.gate}, check)
+    return await _control(args, {"action": "approve", "gate": args.gate},
+                          f"approval of gate {args.gate}", check)
 
 
 async def cmd_spawn(args: argparse.Namespace) -> int:
@@ -737,9 +791,10 @@ async def cmd_spawn(args: argparse.Namespace) -> int:
         if await SwarmMail(store).is_registered(args.name):
             raise SisyphusError(f"agent {args.name!r} exists already: choose another name")
         head = await store.head()
-        (offset,) = await store.append_many([event])
+        # In the foreground stdout is the agent's result: the request is said on stderr.
+        offset = await _steer(store, event, "spawn", f"spawn {args.name} (skill {args.skill})",
+                              out=_emit_line if args.background else _say)
         if args.background:
-            _emit_line(args.name)
             return 0
         # Foreground: wait for the agent's result, delivered to the human's inbox.
         async def result() -> Event:
@@ -783,16 +838,15 @@ async def _tui(args: argparse.Namespace) -> int:
 
     host = None
     workspace: Path | None = None
+    demo = await _demo_setup(args) if args.command == "demo" else None
     store = await open_store(args.db, create=args.command == "demo")
     async with store, contextlib.AsyncExitStack() as stack:
-        if args.command == "demo":
-            from sisyphus_tui.demo.runner import load_spec_file, prepare_demo
+        if demo is not None:
+            from sisyphus_tui.demo.runner import prepare_demo
             from sisyphus_tui.runtime import Swarm
 
-            spec = load_spec_file(Path(args.spec)) if args.spec else None
+            spec, config = demo
             workspace = Path(args.workspace)
-            config = _run_config(args, workspace)
-            _check_backends(_brains(config), workspace)
             lease = await stack.enter_async_context(await store.host_lease())
             await prepare_demo(store, workspace, spec)
             host = Swarm(store, workspace, speed=args.speed, stale_after_s=args.stale_after,
@@ -827,7 +881,7 @@ async def _tui(args: argparse.Namespace) -> int:
     if outcome is not None and outcome.phase == "done":
         return 0
     if outcome is not None and outcome.phase == "blocked":
-        print(f"sisyphus: blocked: {printable(outcome.phase_reason)}", file=sys.stderr)
+        _blocked(outcome.phase_reason)
         return EXIT_BLOCKED
     _stopped("interrupted", host.ledger)
     return 128 + received[0] if received else EXIT_INTERRUPTED
@@ -985,6 +1039,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", parents=[db, screen], help="run the demo in the TUI: a swarm "
                        "refactors a sample project (resumes if interrupted)")
     p.add_argument("--headless", action="store_true", help="no screen: print progress lines")
+    p.add_argument("--fresh", action="store_true", help="start the demo over: remove its "
+                   "database (with its -wal, -shm and -host files) and its workspace "
+                   "first, saying so (refused while another process hosts it, or for a "
+                   "folder that is not the demo's)")
     swarm_options(p)
     p.set_defaults(run=cmd_demo)
 
@@ -1022,8 +1080,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "it; list what readers skip (exit 1 if anything)")
     p.set_defaults(run=cmd_doctor)
 
-    p = sub.add_parser("agents", parents=[db], help="every agent: role, state, cursor, lag, "
-                       "last activity")
+    p = sub.add_parser("agents", parents=[db], help="who hosts the swarm, and every agent: "
+                       "role, true state (paused, blocked, no host), pending messages, last "
+                       "activity, what it does")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(run=cmd_agents)
 
@@ -1057,8 +1116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("skill")
     p.add_argument("name")
     p.add_argument("prompt")
-    p.add_argument("--background", action="store_true", help="print the name and return at "
-                   "once; the result arrives in the human's inbox")
+    p.add_argument("--background", action="store_true", help="say the request and return "
+                   "at once; the result arrives in the human's inbox")
     p.add_argument("--thinking", choices=["off", "think", "ultrathink"])
     p.add_argument("--timeout", type=_seconds, default=300.0, metavar="S",
                    help="how long to wait for the result (default 300)")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def test_emit_events_and_json(db: Path) -> None:
     human = ok("events", "--from", "2", "--limit", "2", db=db).splitlines()
     assert len(human) == 2
     assert "TASK_INIT" in human[0] and "kernel" in human[0]
-    assert "-> executor" in human[1] and "write the failing test" in human[1]
+    assert "to executor: note: write the failing test" in human[1]
     assert ok("events", "--type", "MESSAGE", "--json", db=db).count("\n") == 1
     assert ok("events", "--to", "executor", "--json", db=db).count("\n") == 1
 
@@ -239,25 +240,62 @@ def world_readable_dir() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
-                    reason="needs root to run the CLI as another user")
+def cli_as_nobody(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI's main in a forked child that became 'nobody' (uid 65534, no groups).
+
+    Forked rather than exec'd: the checkout, its .venv or the interpreter may sit in a
+    folder 'nobody' cannot read (a 0700 home, a mktemp -d), and the child loads nothing
+    after the switch (the CLI is imported before the fork), so where they are never matters.
+    """
+    from sisyphus_tui.cli import main
+
+    out, err = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 70
+        try:
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            sys.stdout = open(1, "w", closefd=False)  # flushed below
+            sys.stderr = open(2, "w", closefd=False)
+            os.chdir(cwd)
+            os.environ["HOME"] = str(cwd)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            code = main(args)
+        except BaseException:  # whatever it is, the parent must hear of it
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while (status := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the CLI as nobody did not finish in 60 s: {args}")
+        time.sleep(0.02)
+    out.seek(0)
+    err.seek(0)
+    return subprocess.CompletedProcess(args, os.waitstatus_to_exitcode(status[1]),
+                                       out.read().decode(), err.read().decode())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the CLI as another user")
 def test_a_database_another_user_cannot_write(db: Path, world_readable_dir: Path) -> None:
     """As root the mode bits are advisory: run the CLI as 'nobody' for a real EACCES."""
     path = world_readable_dir / "swarm.db"
     shutil.copy(db, path)
     path.chmod(0o644)
     before = db_fingerprint(path)
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                 sys.executable, "-m", "sisyphus_tui"]
-    env = os.environ | {"HOME": str(world_readable_dir)}
-    if subprocess.run([*as_nobody[:-2], "-c", "import sisyphus_tui"], capture_output=True,
-                      env=env, timeout=60).returncode != 0:
-        pytest.skip("this checkout is in a folder other users cannot read (as CI's may be): "
-                    "'nobody' cannot import sisyphus_tui")
-    result = subprocess.run([*as_nobody, "emit", "x.n", "--db", str(path)],
-                            capture_output=True, text=True, env=env, timeout=60)
+    result = cli_as_nobody(["emit", "x.n", "--db", str(path)], world_readable_dir)
     assert_refused(result, f"database {path} is owned by uid 0, not you")
     assert db_fingerprint(path) == before
+    assert os.listdir(world_readable_dir) == ["swarm.db"]
 
 
 def test_a_planted_database_link_is_refused_not_followed(tmp_path: Path) -> None:

@@ -10,13 +10,16 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sisyphus_tui.conductor import parse_spec
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.ledger import LEDGER_FILE, TMP_SUFFIX
+from sisyphus_tui.stream import open_store
 from sisyphus_tui.stream.base import Event, EventStore
+from sisyphus_tui.stream.lease import LEASE_SUFFIX, HostLease
 
 KERNEL = "kernel"
 
@@ -164,3 +167,96 @@ def load_spec_file(path: Path) -> dict[str, Any]:
 def ledger_path(workspace: Path) -> Path:
     """Where the live ledger is written."""
     return workspace / LEDGER_FILE
+
+
+# The files SQLite and the host lease keep beside a database.
+DATABASE_SIDE_FILES = ("-wal", "-shm", LEASE_SUFFIX)
+
+
+def database_files(db: Path) -> list[Path]:
+    """The database at ``db`` and the files beside it that exist (a link counts: it
+    is removed, never what it points to)."""
+    paths = [db, *(db.with_name(db.name + suffix) for suffix in DATABASE_SIDE_FILES)]
+    return [path for path in paths if os.path.lexists(path)]
+
+
+def _is_demo_run(task: Event | None) -> bool:
+    from sisyphus_tui.demo.script import GOAL
+
+    return task is not None and task.payload.get("goal") == GOAL
+
+
+def _demo_workspace(workspace: Path, task: Event | None) -> bool:
+    """Whether ``workspace`` is the demo's, as ``prepare_demo`` knows it: the folder
+    the log's demo run works in (the sample copied into it), or the untouched sample."""
+    from sisyphus_tui.demo.script import SAMPLE_DIR
+
+    own = task_workspace(task) if task is not None else None
+    if _is_demo_run(task) and own is not None and own.resolve() == workspace.resolve():
+        return (workspace / "tools" / "check_sql.py").is_file()
+    return _same_tree(SAMPLE_DIR, workspace)
+
+
+def _what_fresh_removes(db: Path, workspace: Path, task: Event | None) -> list[Path]:
+    """What ``--fresh`` removes: the workspace (if it is the demo's and not empty), then
+    the database's files; WorkspaceConflict for a folder that is not the demo's."""
+    own = task_workspace(task) if task is not None else None
+    if own is not None and own.resolve() != workspace.resolve():
+        raise WorkspaceConflict(
+            f"--fresh: this database's demo works in {own}, not {workspace}; "
+            f"pass --workspace {own} to start that one over")
+    if workspace.is_symlink() or (workspace.exists() and not workspace.is_dir()):
+        raise WorkspaceConflict(f"--fresh: {workspace} is not a folder the demo made: "
+                                "not removing it; choose another --workspace")
+    doomed = []
+    if workspace.is_dir() and any(workspace.iterdir()):
+        if not _demo_workspace(workspace, task):
+            raise WorkspaceConflict(
+                f"--fresh: {workspace} is not the demo's workspace (neither the folder "
+                "this database's demo works in nor the untouched sample): not removing "
+                "it; choose another --workspace, or remove it yourself")
+        if Path.cwd().resolve().is_relative_to(workspace.resolve()):
+            raise WorkspaceConflict(f"--fresh: the current folder is in {workspace}: "
+                                    "not removing it; run the demo from another folder")
+        doomed.append(workspace)
+    return doomed + database_files(db)
+
+
+def _remove(paths: list[Path]) -> None:
+    try:
+        for path in paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise SisyphusError(f"--fresh: cannot remove {exc.filename}: "
+                            f"{exc.strerror or exc}") from None
+
+
+async def start_over(db: Path, workspace: Path, say: Callable[[str], None]) -> None:
+    """``sisyphus demo --fresh``: remove the demo's workspace and its database (its -wal,
+    -shm and -host files too), after saying so. Refused (WorkspaceConflict or HostBusy,
+    nothing removed) while another process hosts the swarm, or when the database holds
+    another run or the folder is not the demo's workspace."""
+    exists = await asyncio.to_thread(os.path.lexists, db)
+    # Held while the files go: no host starts on the log being removed.
+    lease = await HostLease.acquire(db) if exists else None
+    try:
+        task = None
+        if lease is not None:
+            async with await open_store(db, create=False) as store:
+                task, head = await current_task(store), await store.head()
+            if (task is None and head > 0) or (task is not None and not _is_demo_run(task)):
+                raise WorkspaceConflict(
+                    f"--fresh: {db} holds another run than the demo: not removing it; "
+                    "give the demo another --db")
+        doomed = await asyncio.to_thread(_what_fresh_removes, db, workspace, task)
+        say("starting the demo over: " + (
+            f"removing {', '.join(map(str, doomed))}" if doomed else "nothing to remove"))
+        # The workspace first: if that fails half way, the database still says it is the
+        # demo's, so the same command finishes the job.
+        await asyncio.to_thread(_remove, doomed)
+    finally:
+        if lease is not None:
+            lease.release()
