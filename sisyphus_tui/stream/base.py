@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from array import array
+from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
@@ -251,10 +252,30 @@ class EventStore(ABC):
         *,
         agent: str | None = None,
         types: Sequence[str] | None = None,
+        exclude_types: Collection[str] | None = None,
         text: str | None = None,
+        before: int | None = None,
     ) -> list[int]:
-        """Offsets of the events written by or addressed to ``agent``, of ``types``,
-        whose type, actor or payload contains ``text`` (case-insensitive)."""
+        """Offsets (from ``from_offset``, below ``before`` if given) of the events
+        written by or addressed to ``agent``, of ``types`` and not of ``exclude_types``,
+        whose type, actor or payload contains ``text`` (as ``text_matches`` decides:
+        case-insensitive, non-ASCII text included)."""
+
+    async def match_array(
+        self,
+        from_offset: int = 0,
+        *,
+        agent: str | None = None,
+        types: Sequence[str] | None = None,
+        exclude_types: Collection[str] | None = None,
+        text: str | None = None,
+        before: int | None = None,
+    ) -> array[int]:
+        """``match_offsets`` as a compact array (8 bytes an offset): what a viewer keeps
+        of a large log. A backend can build it without the list."""
+        return array("q", await self.match_offsets(
+            from_offset, agent=agent, types=types, exclude_types=exclude_types, text=text,
+            before=before))
 
     @abstractmethod
     async def head(self) -> int:
@@ -339,6 +360,26 @@ class EventStore(ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def search_form(payload: Mapping[str, Any]) -> str:
+    """The text a payload is searched in: its compact JSON with non-ASCII characters as
+    themselves (as the log stores them), whoever wrote it and whatever its type."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+def text_matches(needle: str, *haystacks: str) -> bool:
+    """Whether any haystack contains ``needle``, case-insensitively: the one test of a
+    text filter, for the store's search and a viewer's new events alike.
+
+    An ASCII needle is compared with ASCII case folded only (SQLite's ``lower()``, so
+    the store needs no Python call per row); any other with Python's ``str.lower``
+    (``CAFÉ`` finds ``café``)."""
+    if needle.isascii():
+        wanted = needle.lower().encode()
+        return any(wanted in h.encode("utf-8", "surrogatepass").lower() for h in haystacks)
+    folded = needle.lower()
+    return any(folded in h.lower() for h in haystacks)
 
 
 def dumps_event(event: Event) -> str:

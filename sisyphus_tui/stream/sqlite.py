@@ -18,8 +18,9 @@ import re
 import sqlite3
 import stat
 import time
+from array import array
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain
@@ -40,7 +41,14 @@ from sisyphus_tui.errors import (
     NotADatabase,
     SchemaTooNew,
 )
-from sisyphus_tui.stream.base import UNDECODABLE, Event, EventStore, NewEvent, Page
+from sisyphus_tui.stream.base import (
+    UNDECODABLE,
+    Event,
+    EventStore,
+    NewEvent,
+    Page,
+    search_form,
+)
 from sisyphus_tui.stream.lease import HostInfo, HostLease, current_host
 
 T = TypeVar("T")
@@ -316,6 +324,41 @@ def _filters(*, to: str | None, types: Sequence[str] | None,
     return sql, params
 
 
+_LOWER = "sisyphus_lower"
+_PAYLOAD_FOLD = "sisyphus_payload_fold"
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+def _payload_fold(value: Any) -> Any:
+    """A stored payload in its search form (``search_form``), lower-cased. A payload
+    written with ``\\u`` escapes (older versions, other writers) is read and written
+    again, so ``café`` is found however it was stored."""
+    if not isinstance(value, str):
+        return value
+    if "\\u" in value:
+        decoded = _loads(value)
+        if UNDECODABLE not in decoded:
+            value = search_form(decoded)
+    return value.lower()
+
+
+def _match(conn: sqlite3.Connection, sql: str, params: Sequence[Any], folding: bool
+           ) -> array[int]:
+    """The offsets a query selects, straight into an array: a million of them take 8 MB,
+    never a list of row tuples."""
+    if folding:
+        conn.create_function(_LOWER, 1, _lower, deterministic=True)
+        conn.create_function(_PAYLOAD_FOLD, 1, _payload_fold, deterministic=True)
+    found = array("q")
+    cursor = conn.execute(sql, params)
+    while rows := cursor.fetchmany(8192):
+        found.extend([row[0] for row in rows])
+    return found
+
+
 @dataclass(slots=True)
 class _Plan:
     """Rows to insert for a batch, with keys known or repeated folded together."""
@@ -557,23 +600,58 @@ class SQLiteStore(EventStore):
         *,
         agent: str | None = None,
         types: Sequence[str] | None = None,
+        exclude_types: Collection[str] | None = None,
         text: str | None = None,
+        before: int | None = None,
     ) -> list[int]:
+        return (await self.match_array(from_offset, agent=agent, types=types,
+                                       exclude_types=exclude_types, text=text,
+                                       before=before)).tolist()
+
+    async def match_array(
+        self,
+        from_offset: int = 0,
+        *,
+        agent: str | None = None,
+        types: Sequence[str] | None = None,
+        exclude_types: Collection[str] | None = None,
+        text: str | None = None,
+        before: int | None = None,
+    ) -> array[int]:
         sql = 'SELECT "offset" FROM events WHERE "offset" >= ?'
         params: list[Any] = [max(int(from_offset), 0)]
+        if before is not None:
+            sql += ' AND "offset" < ?'
+            params.append(int(before))
         if agent is not None:
             sql += ' AND (actor = ? OR "to" = ?)'
             params += [agent, agent]
         if types:
             sql += f" AND type IN ({','.join('?' * len(types))})"
             params.extend(types)
-        if text:
-            # instr() on lower(): no LIKE wildcards to escape in the user's text.
+        if exclude_types:
+            sql += f" AND type NOT IN ({','.join('?' * len(exclude_types))})"
+            params.extend(exclude_types)
+        folding = text is not None and not text.isascii()
+        if text and not folding:
+            # text_matches's ASCII rule: SQLite's lower() folds ASCII only, and instr()
+            # has no LIKE wildcards to escape in the user's text.
             sql += (" AND (instr(lower(type), ?) OR instr(lower(coalesce(actor, '')), ?)"
                     " OR instr(lower(payload), ?))")
             params += [text.lower()] * 3
-        rows = await self._fetch(sql + ' ORDER BY "offset"', params)
-        return [int(row[0]) for row in rows]
+        elif text:
+            # Its rule for any other text: Python's lower(), a call per row (only for a
+            # needle that is not ASCII), the payload in its search form.
+            sql += (f" AND (instr({_LOWER}(type), ?) OR instr({_LOWER}(coalesce(actor, '')),"
+                    f" ?) OR instr({_PAYLOAD_FOLD}(payload), ?))")
+            params += [text.lower()] * 3
+        if self._closed:
+            raise DatabaseError(f"store is closed: {self.path}")
+        try:
+            return await _in_thread(self._reader, _match, sql + ' ORDER BY "offset"',
+                                    params, folding)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from None
 
     async def head(self) -> int:
         rows = await self._fetch('SELECT max("offset") FROM events', ())
