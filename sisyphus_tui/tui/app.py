@@ -1,5 +1,6 @@
 """The sisyphus app: agents (left), the live event stream (centre), the ledger (right),
-the selected agent's inbox (below), a status line on top and every key in the footer.
+the selected agent's inbox (below), a status line on top with a banner under it while
+the run needs you, and the keys that fit in the footer.
 
 The app reads the log like any other process: it tails the store, folds the ledger,
 and coalesces what arrives into a bounded refresh rate. Every action it offers is a
@@ -12,17 +13,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rich.cells import cell_len
 from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
+from textual.reactive import reactive
+from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Footer, Input, Static
+from textual.widgets._footer import FooterKey
 from textual.worker import Worker
 
 from sisyphus_tui.errors import HostFault, SisyphusError
@@ -30,12 +38,27 @@ from sisyphus_tui.ledger import Ledger
 from sisyphus_tui.mail import SwarmMail
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore
-from sisyphus_tui.tui.commands import SisyphusCommands
-from sisyphus_tui.tui.screens.modals import EventScreen, HelpScreen, InjectForm, SpawnForm
+from sisyphus_tui.tui.commands import (
+    KNOWN_KEYS,
+    NARROW_ACTIONS,
+    SisyphusCommands,
+    bindings,
+    help_rows,
+)
+from sisyphus_tui.tui.literal import literal
+from sisyphus_tui.tui.screens.modals import (
+    ConfirmScreen,
+    EventScreen,
+    HelpScreen,
+    InjectForm,
+    SpawnForm,
+)
+from sisyphus_tui.tui.terminal_alert import alert
 from sisyphus_tui.tui.widgets.event_stream import EventStream, Filter
 from sisyphus_tui.tui.widgets.panes import (
     MAILBOXES,
     AgentsTable,
+    InboxPane,
     InboxView,
     LedgerView,
     StatusLine,
@@ -53,6 +76,58 @@ INBOX_REFRESH_HZ = 4.0
 GC_THRESHOLD_2 = 100
 FIRST_ROWS_WAIT_S = 2.0
 SETTLE_AFTER_S = 1.0  # the collection (~50 ms) waits until the first frames are out
+HOST_POLL_S = 1.0  # who hosts the swarm: a flock on a file, cheap
+TOAST_S = 4.0  # toasts say a thing and go; what lasts is on the screen (banners, panes)
+RECOVERY_BANNER_S = 8.0
+RECENT_RESUME_S = 60.0  # a host start this long ago is this run coming back: say so
+PANES = {1: ("#agents", "[1] agents"), 2: ("#stream", "[2] stream"),
+         3: ("#ledger-pane", "[3] ledger"), 4: ("#inbox-pane", "[4] inbox")}
+# The footer: compact keys ("s spawn "), the palette's key docked right ("▏^p palette").
+FOOTER_KEY_GAP = 2
+FOOTER_PALETTE_CELLS = 12
+
+
+NAVIGATION_KEYS = frozenset({"up", "down", "left", "right", "pageup", "pagedown", "home",
+                             "end"})  # the help says "the arrows" once
+
+
+def _own_keys(pane: type[Widget], known: set[str]) -> list[tuple[str, str]]:
+    """A pane's own keys for the help screen, from its bindings: whatever the pane
+    binds (the stream's, the agents table's) is listed without a copy here."""
+    out = []
+    for binding in Binding.make_bindings(pane.BINDINGS):
+        key = binding.key_display or binding.key
+        if binding.key in NAVIGATION_KEYS or key in known or not binding.description:
+            continue
+        known.add(key)
+        out.append((key, binding.description))
+    return out
+
+
+class KeysFooter(Footer):
+    """The footer, showing only the keys that fit whole: Textual's would show them all,
+    the last ones cut under the palette's key (``f Follo▏^p palette``). On a narrow
+    terminal only the app's essential keys (NARROW_ACTIONS) are candidates."""
+
+    narrow = reactive(False, recompose=True)
+
+    def compose(self) -> ComposeResult:
+        widgets = list(super().compose())
+        keys = [w for w in widgets
+                if isinstance(w, FooterKey) and not w.has_class("-command-palette")]
+        # The app's essential keys first, then the others in their order, while they fit.
+        room = (self.size.width or self.app.size.width) - FOOTER_PALETTE_CELLS
+        kept: set[int] = set()
+        for key in sorted(keys, key=lambda k: k.action not in NARROW_ACTIONS):
+            cells = cell_len(key.key_display) + cell_len(key.description) + FOOTER_KEY_GAP
+            if cells <= room and not (self.narrow and key.action not in NARROW_ACTIONS):
+                room -= cells
+                kept.add(id(key))
+        yield from (w for w in widgets if not isinstance(w, FooterKey)
+                    or w.has_class("-command-palette") or id(w) in kept)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.recompose)  # the room changed
 
 
 class WorkerHandle:
@@ -79,37 +154,15 @@ class SisyphusApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "sisyphus"
     COMMANDS = App.COMMANDS | {SisyphusCommands}
-    BINDINGS = [
-        Binding("s", "spawn", "Spawn"),
-        Binding("i", "inject", "Inject"),
-        Binding("w", "wipe", "Wipe"),
-        Binding("r", "resume", "Resume"),
-        Binding("p", "pause", "Pause"),
-        Binding("a", "approve", "Approve"),
-        Binding("f", "follow", "Follow"),
-        Binding("slash", "filter", "Filter"),
-        Binding("f1,question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
-        Binding("1", "pane(1)", "Agents", show=False),
-        Binding("2", "pane(2)", "Stream", show=False),
-        Binding("3", "pane(3)", "Ledger", show=False),
-        Binding("4", "pane(4)", "Inbox", show=False),
-    ]
-    KEYS_HELP = [
-        ("s", "spawn an agent by skill (a form)"), ("i", "inject a message (a form)"),
-        ("w", "wipe the selected agent's context"), ("r", "resume the selected agent"),
-        ("p", "pause / resume the swarm"), ("a", "approve the waiting human gate"),
-        ("f", "follow the tail on / off"), ("/", "filter: agent:NAME type:TYPE text"),
-        ("enter", "open the selected event's payload"), ("up/down", "move in a pane"),
-        ("tab", "next pane"), ("1-4", "show agents / stream / ledger / inbox"),
-        ("f1 or ?", "this help"), ("q", "quit (an attached swarm keeps running)"),
-    ]
+    NOTIFICATION_TIMEOUT = TOAST_S
+    BINDINGS = bindings()  # one list (commands.ACTIONS): keys, footer, help, palette
 
     def __init__(self, store: EventStore | None = None, *, db: str | Path | None = None,
                  workspace: Path | None = None, host: Any = None,
-                 low_bandwidth: bool = False, clock: Any = time.time) -> None:
+                 low_bandwidth: bool = False, clock: Any = time.time,
+                 env: Mapping[str, str] | None = None) -> None:
         """Show ``store``, or the database at ``db`` (opened, and closed, by the app in
-        its own event loop)."""
+        its own event loop). ``env`` says which terminal this is (os.environ)."""
         super().__init__()
         if (store is None) == (db is None):
             raise ValueError("give the app a store or a db path, not both")
@@ -133,23 +186,37 @@ class SisyphusApp(App[None]):
         self._inbox_stale = False
         self._inbox_loaded_at = 0.0
         self._pane = 2
+        self.env = os.environ if env is None else env
+        # Who runs the swarm: this app (the demo), another process, or nobody (None:
+        # not asked yet). Polled: the lease is a flock any process can look at.
+        self.hosted: bool | None = True if host is not None else None
+        self._needs_shown: tuple[str, ...] = ()
+        self._needs_keys: frozenset[str] = frozenset()
+        self._recovery_at: int | None = None  # the RUN_RESUMED the banner said
         self.outcome: Ledger | None = None
         self.host_fault: HostFault | None = None
         self._gc_threshold = gc.get_threshold()
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status")
+        yield Static(id="needs-you", classes="banner")
+        yield Static(id="recovered", classes="banner")
         with Horizontal(id="main"):
-            yield AgentsTable(id="agents")
-            yield EventStream(id="stream")
-            yield LedgerView("*reading the log...*", id="ledger-pane")
-        with VerticalScroll(id="inbox-pane"):
+            yield self._titled(AgentsTable(id="agents"), 1)
+            yield self._titled(EventStream(id="stream"), 2)
+            yield self._titled(LedgerView("*reading the log...*", id="ledger-pane"), 3)
+        with self._titled(InboxPane(id="inbox-pane"), 4):
             yield InboxView(id="inbox")
         yield Input(placeholder="filter: agent:NAME type:TYPE text (enter applies, "
                     "an empty filter shows everything, escape closes)", id="filter")
         yield Static(f"terminal too small: sisyphus needs at least {MIN_WIDTH}x{MIN_HEIGHT}",
                      id="too-small")
-        yield Footer()
+        yield KeysFooter(compact=True)
+
+    @staticmethod
+    def _titled(widget: Widget, pane: int) -> Widget:
+        widget.border_title = PANES[pane][1]  # which pane this is, at 80x24 too
+        return widget
 
     async def on_mount(self) -> None:
         if self._db is not None:
@@ -171,6 +238,9 @@ class SisyphusApp(App[None]):
                 coroutine, name=name, group=f"actor:{name}", exit_on_error=False))
             self.run_worker(self._run_host(), group="swarm", exit_on_error=False)
         self.set_interval(1 / self.refresh_hz, self._refresh_panes)
+        if self.host is None:
+            self._poll_host()
+            self.set_interval(HOST_POLL_S, self._poll_host)
         self._refresh_panes()  # the first frame has the status line, not the next tick
         gc.set_threshold(self._gc_threshold[0], self._gc_threshold[1], GC_THRESHOLD_2)
 
@@ -224,12 +294,10 @@ class SisyphusApp(App[None]):
         except Exception as exc:  # the worker would swallow it: the host stopped, say so
             self.host_fault = exc if isinstance(exc, HostFault) else HostFault(
                 f"{type(exc).__name__}: {exc}")
-            self.notify(f"the host stopped: {exc}", severity="error",
-                        timeout=30, markup=False)
+            self._dirty = True  # the banner says it until the app quits
             return
         self.notify(f"the run is {self.outcome.phase}"
-                    + (f": {self.outcome.phase_reason}" if self.outcome.phase_reason else ""),
-                    timeout=30)
+                    + (f": {self.outcome.phase_reason}" if self.outcome.phase_reason else ""))
 
     def _refresh_panes(self) -> None:
         """Coalesced: whatever arrived since the last tick, drawn once."""
@@ -246,7 +314,11 @@ class SisyphusApp(App[None]):
         new, self._new = self._new, []
         stream.grow(self.head, new)
         self._show_status(stream)
-        self.query_one(AgentsTable).show(self.ledger, self.head, self.clock())
+        self.query_one(AgentsTable).show(self.ledger, self.head, self.clock(),
+                                         hosted=self.hosted)
+        if self._caught_up:  # a gate waiting half-way through the fold is long gone
+            self._show_needs()
+            self._show_recovery()
         now = time.monotonic()
         if self._caught_up and self.ledger.offset != self._ledger_offset_shown:
             if now - self._ledger_shown_at >= LEDGER_REFRESH_S:
@@ -260,7 +332,65 @@ class SisyphusApp(App[None]):
     def _show_status(self, stream: EventStream) -> None:
         self.query_one(StatusLine).show(
             self.store.location, self.ledger, self.head, following=stream.following,
-            filter_text=stream.filter.describe(), caught_up=self._caught_up)
+            filter_text=stream.filter.describe(), caught_up=self._caught_up,
+            hosted=self.hosted)
+
+    def _poll_host(self) -> None:
+        """Whether anything runs this swarm now (the lease's flock: microseconds)."""
+        hosted = self.store.current_host() is not None
+        if hosted != self.hosted:
+            self.hosted = hosted
+            self._dirty = True
+
+    # -- needs you, recovered -------------------------------------------------------
+
+    def needs(self) -> list[tuple[str, str]]:
+        """What the run waits for the user to do now, as (key, what to say): every
+        human gate waiting, a host that stopped. A new key rings the bell."""
+        out = [(f"gate:{gate}", f"{gate} needs your approval: press a")
+               for gate in self.ledger.waiting_for_human()]
+        if self.host_fault is not None:
+            out.append(("host", f"the host stopped: {self.host_fault}"))
+        return out
+
+    def _show_needs(self) -> None:
+        needs = self.needs()
+        keys = frozenset(key for key, _ in needs)
+        fresh = [text for key, text in needs if key not in self._needs_keys]
+        self._needs_keys = keys  # one that goes and comes back rings again
+        if fresh:
+            self.alert(fresh[0])
+        texts = tuple(text for _, text in needs)
+        if texts == self._needs_shown:
+            return
+        self._needs_shown = texts
+        banner = self.query_one("#needs-you", Static)
+        banner.update(literal("⚠ " + "  ·  ".join(texts)))
+        banner.set_class(bool(texts), "visible")
+
+    def alert(self, text: str) -> None:
+        """Call the user back: the bell, and a desktop notification where the terminal
+        shows one (terminal_alert)."""
+        self.write_to_terminal(alert(text, self.env))
+
+    def write_to_terminal(self, data: str) -> None:
+        """Write ``data`` to the terminal as it is (the driver's: nothing when headless)."""
+        if self._driver is not None:
+            self._driver.write(data)
+
+    def _show_recovery(self) -> None:
+        """For a few seconds after a host resumed an interrupted run: where it resumed."""
+        last = self.ledger.last_interruption
+        if last is None or last["at"] == self._recovery_at:
+            return
+        self._recovery_at = last["at"]
+        if self.clock() - last["ts"] > RECENT_RESUME_S:
+            return  # an old interruption: the ledger's Recoveries section tells it
+        banner = self.query_one("#recovered", Static)
+        banner.update(literal(f"↻ resumed at step {last['done']}/{last['total']} "
+                              "after an interruption"))
+        banner.add_class("visible")
+        self.set_timer(RECOVERY_BANNER_S, lambda: banner.remove_class("visible"))
 
     def _refresh_inbox(self, new: list[Event]) -> None:
         if not self._caught_up:
@@ -301,6 +431,16 @@ class SisyphusApp(App[None]):
         self._inbox_key = (None, -2)
         self._dirty = True
 
+    async def on_agents_table_chosen(self, message: AgentsTable.Chosen) -> None:
+        """enter on an agent: the stream shows its events only (/ and an empty filter
+        show everything again)."""
+        stream = self.query_one(EventStream)
+        await stream.apply_filter(Filter(agent=message.agent), self.head)
+        self._show_status(stream)
+        if self.screen.has_class("compact"):
+            self.action_pane(2)  # one pane at a time: the one that shows them
+        self.notify(f"the stream shows {message.agent}'s events: / to change the filter")
+
     # -- layout -----------------------------------------------------------------
 
     def on_resize(self, event: events.Resize) -> None:
@@ -310,8 +450,8 @@ class SisyphusApp(App[None]):
         screen = self.screen
         screen.set_class(width < MIN_WIDTH or height < MIN_HEIGHT, "too-small")
         screen.set_class(width < COMPACT_WIDTH, "compact")
-        for footer in self.query(Footer):
-            footer.compact = width < COMPACT_WIDTH
+        for footer in self.query(KeysFooter):
+            footer.narrow = width < COMPACT_WIDTH
         for n in (1, 2, 3, 4):
             screen.set_class(n == self._pane, f"show-{n}")
 
@@ -319,8 +459,61 @@ class SisyphusApp(App[None]):
         """Show (on a narrow terminal) and focus pane 1-4."""
         self._pane = number
         self._fit(self.size.width, self.size.height)
-        target = {1: "#agents", 2: "#stream", 3: "#ledger-pane", 4: "#inbox-pane"}[number]
-        self.query_one(target).focus()
+        self.query_one(PANES[number][0]).focus()
+
+    def action_next_pane(self) -> None:
+        """The next pane (on a narrow terminal the only one shown: focus alone would
+        find nothing else to move to)."""
+        self.action_pane(self._focused_pane() % 4 + 1)
+
+    def action_previous_pane(self) -> None:
+        """The previous pane."""
+        self.action_pane((self._focused_pane() - 2) % 4 + 1)
+
+    def _focused_pane(self) -> int:
+        focused = self.focused
+        for number, (selector, _) in PANES.items():
+            pane = self.query_one(selector)
+            if focused is not None and (focused is pane or pane in focused.ancestors):
+                return number
+        return self._pane
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # tab moves between panes on the main screen; in a form it moves between fields.
+        if action in ("next_pane", "previous_pane"):
+            return not isinstance(self.screen, ModalScreen)
+        return True
+
+    def _focused_scroller(self) -> Widget | None:
+        focused = self.focused
+        if focused is None or isinstance(focused, Input):
+            return None
+        return focused
+
+    def action_row(self, delta: int) -> None:
+        """j/k: a row down or up in the focused pane (its own move, else a scroll)."""
+        pane = self._focused_scroller()
+        if pane is None:
+            return
+        move = getattr(pane, "action_move", None)
+        if move is not None:
+            move(delta)
+        else:
+            pane.scroll_relative(y=delta, animate=False)
+
+    def action_edge(self, end: int) -> None:
+        """g/G: the focused pane's first or last row."""
+        pane = self._focused_scroller()
+        if pane is None:
+            return
+        if isinstance(pane, EventStream):
+            pane.action_jump(-1 if end else 0)
+        elif isinstance(pane, AgentsTable):
+            pane.action_move(1_000_000 if end else -1_000_000)
+        elif end:
+            pane.scroll_end(animate=False)
+        else:
+            pane.scroll_home(animate=False)
 
     # -- notifications ------------------------------------------------------------
 
@@ -331,6 +524,8 @@ class SisyphusApp(App[None]):
         agents, gates and reasons from the log (``x[/]`` would crash the toast, and
         ``[@click=...]`` would make a link), and ``Widget.notify`` asks for markup by
         default."""
+        # Short, whatever the caller asked: what lasts is shown on the screen itself.
+        timeout = TOAST_S if timeout is None else min(timeout, 2 * TOAST_S)
         super().notify(printable(message), title=printable(title), severity=severity,
                        timeout=timeout, markup=False)
 
@@ -340,13 +535,33 @@ class SisyphusApp(App[None]):
 
     # -- actions: every one is a control event in the log -------------------------
 
-    async def _control(self, payload: dict[str, Any], done: str) -> None:
+    async def _control(self, payload: dict[str, Any], requested: str) -> int | None:
+        """Append a control request; say what was requested and where it is in the log."""
         try:
-            await self.store.append("CONTROL", payload, actor="human", to="swarm")
+            offset = await self.store.append("CONTROL", payload, actor="human", to="swarm")
         except SisyphusError as exc:
             self.notify(str(exc), severity="error")
-            return
-        self.notify(done)
+            return None
+        self.notify(f"{requested} (offset {offset})")
+        return offset
+
+    def _refused(self, action: str, agent: str | None = None, *,
+                 gate: str | None = None) -> bool:
+        """Say why the run would not carry ``action`` out, if it would not (the run is
+        over, the agent is not wiped...): a request nothing will act on is not sent."""
+        why = self.ledger.refusal(action, agent, gate=gate)
+        if why is not None:
+            self.notify(why, severity="warning")
+        return why is not None
+
+    def _confirm(self, question: str, detail: str, then: Any) -> None:
+        """Ask first (y/enter: yes, n/escape: no); ``then()`` is awaited on a yes."""
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                await then()
+
+        self.push_screen(ConfirmScreen(question, detail), answered)
 
     def _selected_agent(self) -> str | None:
         agent = self.query_one(AgentsTable).selected
@@ -355,32 +570,56 @@ class SisyphusApp(App[None]):
                         severity="warning")
         return agent
 
-    async def action_wipe(self) -> None:
-        """Wipe the selected agent's context; it resumes from its checkpoint."""
+    def action_wipe(self) -> None:
+        """Wipe the selected agent's context (asked first); it resumes from its
+        checkpoint."""
         agent = self._selected_agent()
-        if agent is not None:
-            await self._control({"action": "wipe", "agent": agent}, f"wipe {agent} requested")
+        if agent is None or self._refused("wipe", agent):
+            return
+
+        async def wipe() -> None:
+            if not self._refused("wipe", agent):  # the run may have moved on meanwhile
+                await self._control({"action": "wipe", "agent": agent},
+                                    f"wipe of {agent} requested")
+
+        self._confirm(f"Wipe {agent}'s context?",
+                      "It forgets its conversation and resumes from its last checkpoint.",
+                      wipe)
 
     async def action_resume(self) -> None:
-        """Resume the selected agent."""
+        """Resume the selected agent (a wiped or failed one)."""
         agent = self._selected_agent()
-        if agent is not None:
+        if agent is not None and not self._refused("resume", agent):
             await self._control({"action": "resume", "agent": agent},
-                                f"resume {agent} requested")
+                                f"resume of {agent} requested")
 
     async def action_pause(self) -> None:
         """Pause the swarm, or let it run again."""
         action = "unpause" if self.ledger.paused else "pause"
-        await self._control({"action": action}, f"{action} requested")
+        if not self._refused(action):
+            await self._control({"action": action}, f"{action} requested")
 
     async def action_approve(self) -> None:
         """Approve the human gate the run waits for (or the next one)."""
-        waiting = [g.name for g in self.ledger.gates.values() if g.human and not g.passed]
+        waiting = self.ledger.waiting_for_human() or [
+            g.name for g in self.ledger.gates.values() if g.human and not g.passed]
         if not waiting:
             self.notify("no human gate is waiting in this run", severity="warning")
             return
-        await self._control({"action": "approve", "gate": waiting[0]},
-                            f"gate {waiting[0]} approved")
+        if not self._refused("approve", gate=waiting[0]):
+            await self._control({"action": "approve", "gate": waiting[0]},
+                                f"approval of {waiting[0]} requested")
+
+    def action_stop(self) -> None:
+        """Stop the swarm's host (asked first); running it again carries the run on."""
+        if self._refused("stop"):
+            return
+
+        async def stop() -> None:
+            await self._control({"action": "stop"}, "stop of the host requested")
+
+        self._confirm("Stop the swarm's host?",
+                      "The run stops where it is; running it again carries it on.", stop)
 
     def action_follow(self) -> None:
         """Follow the tail, or stop following."""
@@ -421,8 +660,15 @@ class SisyphusApp(App[None]):
         self.push_screen(EventScreen(message.event))
 
     def action_help(self) -> None:
-        """Show every key."""
-        self.push_screen(HelpScreen(self.KEYS_HELP))
+        """Show every key: the app's (commands.ACTIONS), then each pane's own."""
+        rows = help_rows()
+        known = set(KNOWN_KEYS)
+        for title, pane in (("the agents pane", AgentsTable), ("the stream", EventStream),
+                            ("the ledger", LedgerView)):
+            own = _own_keys(pane, known)
+            if own:
+                rows += [("", f"in {title}")] + own
+        self.push_screen(HelpScreen(rows))
 
     def action_spawn(self) -> None:
         """The spawn form: skill, name, prompt, background, thinking."""
@@ -435,9 +681,9 @@ class SisyphusApp(App[None]):
             return
 
         async def spawn(request: dict[str, Any] | None) -> None:
-            if request is not None:
+            if request is not None and not self._refused("spawn", request["agent"]):
                 await self._control({"action": "spawn", "parent": "human", **request},
-                                    f"spawn {request['agent']} requested")
+                                    f"spawn of {request['agent']} requested")
 
         self.push_screen(SpawnForm(skills, set(self.ledger.agents)), spawn)
 
@@ -446,14 +692,14 @@ class SisyphusApp(App[None]):
         agents = sorted(a for a in self.ledger.agents if a not in MAILBOXES)
 
         async def inject(request: dict[str, str] | None) -> None:
-            if request is None:
+            if request is None or self._refused("message", request["to"]):
                 return
             try:
-                await SwarmMail(self.store).send(request["to"], request["text"],
-                                                 sender="human")
+                offset = await SwarmMail(self.store).send(request["to"], request["text"],
+                                                          sender="human")
             except SisyphusError as exc:
                 self.notify(str(exc), severity="error")
                 return
-            self.notify(f"message sent to {request['to']}")
+            self.notify(f"message sent to {request['to']} (offset {offset})")
 
         self.push_screen(InjectForm(agents, self.query_one(AgentsTable).selected), inject)

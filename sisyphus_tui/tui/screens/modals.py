@@ -1,4 +1,5 @@
-"""Modal screens: the help screen, an event's payload, and the spawn and inject forms.
+"""Modal screens: the help screen, a yes/no question, an event's payload, and the spawn
+and inject forms; each fits an 80x24 terminal (what is taller scrolls).
 
 Forms validate in place: bad input is shown in the form, never raised."""
 
@@ -23,9 +24,14 @@ T = TypeVar("T")
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key, with what it does."""
+    """Every key, with what it does; a row without a key is a heading. Scrolls (j/k,
+    the arrows) where the terminal is shorter than the list."""
 
-    BINDINGS = [Binding("escape,q,f1,question_mark", "dismiss", "Close")]
+    BINDINGS = [
+        Binding("escape,q,f1,question_mark", "dismiss", "Close"),
+        Binding("j", "scroll(1)", "Down", show=False),
+        Binding("k", "scroll(-1)", "Up", show=False),
+    ]
 
     def __init__(self, keys: list[tuple[str, str]]) -> None:
         super().__init__()
@@ -33,15 +39,59 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         text = Text()
-        text.append("sisyphus: keys\n\n", "bold")
+        text.append("sisyphus: keys", "bold")
+        text.append("  (escape closes)\n", "dim")
         for key, description in self.keys:
-            text.append(f"  {key:<12}", "bold cyan")
+            if not key:
+                text.append(f"\n{description}\n", "bold")
+                continue
+            text.append(f"{key:<10}", "bold cyan")
             text.append(f"{description}\n")
-        text.append(f"\n  {'ctrl+p':<12}", "bold cyan")
-        text.append("the command palette: every action by name\n")
-        text.append("\n  escape closes this screen", "dim")
-        with Vertical(id="help"):
+        text.rstrip()
+        with VerticalScroll(id="help"):
             yield Static(text)
+
+    def on_mount(self) -> None:
+        self.query_one("#help").focus()  # the arrows scroll it
+
+    def action_scroll(self, rows: int) -> None:
+        """Scroll the list by ``rows``."""
+        self.query_one("#help", VerticalScroll).scroll_relative(y=rows, animate=False)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question before something that cannot be undone: y or enter says yes,
+    n or escape says no."""
+
+    BINDINGS = [
+        Binding("y,enter", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str, detail: str = "") -> None:
+        super().__init__()
+        self.question = question
+        self.detail = detail
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            # Names in the question come from the log: Text, never markup.
+            yield Label(literal(self.question), classes="title")
+            if self.detail:
+                yield Label(literal(self.detail), classes="detail")
+            with Horizontal(classes="buttons"):
+                for button in (Button("Yes (y)", variant="warning", id="yes"),
+                               Button("No (n)", id="no")):
+                    # For the mouse only: a focused button would take enter for itself.
+                    button.can_focus = False
+                    yield button
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        """Close with the answer."""
+        self.dismiss(yes)
 
 
 class EventScreen(ModalScreen[None]):
@@ -97,9 +147,11 @@ class SpawnForm(Form[dict[str, Any] | None]):
             yield Select([(literal(s), s) for s in self.skills], prompt="skill", id="skill")
             yield Input(placeholder="name (letters, digits, _ . @ -)", id="name")
             yield Input(placeholder="prompt: what to do", id="prompt")
-            yield Checkbox("in the background", value=True, id="background")
-            yield Select([(t, t) for t in ("off", "think", "ultrathink")], prompt="thinking",
-                         id="thinking")
+            # Side by side: the whole form, buttons included, fits an 80x24 terminal.
+            with Horizontal(classes="row"):
+                yield Checkbox("in the background", value=True, id="background")
+                yield Select([(t, t) for t in ("off", "think", "ultrathink")],
+                             prompt="thinking", id="thinking")
             yield Label("", id="error")
             with Horizontal(classes="buttons"):
                 yield Button("Spawn", variant="primary", id="submit")
