@@ -9,13 +9,17 @@ from typing import Any
 
 import pytest
 
+from sisyphus_tui.stream import open_store
 from sisyphus_tui.tui.widgets.panes import (
     RESUMED_SHOWN_S,
     WIPED_SHOWN_S,
     AgentsTable,
+    InboxPane,
+    InboxView,
     age,
 )
 from tests.tui.panes_app import SIZES, PaneApp, append, fold, lines_of, pane_width
+from tests.tui.test_app import app_for, until
 
 LONG_NAME = "memory-lane-researcher-of-precedents"
 HOSTILE = "[red]x[/] \x1b[2J\x1b]0;pwned\x07 first line\nsecond line"
@@ -241,3 +245,47 @@ async def test_only_the_rows_that_changed_are_drawn_again(swarm: tuple[Path, flo
 def test_ages_are_short() -> None:
     assert [age(s) for s in (0, 2.7, 59, 60, 3599, 3600, 86400 * 3, -4)] == [
         "0s", "2s", "59s", "1m", "59m", "1h", "3d", "0s"]
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_in_the_app_the_pane_fits_and_tells_the_executor_s_story(
+        log: Path, size: tuple[int, int]) -> None:
+    async with app_for(log).run_test(size=size) as pilot:
+        table = pilot.app.query_one(AgentsTable)
+        await pilot.press("1")
+        await until(pilot, lambda: "executor" in table.rows)
+        await pilot.pause()
+        first, action = row_lines(table, "executor")
+        # Nothing hosts this log: its last word was working, but nothing runs it now.
+        # (The fixed clock is 11 s after the executor's last event.)
+        assert first[1] == "!"
+        assert first[2:].split()[:5] == ["executor", "no", "host", "1", "11s"]
+        assert action.strip() == "step 1"
+        assert not table.show_horizontal_scrollbar
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+
+
+async def test_the_inbox_scrolls_with_j_k_g_and_G(tmp_path: Path) -> None:
+    db = tmp_path / "swarm.db"
+    await append(db, spawned("executor", "executor"), *[note("executor")] * 30)
+    async with await open_store(db) as store:
+        events = (await store.read(1, 100, to="executor")).events
+    inbox = InboxView()
+    pane = InboxPane(inbox)
+    # As tall as the inbox pane of the main screen (9 lines, with its border).
+    async with PaneApp(pane, "1fr").run_test(size=(80, 9)) as pilot:
+        inbox.show("executor", events, 0)
+        pane.focus()
+        await pilot.pause()
+        assert pane.max_scroll_y > 2
+        # (a scroll may be animated: wait for where it lands)
+        await pilot.press("j")
+        await until(pilot, lambda: pane.scroll_y == 1)
+        await pilot.press("j")
+        await until(pilot, lambda: pane.scroll_y == 2)
+        await pilot.press("k")
+        await until(pilot, lambda: pane.scroll_y == 1)
+        await pilot.press("G")
+        await until(pilot, lambda: pane.scroll_y == pane.max_scroll_y)
+        await pilot.press("g")
+        await until(pilot, lambda: pane.scroll_y == 0)
