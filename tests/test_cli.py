@@ -3,6 +3,8 @@ processes, and every bad input: one line on stderr, exit 2, the database unchang
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -244,8 +246,9 @@ def cli_as_nobody(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str
     """The CLI's main in a forked child that became 'nobody' (uid 65534, no groups).
 
     Forked rather than exec'd: the checkout, its .venv or the interpreter may sit in a
-    folder 'nobody' cannot read (a 0700 home, a mktemp -d), and the child loads nothing
-    after the switch (the CLI is imported before the fork), so where they are never matters.
+    folder 'nobody' cannot read (a 0700 home, a mktemp -d), and the child must load nothing
+    after the switch, so where they are never matters: the caller has run the same code
+    path in this process first (the modules it imports lazily are then loaded).
     """
     from sisyphus_tui.cli import main
 
@@ -288,14 +291,27 @@ def cli_as_nobody(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the CLI as another user")
 def test_a_database_another_user_cannot_write(db: Path, world_readable_dir: Path) -> None:
     """As root the mode bits are advisory: run the CLI as 'nobody' for a real EACCES."""
+    from sisyphus_tui.cli import main
+
     path = world_readable_dir / "swarm.db"
     shutil.copy(db, path)
     path.chmod(0o644)
     before = db_fingerprint(path)
+    # The same refusal as root, here, on a copy 'nobody' owns: it loads every module the
+    # refusal needs before the child drops its right to read them.
+    theirs = world_readable_dir / "theirs" / "swarm.db"
+    theirs.parent.mkdir()
+    shutil.copy(db, theirs)
+    os.chown(theirs, 65534, 65534)
+    with contextlib.redirect_stderr(io.StringIO()) as said:
+        assert main(["emit", "x.n", "--db", str(theirs)]) == 2
+    assert f"database {theirs} is owned by uid 65534, not you" in said.getvalue()
+    shutil.rmtree(theirs.parent)
+    files = sorted(os.listdir(world_readable_dir))
     result = cli_as_nobody(["emit", "x.n", "--db", str(path)], world_readable_dir)
     assert_refused(result, f"database {path} is owned by uid 0, not you")
     assert db_fingerprint(path) == before
-    assert os.listdir(world_readable_dir) == ["swarm.db"]
+    assert sorted(os.listdir(world_readable_dir)) == files
 
 
 def test_a_planted_database_link_is_refused_not_followed(tmp_path: Path) -> None:
