@@ -555,7 +555,7 @@ def _host_line(host: Any, ledger: Any) -> str:
     have it carried on)."""
     if host is not None:
         return f"host: {host.describe()}"
-    if ledger.phase in ("done", "blocked"):
+    if ledger.over():
         return f"no host: the run is {ledger.phase}"
     return NO_HOST
 
@@ -588,12 +588,12 @@ async def cmd_agents(args: argparse.Namespace) -> int:
                 _emit_line(json.dumps(row, separators=(",", ":")))
             return 0
         _emit_line(printable(_host_line(host, ledger)))
-        _emit_line(f"{'AGENT':<16} {'ROLE':<11} {'STATE':<9} {'PENDING':>7} {'ACTIVE':>8}  "
+        _emit_line(f"{'AGENT':<16} {'ROLE':<11} {'STATE':<10} {'PENDING':>7} {'ACTIVE':>8}  "
                    "DOING")
         for row in rows:
             age = "-" if row["last_active_s"] is None else f"{row['last_active_s']:.0f}s ago"
             _emit_line(printable(
-                f"{row['agent']:<16} {row['role']:<11} {row['shown']:<9} {row['pending']:>7} "
+                f"{row['agent']:<16} {row['role']:<11} {row['shown']:<10} {row['pending']:>7} "
                 f"{age:>8}  {narrative.headline(row['detail'], 80)}"))
         return 0
 
@@ -707,13 +707,14 @@ WAITS_FOR_HOST = ("no host runs this swarm now: the request waits for one (`sisy
                   "or `sisyphus run` carries it out when it resumes the run)")
 
 
-async def _steer(store: EventStore, event: NewEvent, action: str, what: str,
-                 agent: str | None = None, *, out: Callable[[str], None] | None = None) -> int:
+async def _steer(store: EventStore, event: NewEvent, action: str, what: str, *,
+                 agent: str | None = None, gate: str | None = None,
+                 out: Callable[[str], None] | None = None) -> int:
     """Append the CONTROL request ``event`` unless the run would not carry it out (one
     line, exit 2, nothing written); say what was requested, at which offset, and that it
     waits when nothing hosts the swarm. Returns the request's offset."""
     say = out or _emit_line
-    refusal = (await _ledger_from_log(store)).refusal(action, agent)
+    refusal = (await _ledger_from_log(store)).refusal(action, agent, gate=gate)
     if refusal is not None:
         raise SisyphusError(refusal)
     (offset,) = await store.append_many([event])
@@ -734,7 +735,8 @@ async def _control(args: argparse.Namespace, payload: dict[str, Any], what: str,
             await SwarmMail(store).require(agent)
         if check is not None:
             await check(store)
-        await _steer(store, event, str(payload["action"]), what, agent)
+        await _steer(store, event, str(payload["action"]), what, agent=agent,
+                     gate=payload.get("gate"))
         return 0
 
     return await _with_store(args, body, create=False)
@@ -793,7 +795,7 @@ async def cmd_spawn(args: argparse.Namespace) -> int:
         head = await store.head()
         # In the foreground stdout is the agent's result: the request is said on stderr.
         offset = await _steer(store, event, "spawn", f"spawn {args.name} (skill {args.skill})",
-                              out=_emit_line if args.background else _say)
+                              agent=args.name, out=_emit_line if args.background else _say)
         if args.background:
             return 0
         # Foreground: wait for the agent's result, delivered to the human's inbox.
