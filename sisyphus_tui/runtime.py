@@ -340,11 +340,11 @@ class Swarm:
         if last is not None and last["offset"] == head:
             at = last["at"]  # nothing happened since the last host's record
         done, total = self.ledger.progress()
-        self.say(f"resuming at offset {at}: phase {self.ledger.phase}, {done}/{total} steps "
-                 "done")
         await self._append("RUN_RESUMED", {"at": at, "phase": self.ledger.phase,
                                            "done": done, "total": total},
                            actor=SWARM, key=f"run-resumed:{at}")
+        self.say(f"resuming at offset {at}: phase {self.ledger.phase}, {done}/{total} steps "
+                 "done")
 
     def _follower_ended(self, task: asyncio.Task[None]) -> None:
         # Whoever waits for the ledger must not wait for a follower that is gone.
@@ -498,7 +498,8 @@ class Swarm:
         if handle is not None and not handle.done():
             # (Its own task, not the ledger, says it runs: a wipe just carried out may
             # not be folded yet.)
-            state = view.state if view.state not in ("wiped", "failed") else "running"
+            state = self.ledger.shown_state(view) if view.state not in ("wiped", "failed") \
+                else "running"
             raise SisyphusError(f"{name} is not wiped (it is {state}): nothing to resume")
         self.start_actor(name, view.role, view.skill, resumed=True)
 
