@@ -61,15 +61,21 @@ def row_lines(table: AgentsTable, agent: str) -> tuple[str, str]:
             table.render_line(2 * row + 2 - table.scroll_offset.y).text)
 
 
+async def show_log(pilot: Any, table: AgentsTable, db: Path, now: float | None,
+                   hosted: bool | None = True) -> None:
+    """Fold the log at ``db`` and show it at ``now``, as a tick of the app does."""
+    ledger, head = await fold(db)
+    table.show(ledger, head, now, hosted=hosted)
+    await pilot.pause()
+
+
 @pytest.mark.parametrize("size", SIZES)
 async def test_rows_say_state_action_pending_and_age_without_sideways_scrolling(
         swarm: tuple[Path, float], size: tuple[int, int]) -> None:
     db, last = swarm
-    ledger, head = await fold(db)
     table = AgentsTable()
     async with PaneApp(table, pane_width(size)).run_test(size=size) as pilot:
-        table.show(ledger, head, last + 2, hosted=True)
-        await pilot.pause()
+        await show_log(pilot, table, db, last + 2)
         first, action = row_lines(table, "executor")
         assert first[2:].split()[:4] == ["executor", "working", "0", "2s"]
         assert action.strip() == "step 3: writing the failing test"
@@ -100,11 +106,9 @@ async def test_rows_say_state_action_pending_and_age_without_sideways_scrolling(
 async def test_an_action_from_the_log_is_shown_literally_on_one_line(tmp_path: Path) -> None:
     db = tmp_path / "swarm.db"
     await append(db, spawned("executor", "executor"), status("executor", "working", HOSTILE))
-    ledger, head = await fold(db)
     table = AgentsTable()
     async with PaneApp(table, "1fr").run_test(size=(120, 40)) as pilot:
-        table.show(ledger, head, hosted=True)
-        await pilot.pause()
+        await show_log(pilot, table, db, None)
         action = row_lines(table, "executor")[1].strip()
         # Markup as typed, escapes as \x.., the first line and the last meaningful one.
         assert action == ("[red]x[/] \\x1b[2J\\x1b]0;pwned\\x07 first line … second line")
@@ -117,24 +121,18 @@ async def test_states_are_true_paused_no_host_blocked(
     table = AgentsTable()
     async with PaneApp(table, pane_width(size)).run_test(size=size) as pilot:
         await append(db, ("CONTROL", {"action": "pause"}, "human", None))
-        ledger, head = await fold(db)
-        table.show(ledger, head, last + 2, hosted=True)
-        await pilot.pause()
+        await show_log(pilot, table, db, last + 2)
         assert row_lines(table, "executor")[0][2:].split()[1] == "paused"
         # The host went away: nothing runs these agents, whatever they last said.
-        table.show(ledger, head, last + 2, hosted=False)
-        await pilot.pause()
+        await show_log(pilot, table, db, last + 2, hosted=False)
         first = row_lines(table, "executor")[0]
         assert "no host" in first and first[1] == "!"
         # hosted unknown: never claims there is no host.
-        table.show(ledger, head, last + 2, hosted=None)
-        await pilot.pause()
+        await show_log(pilot, table, db, last + 2, hosted=None)
         assert "no host" not in "\n".join(lines_of(table))
         await append(db, ("PHASE", {"phase": "blocked", "reason": "tests fail"},
                           "kernel", None))
-        ledger, head = await fold(db)
-        table.show(ledger, head, last + 2, hosted=True)
-        await pilot.pause()
+        await show_log(pilot, table, db, last + 2)
         assert row_lines(table, "executor")[0][2:].split()[1] == "blocked"
 
 
@@ -176,21 +174,17 @@ async def test_a_wipe_then_its_resume_are_shown_for_a_few_seconds(
 async def test_agents_that_need_someone_come_first_marked_and_the_selection_stays(
         swarm: tuple[Path, float], size: tuple[int, int]) -> None:
     db, last = swarm
-    ledger, head = await fold(db)
     table = AgentsTable()
     app = PaneApp(table, pane_width(size))
     async with app.run_test(size=size) as pilot:
-        table.show(ledger, head, last + 2, hosted=True)
         table.focus()
-        await pilot.pause()
+        await show_log(pilot, table, db, last + 2)
         assert table.rows == ["executor", "kernel", LONG_NAME, "planner", "validator"]
         await pilot.press("j", "j", "j")
         assert table.selected == "planner"
         await append(db, ("AGENT_FAILED", {"agent": "validator", "error": "boom"},
                           "swarm", None), status(LONG_NAME, "waiting", "permission: Bash"))
-        ledger, head = await fold(db)
-        table.show(ledger, head, last + 2, hosted=True)
-        await pilot.pause()
+        await show_log(pilot, table, db, last + 2)
         assert table.rows == [LONG_NAME, "validator", "executor", "kernel", "planner"]
         assert table.selected == "planner"  # the same agent, on another row
         # The mark is a character, not only a colour: seen with NO_COLOR too.
@@ -211,11 +205,9 @@ async def test_agents_that_need_someone_come_first_marked_and_the_selection_stay
 async def test_a_click_selects_the_row_under_it_on_either_line(
         swarm: tuple[Path, float]) -> None:
     db, last = swarm
-    ledger, head = await fold(db)
     table = AgentsTable()
     async with PaneApp(table, "38").run_test(size=(120, 40)) as pilot:
-        table.show(ledger, head, last + 2, hosted=True)
-        await pilot.pause()
+        await show_log(pilot, table, db, last + 2)
         # Inside the border: the header on line 0, then two lines per agent.
         # (offsets from the border's corner: the header is at y=1)
         await pilot.click(AgentsTable, offset=(3, 2 + 2 * 3))  # the 4th agent's first line
@@ -226,15 +218,12 @@ async def test_a_click_selects_the_row_under_it_on_either_line(
 
 async def test_only_the_rows_that_changed_are_drawn_again(swarm: tuple[Path, float]) -> None:
     db, last = swarm
-    ledger, head = await fold(db)
     table = AgentsTable()
     async with PaneApp(table, "38").run_test(size=(120, 40)) as pilot:
-        table.show(ledger, head, last + 2, hosted=True)
-        await pilot.pause()
+        await show_log(pilot, table, db, last + 2)
         before = {y: table.render_line(y) for y in range(1, 11)}
         await append(db, status("executor", "working", "step 4: making it pass"))
-        ledger, head = await fold(db)
-        table.show(ledger, head, last + 2, hosted=True)
+        await show_log(pilot, table, db, last + 2)
         after = {y: table.render_line(y) for y in range(1, 11)}
         changed = [y for y in before if after[y] is not before[y]]
         row = table.rows.index("executor")

@@ -43,6 +43,13 @@ STATE_STYLES = {
     "failed": "bold red", "paused": "yellow", "no host": "bold red",
 }
 MAILBOXES = ("swarm", "human")
+# j/k/g/G beside the arrows, home and end, in every scrolling pane.
+VI_SCROLL: list[Binding | tuple[str, str] | tuple[str, str, str]] = [
+    Binding("k", "scroll_up", "Up", show=False),
+    Binding("j", "scroll_down", "Down", show=False),
+    Binding("g", "scroll_home", "First", show=False),
+    Binding("G", "scroll_end", "Last", show=False),
+]
 HEADER = ("agent", "state", "inbox", "age")
 EXTRA = ("role", "phase", "cursor", "thinking")  # shown when the pane has the room
 GAP = 1
@@ -390,12 +397,7 @@ class InboxView(Static):
 class InboxPane(VerticalScroll):
     """The inbox's scroll container: the arrows and j/k/g/G scroll it when focused."""
 
-    BINDINGS = [
-        Binding("k", "scroll_up", "Up", show=False),
-        Binding("j", "scroll_down", "Down", show=False),
-        Binding("g", "scroll_home", "First", show=False),
-        Binding("G", "scroll_end", "Last", show=False),
-    ]
+    BINDINGS = list(VI_SCROLL)
 
 
 class _Part(NamedTuple):
@@ -447,7 +449,7 @@ class StatusLine(Static):
         style = PHASE_STYLES.get(ledger.phase, "bold")
         parts = [
             _Part(Text(" sisyphus ", "bold reverse"), drop=2),
-            _Part(Text(f"phase {phase}", style), Text(phase, style)),
+            _Part(Text(f"phase: {phase}", style), Text(phase, style)),
             _Part(Text(f"steps {done}/{total}"), Text(f"{done}/{total}")),
         ]
         if hosted is False and ledger.phase not in OVER:
@@ -533,12 +535,7 @@ class LedgerView(ScrollView, can_focus=True):
     # A stable gutter: the text is rendered for the width left beside the scrollbar,
     # whether or not the ledger is tall enough to need one yet.
     DEFAULT_CSS = "LedgerView { overflow-x: hidden; scrollbar-gutter: stable; }"
-    BINDINGS = [
-        Binding("k", "scroll_up", "Up", show=False),
-        Binding("j", "scroll_down", "Down", show=False),
-        Binding("g", "scroll_home", "First", show=False),
-        Binding("G", "scroll_end", "Last", show=False),
-    ]
+    BINDINGS = list(VI_SCROLL)
 
     def __init__(self, source: str = "", *, id: str | None = None) -> None:
         super().__init__(id=id)
