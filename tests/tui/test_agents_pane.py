@@ -155,6 +155,8 @@ async def test_a_wipe_then_its_resume_are_shown_for_a_few_seconds(
             return first[2:].split()[1], action.strip()
 
         assert await at(resumed) == ("wiped", "context wiped")
+        # Shown where it was: a recovery on show does not move the row.
+        assert table.rows == ["executor", "kernel", LONG_NAME, "planner", "validator"]
         assert (await at(wiped + WIPED_SHOWN_S - 0.1))[0] == "wiped"
         text = "resumed from checkpoint @100 (2 events, 2 ms)"
         state, action = await at(wiped + WIPED_SHOWN_S + 0.1)

@@ -209,13 +209,16 @@ class AgentsTable(ScrollView, can_focus=True):
             memo = self._actions[agent.name] = (agent.detail,
                                                 printable(headline(agent.detail)))
         action = memo[1]
+        # The order and the mark follow the true state: a row does not jump to the top
+        # and back for the few seconds a recovery is shown.
+        attention = state in ATTENTION
         shown = recovery(agent, now) if state in RECOVERY_OVER else None
         if shown is not None:
             state, action = shown
         role = agent.role if not agent.skill or agent.skill == agent.role else (
             f"{agent.role}/{agent.skill}")
         return AgentRow(
-            printable(agent.name), printable(state), state in ATTENTION,
+            printable(agent.name), printable(state), attention,
             "-" if state == "done" else str(agent.pending),
             "-" if not agent.last_ts else age(now - agent.last_ts), action,
             (printable(role), printable(agent.phase), str(agent.cursor),
