@@ -80,6 +80,22 @@ def demo(db: Path, workspace: Path, *extra: str) -> list[str]:
             "--workspace", str(workspace), *extra]
 
 
+def interrupted_once(db: Path, workspace: Path, query: str, *extra: str) -> int:
+    """Host the demo until the log has a row ``query`` counts, then SIGTERM the host;
+    returns its exit code."""
+    host = subprocess.Popen(demo(db, workspace, *extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        until(lambda: count(db, query) > 0, what=query)
+        host.send_signal(signal.SIGTERM)
+        host.communicate(timeout=60)
+    finally:
+        if host.poll() is None:
+            host.kill()
+            host.communicate()
+    return host.returncode
+
+
 # The demo's spec, but one rejected plan blocks the run (at once, before any step).
 QUICK_BLOCK = load_script().spec | {"max_review_rounds": 1}
 
@@ -190,18 +206,8 @@ def test_steering_says_what_waits_for_a_host_and_refuses_what_nothing_will_do(
 
 def test_after_the_host_quits_no_agent_reads_idle(tmp_path: Path) -> None:
     db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
-    host = subprocess.Popen(demo(db, workspace, "--speed", "0.2"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        until(lambda: count(db, "SELECT count(*) FROM events WHERE type = 'REVIEW'") > 0,
-              what="a review")
-        host.send_signal(signal.SIGTERM)
-        host.communicate(timeout=60)
-    finally:
-        if host.poll() is None:
-            host.kill()
-            host.communicate()
-    assert host.returncode == 128 + signal.SIGTERM
+    reviewed = "SELECT count(*) FROM events WHERE type = 'REVIEW'"
+    assert interrupted_once(db, workspace, reviewed, "--speed", "0.2") == 128 + signal.SIGTERM
     header, rows = agents(db)
     assert header == NO_HOST
     states = {name: " ".join(row[2:4]) for name, row in rows.items()}
@@ -293,18 +299,9 @@ def test_at_the_watch_speed_each_planning_beat_can_be_read(tmp_path: Path) -> No
     the approval are each on the screen long enough to read (they all landed within
     one second)."""
     db, workspace = tmp_path / "swarm.db", tmp_path / "ws"
-    host = subprocess.Popen(demo(db, workspace, "--speed", str(WATCH_SPEED)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     approved = ("SELECT count(*) FROM events WHERE type = 'REVIEW' AND "
                 "json_extract(payload, '$.verdict') = 'approve'")
-    try:
-        until(lambda: count(db, approved) > 0, what="the approval")
-        host.send_signal(signal.SIGTERM)
-        host.communicate(timeout=60)
-    finally:
-        if host.poll() is None:
-            host.kill()
-            host.communicate()
+    interrupted_once(db, workspace, approved, "--speed", str(WATCH_SPEED))
     conn = sqlite3.connect(db)
     try:
         beats = [ts for (ts,) in conn.execute(
