@@ -136,7 +136,7 @@ def test_demo_in_tmux_wipe_resume_and_quit(demo: Tmux, tmp_path: Path) -> None:
 
     # Focus moves after the key is handled: arrows typed before it would scroll the
     # stream. The footer shows the focus: its "Payload" key belongs to the stream.
-    assert "Payload" in footer(demo.screen())
+    demo.wait_for(lambda s: "Payload" in footer(s), "the stream pane focused", STEP_DEADLINE_S)
     demo.keys("1")
     demo.wait_for(lambda s: "Payload" not in footer(s), "the agents pane focused",
                   STEP_DEADLINE_S)
