@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import time
 from array import array
-from bisect import bisect_right
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -117,6 +116,49 @@ class Filter:
         return " ".join(parts)
 
 
+class Offsets:
+    """The offsets a filtered stream shows, oldest first, 8 bytes each: the ones the
+    scan found (kept newest first, so each older chunk it finds is appended, never
+    copied in front of the rest) followed by the ones that arrived since."""
+
+    def __init__(self) -> None:
+        self._older = array("q")  # descending
+        self._newer = array("q")  # ascending
+
+    def __len__(self) -> int:
+        return len(self._older) + len(self._newer)
+
+    def __getitem__(self, row: int) -> int:
+        if row < 0:
+            row += len(self)
+        older = len(self._older)
+        return self._older[older - 1 - row] if row < older else self._newer[row - older]
+
+    def rows(self, start: int, stop: int) -> list[int]:
+        """The offsets of rows ``start`` to ``stop`` (excluded)."""
+        return [self[row] for row in range(start, min(stop, len(self)))]
+
+    def add_older(self, found: array[int]) -> None:
+        """Offsets (ascending) older than every one held."""
+        found.reverse()
+        self._older.extend(found)
+
+    def append(self, offset: int) -> None:
+        """An offset newer than every one held."""
+        self._newer.append(offset)
+
+    def row_of(self, offset: int) -> int:
+        """The row of the newest offset up to ``offset`` (-1: none)."""
+        low, high = 0, len(self)
+        while low < high:
+            middle = (low + high) // 2
+            if self[middle] <= offset:
+                low = middle + 1
+            else:
+                high = middle
+        return low - 1
+
+
 def fit(text: str, width: int) -> str:
     """``text`` in exactly ``width`` cells: padded, or cut with an ellipsis."""
     if cell_len(text) <= width:
@@ -149,12 +191,13 @@ def detail_text(event: Event) -> tuple[Text, Text]:
     """The selected event written out: a header (type, actor → recipient, offset) and
     its whole summary, to be wrapped."""
     head = Text(no_wrap=True, overflow="ellipsis")
+    head.append(f"@{event.offset} ", "dim")
     head.append(printable(event.type), Style.parse(TYPE_STYLES.get(event.type) or "bold")
                 + Style(bold=True))
     head.append(f" {printable(event.actor or '-')}")
     if event.to:
         head.append(f" → {printable(event.to)}")
-    head.append(f"  @{event.offset} {clock(event.ts)}", "dim")
+    head.append(f" {clock(event.ts)}", "dim")  # last: a narrow pane cuts it first
     body = Text(printable(summary(event)), TYPE_STYLES.get(event.type, ""))
     return head, body
 
@@ -199,7 +242,7 @@ class EventStream(ScrollView, can_focus=True):
         self.total = 0  # rows
         self.filter = Filter()  # the user's filter
         self.show_bookkeeping = False
-        self.matches: array[int] | None = None  # the offsets shown; None: every offset
+        self.matches: Offsets | None = None  # the offsets shown; None: every offset
         self.scanned = asyncio.Event()  # set once every offset shown is known
         self._scan_top = 0  # the newest offset the scan covers; newer ones come by grow()
         self._scan_floor = 1  # the scan has covered offsets from here to _scan_top
@@ -248,7 +291,7 @@ class EventStream(ScrollView, can_focus=True):
         """The row showing ``offset``, or the nearest one above it (-1: none)."""
         if self.matches is None:
             return min(offset, self.total) - 1
-        return bisect_right(self.matches, offset) - 1
+        return self.matches.row_of(offset)
 
     @property
     def detail_height(self) -> int:
@@ -304,7 +347,7 @@ class EventStream(ScrollView, can_focus=True):
             self._set_rows(head)
             self.scanned.set()
         else:
-            self.matches = array("q")
+            self.matches = Offsets()
             self._scan_top, self._scan_floor = head, head + 1
             self._set_rows(0)
             self.run_worker(self._scan(self._generation, query), group="stream-scan",
@@ -341,7 +384,7 @@ class EventStream(ScrollView, can_focus=True):
         """Older rows were found: above the ones shown, which keep their place on screen."""
         if not found or self.matches is None:
             return
-        self.matches = found + self.matches
+        self.matches.add_older(found)
         added = len(found)
         self.total += added
         self._resize_virtual()
@@ -480,6 +523,7 @@ class EventStream(ScrollView, can_focus=True):
     def _detail_strips(self, event: Event | None, width: int) -> list[Strip]:
         rule = Style(dim=True)
         console = self.app.console
+        tail = Text(" ─", rule)
         if event is None:
             hint = "no events" if self.total == 0 else "…"
             if self.total == 0 and not (self.show_bookkeeping or self.filter.types):
@@ -492,12 +536,15 @@ class EventStream(ScrollView, can_focus=True):
                 lines = lines[:DETAIL_TEXT_LINES]
                 lines[-1].truncate(max(width - 2, 1))
                 lines[-1].append("…")
-            head.append("  enter: payload", "dim")
+            tail = Text(" enter: payload ─", "dim")
+        # The key's hint keeps its place at the right; the header is cut before it.
         header = Text("─ ", rule)
         header.append_text(head)
         header.append(" ")
-        header.truncate(width, overflow="ellipsis")
-        header.append("─" * max(width - header.cell_len, 0), rule)
+        header.truncate(max(width - tail.cell_len, 0), overflow="ellipsis")
+        header.append("─" * max(width - header.cell_len - tail.cell_len, 0), rule)
+        header.append_text(tail)
+        header.truncate(width)
         strips = [Strip(list(header.render(console, end=""))).crop_extend(
             0, width, self.rich_style)]
         for text in lines:
@@ -540,7 +587,7 @@ class EventStream(ScrollView, can_focus=True):
             found = (await self.store.read(first + 1, PAGE)).events
         else:
             found = await self.store.read_offsets(
-                self.matches[first : first + PAGE].tolist())
+                self.matches.rows(first, first + PAGE))
         if generation == self._generation:
             for event in found:
                 self.events.set(event.offset, event)
