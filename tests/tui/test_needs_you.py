@@ -1,0 +1,164 @@
+"""'Needs you' and 'recovered': the banner while a human gate waits (with the bell, and
+OSC 9 where the terminal shows it, read off what the app writes to its terminal), the
+recovery banner after a host resumed an interrupted run, and 'no host' for an app
+attached to a swarm nothing runs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Static
+
+from sisyphus_tui.stream.lease import HostLease
+from sisyphus_tui.tui.app import SisyphusApp
+from sisyphus_tui.tui.terminal_alert import alert, osc9, osc9_supported
+from sisyphus_tui.tui.widgets.panes import AgentsTable, StatusLine
+from tests.tui.conftest import NOW
+from tests.tui.fixtures import HOSTILE, T0
+from tests.tui.test_app import controls, until
+
+SIZES = [(120, 40), (80, 24)]
+ITERM = {"TERM_PROGRAM": "iTerm.app", "TERM": "xterm-256color"}
+
+
+def insert(db: Path, type_: str, actor: str, payload: dict[str, Any], ts: float) -> None:
+    """An event as a host would have written it, at ``ts`` (the store stamps now)."""
+    conn = sqlite3.connect(db)
+    conn.execute('INSERT INTO events (type, actor, "to", payload, ts) VALUES (?, ?, NULL, ?, ?)',
+                 (type_, actor, json.dumps(payload), ts))
+    conn.commit()
+    conn.close()
+
+
+def wait_for_signoff(db: Path) -> None:
+    """The run reaches its gates and the kernel's checkpoint says it waits for signoff."""
+    insert(db, "PHASE", "kernel", {"phase": "gates", "reason": "plan done"}, T0 + 20)
+    insert(db, "CHECKPOINT", "kernel", {"agent": "kernel", "cursor": 0, "step": None,
+                                        "state": {"waiting_gate": "signoff"}}, T0 + 21)
+
+
+def captured(app: SisyphusApp, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the app writes to its terminal driver from now on."""
+    writes: list[str] = []
+    assert app._driver is not None
+    monkeypatch.setattr(app._driver, "write", writes.append)
+    return writes
+
+
+def banner(app: SisyphusApp, name: str) -> str:
+    widget = app.query_one(f"#{name}", Static)
+    return str(widget.render()) if widget.has_class("visible") and widget.display else ""
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_waiting_gate_shows_a_banner_rings_once_and_goes_when_approved(
+        log: Path, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    app = SisyphusApp(db=log, clock=lambda: NOW, env=ITERM)
+    async with app.run_test(size=size) as pilot:
+        writes = captured(app, monkeypatch)
+        await until(pilot, lambda: app.ledger.offset == 20 and app._caught_up)
+        await pilot.pause(0.3)
+        assert banner(app, "needs-you") == "" and writes == []
+        wait_for_signoff(log)
+        await until(pilot, lambda: "signoff needs your approval: press a"
+                    in banner(app, "needs-you"))
+        # On the screen, under the status line, at this size too.
+        await until(pilot, lambda: app.query_one("#needs-you").region.height > 0)
+        region = app.query_one("#needs-you").region
+        assert region.y == 1 and region.height == 1 and region.width == size[0]
+        await pilot.pause(0.5)  # more refreshes: still one bell, one notification
+        assert writes == ["\a\x1b]9;sisyphus: signoff needs your approval: press a\x07"]
+        await pilot.press("a")
+        await until(pilot, lambda: banner(app, "needs-you") == "")
+        assert controls(log)[-1]["action"] == "approve"
+        assert controls(log)[-1]["gate"] == "signoff"
+        assert len(writes) == 1
+
+
+async def test_the_bell_alone_where_the_terminal_shows_no_osc9(
+        log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wait_for_signoff(log)
+    app = SisyphusApp(db=log, clock=lambda: NOW,
+                      env={"TERM": "xterm-256color", "TERM_PROGRAM": "Apple_Terminal"})
+    async with app.run_test(size=(80, 24)) as pilot:
+        writes = captured(app, monkeypatch)
+        # A gate already waiting when the app opens rings too: someone is called back.
+        await until(pilot, lambda: "signoff needs" in banner(app, "needs-you"))
+        await pilot.pause(0.3)
+        assert writes == ["\a"]
+
+
+def test_osc9_only_where_a_terminal_shows_it_and_never_through_a_multiplexer() -> None:
+    for env in ({"TERM_PROGRAM": "iTerm.app"}, {"TERM_PROGRAM": "WezTerm"},
+                {"TERM_PROGRAM": "ghostty"}, {"TERM": "xterm-kitty"}, {"TERM": "foot"},
+                {"TERM": "xterm-256color", "KITTY_WINDOW_ID": "1"}):
+        assert osc9_supported(env), env
+    for env in ({}, {"TERM": "xterm-256color"}, {"TERM": "screen", "STY": "1.pts"},
+                {"TERM_PROGRAM": "tmux", "TERM": "tmux-256color", "TMUX": "/tmp/t,1,0"},
+                {"TERM_PROGRAM": "iTerm.app", "TMUX": "/tmp/t,1,0"},
+                {"TERM_PROGRAM": "vscode"}, {"WT_SESSION": "x"}):
+        assert not osc9_supported(env), env
+    assert alert("x", {}) == "\a"
+
+
+def test_an_osc9_notification_carries_no_escape_of_its_own() -> None:
+    sequence = osc9(f"{HOSTILE} \x9c\x1b\\ end" + "x" * 500)
+    assert sequence.startswith("\x1b]9;sisyphus: ") and sequence.endswith("\x07")
+    body = sequence[len("\x1b]9;"):-1]
+    assert body.isprintable(), body
+    assert "\\x1b[2J" in body  # shown as an escape, not acted on
+    assert len(body) <= 200
+    # Never '9;4;...' (ConEmu's progress bar where a terminal reads both).
+    assert osc9("4;3;50").startswith("\x1b]9;sisyphus: 4")
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_recent_resume_says_where_the_run_resumed_for_a_few_seconds(
+        log: Path, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sisyphus_tui.tui.app as app_module
+
+    monkeypatch.setattr(app_module, "RECOVERY_BANNER_S", 1.0)
+    insert(log, "RUN_RESUMED", "swarm", {"at": 20, "phase": "execute", "done": 2,
+                                         "total": 4}, NOW - 5)
+    app = SisyphusApp(db=log, clock=lambda: NOW)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: "resumed at step 2/4 after an interruption"
+                    in banner(app, "recovered"))
+        await until(pilot, lambda: app.query_one("#recovered").region.width == size[0])
+        await until(pilot, lambda: banner(app, "recovered") == "", timeout_s=5)
+
+
+async def test_an_old_interruption_is_the_ledgers_story_not_a_banner(log: Path) -> None:
+    insert(log, "RUN_RESUMED", "swarm", {"at": 20, "phase": "execute", "done": 2,
+                                         "total": 4}, NOW - 3600)
+    app = SisyphusApp(db=log, clock=lambda: NOW)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.ledger.last_interruption is not None
+                    and app._caught_up)
+        await pilot.pause(0.3)
+        assert banner(app, "recovered") == ""
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_an_attached_app_says_no_host_until_a_host_takes_the_lease(
+        log: Path, size: tuple[int, int]) -> None:
+    app = SisyphusApp(db=log, clock=lambda: NOW)
+    async with app.run_test(size=size) as pilot:
+        table = app.query_one(AgentsTable)
+        status = app.query_one(StatusLine)
+        await until(pilot, lambda: app.hosted is False and "no host" in str(status.render()))
+        await until(pilot, lambda: getattr(table.shown("executor"), "state", "") == "no host")
+        lease = await HostLease.acquire(log)
+        try:
+            await until(pilot, lambda: app.hosted is True
+                        and "no host" not in str(status.render()), timeout_s=5)
+            await until(pilot, lambda: getattr(table.shown("executor"), "state", "")
+                        not in ("", "no host"))
+        finally:
+            lease.release()
+        await until(pilot, lambda: app.hosted is False, timeout_s=5)
+
