@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.cells import cell_len
-from textual import events, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -46,13 +46,8 @@ from sisyphus_tui.tui.commands import (
     help_rows,
 )
 from sisyphus_tui.tui.literal import literal
-from sisyphus_tui.tui.screens.modals import (
-    ConfirmScreen,
-    EventScreen,
-    HelpScreen,
-    InjectForm,
-    SpawnForm,
-)
+from sisyphus_tui.tui.screens.event import EventScreen
+from sisyphus_tui.tui.screens.modals import ConfirmScreen, HelpScreen, InjectForm, SpawnForm
 from sisyphus_tui.tui.terminal_alert import alert
 from sisyphus_tui.tui.widgets.event_stream import EventStream, Filter
 from sisyphus_tui.tui.widgets.panes import (
@@ -434,9 +429,7 @@ class SisyphusApp(App[None]):
     async def on_agents_table_chosen(self, message: AgentsTable.Chosen) -> None:
         """enter on an agent: the stream shows its events only (/ and an empty filter
         show everything again)."""
-        stream = self.query_one(EventStream)
-        await stream.apply_filter(Filter(agent=message.agent), self.head)
-        self._show_status(stream)
+        await self.query_one(EventStream).show_agent(message.agent)
         if self.screen.has_class("compact"):
             self.action_pane(2)  # one pane at a time: the one that shows them
         self.notify(f"the stream shows {message.agent}'s events: / to change the filter")
@@ -483,37 +476,6 @@ class SisyphusApp(App[None]):
         if action in ("next_pane", "previous_pane"):
             return not isinstance(self.screen, ModalScreen)
         return True
-
-    def _focused_scroller(self) -> Widget | None:
-        focused = self.focused
-        if focused is None or isinstance(focused, Input):
-            return None
-        return focused
-
-    def action_row(self, delta: int) -> None:
-        """j/k: a row down or up in the focused pane (its own move, else a scroll)."""
-        pane = self._focused_scroller()
-        if pane is None:
-            return
-        move = getattr(pane, "action_move", None)
-        if move is not None:
-            move(delta)
-        else:
-            pane.scroll_relative(y=delta, animate=False)
-
-    def action_edge(self, end: int) -> None:
-        """g/G: the focused pane's first or last row."""
-        pane = self._focused_scroller()
-        if pane is None:
-            return
-        if isinstance(pane, EventStream):
-            pane.action_jump(-1 if end else 0)
-        elif isinstance(pane, AgentsTable):
-            pane.action_move(1_000_000 if end else -1_000_000)
-        elif end:
-            pane.scroll_end(animate=False)
-        else:
-            pane.scroll_home(animate=False)
 
     # -- notifications ------------------------------------------------------------
 
@@ -652,7 +614,9 @@ class SisyphusApp(App[None]):
             self.query_one(EventStream).focus()
             event.stop()
 
-    def on_event_stream_following_changed(self) -> None:
+    @on(EventStream.FilterChanged)
+    @on(EventStream.FollowingChanged)
+    def _stream_changed(self) -> None:
         with contextlib.suppress(NoMatches):  # (the app may be closing)
             self._show_status(self.query_one(EventStream))
 

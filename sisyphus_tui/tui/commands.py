@@ -64,10 +64,8 @@ ACTIONS: tuple[Action, ...] = (
            narrow=True),
     Action("", "stop", "stop the host: the run stops, run it again to carry on",
            title="Stop the swarm's host (asks first)"),
-    Action("j", "row(1)", "down a row in the pane (k: up; the arrows too)"),
-    Action("k", "row(-1)", ""),
-    Action("g", "edge(0)", "the pane's first row (G: the last; home and end too)"),
-    Action("G", "edge(1)", ""),
+    Action("j,k", None, "down, up a row in the pane (the arrows too)", display="j k"),
+    Action("g,G", None, "the pane's first, last row (home and end too)", display="g G"),
     Action("enter", None, "on an agent: its events only; on an event: its payload"),
     Action("ctrl+p", None, "the command palette: every action by name, with its key"),
 )

@@ -1,11 +1,11 @@
-"""Modal screens: the help screen, a yes/no question, an event's payload, and the spawn
-and inject forms; each fits an 80x24 terminal (what is taller scrolls).
+"""Modal screens: the help screen, a yes/no question, and the spawn and inject forms;
+each fits an 80x24 terminal (what is taller scrolls). An event's payload is
+screens/event.py.
 
 Forms validate in place: bad input is shown in the form, never raised."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
 from rich.text import Text
@@ -16,9 +16,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from sisyphus_tui.events import AGENT_NAME
-from sisyphus_tui.safe_text import printable_lines
-from sisyphus_tui.stream.base import Event
 from sisyphus_tui.tui.literal import literal
+from sisyphus_tui.tui.screens.event import EventScreen
+
+# Re-exported until tests/tui/test_app.py imports it from screens/event.py.
+__all__ = ["ConfirmScreen", "EventScreen", "Form", "HelpScreen", "InjectForm", "SpawnForm"]
 
 T = TypeVar("T")
 
@@ -92,21 +94,6 @@ class ConfirmScreen(ModalScreen[bool]):
     def action_answer(self, yes: bool) -> None:
         """Close with the answer."""
         self.dismiss(yes)
-
-
-class EventScreen(ModalScreen[None]):
-    """One event's full payload, pretty-printed, shown literally."""
-
-    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close")]
-
-    def __init__(self, event: Event) -> None:
-        super().__init__()
-        self.event = event
-
-    def compose(self) -> ComposeResult:
-        body = json.dumps(self.event.as_dict(), indent=2, ensure_ascii=False)
-        with VerticalScroll(id="event-detail"):
-            yield Static(Text(printable_lines(body)))
 
 
 class Form(ModalScreen[T]):
