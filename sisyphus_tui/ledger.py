@@ -641,7 +641,7 @@ class Ledger:
         for agent in sorted(self.agents.values(), key=lambda a: a.name):
             last = _utc(agent.last_ts) if agent.last_ts else "-"
             out.append(f"| {_cell(agent.name)} | {_cell(agent.role)} | {_cell(agent.skill or '-')} "
-                       f"| {_cell(agent.state)} | {_cell(agent.cursor)} | {last} |")
+                       f"| {_cell(self.shown_state(agent))} | {_cell(agent.cursor)} | {last} |")
         out.append("")
 
         out += ["## Recoveries", ""]

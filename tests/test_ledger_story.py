@@ -166,6 +166,10 @@ def test_after_a_blocked_run_agents_read_blocked_not_done() -> None:
                    ("AGENT_FAILED", "swarm", None, {"agent": "executor", "error": "e"})])
     assert ledger.shown_state(ledger.agents["kernel"], hosted=False) == "blocked"
     assert ledger.shown_state(ledger.agents["executor"], hosted=False) == "failed"
+    # The ledger's own table says so too.
+    agents = section(ledger.render(), "Agents")
+    assert "| kernel | kernel | - | blocked |" in agents
+    assert "| executor | executor | - | failed |" in agents
     done = fold([*team(), ("PHASE", "kernel", None, {"phase": "done"}),
                  ("AGENT_STOPPED", "swarm", None, {"agent": "kernel"})])
     # The run is over: nothing should run it, so no "no host".
