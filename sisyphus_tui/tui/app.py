@@ -36,6 +36,7 @@ from textual.worker import Worker
 from sisyphus_tui.errors import HostFault, SisyphusError
 from sisyphus_tui.ledger import Ledger
 from sisyphus_tui.mail import SwarmMail
+from sisyphus_tui.narrative import headline
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore
 from sisyphus_tui.tui.commands import (
@@ -345,7 +346,7 @@ class SisyphusApp(App[None]):
         out = [(f"gate:{gate}", f"{gate} needs your approval: press a")
                for gate in self.ledger.waiting_for_human()]
         if self.host_fault is not None:
-            out.append(("host", f"the host stopped: {self.host_fault}"))
+            out.append(("host", f"the host stopped: {headline(str(self.host_fault))}"))
         return out
 
     def _show_needs(self) -> None:

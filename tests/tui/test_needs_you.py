@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.drivers.headless_driver import HeadlessDriver
 from textual.widgets import Static
 
+from sisyphus_tui.errors import HostFault
+from sisyphus_tui.stream import open_store
 from sisyphus_tui.stream.lease import HostLease
 from sisyphus_tui.tui.app import SisyphusApp
 from sisyphus_tui.tui.terminal_alert import alert, osc9, osc9_supported
@@ -41,11 +44,15 @@ def wait_for_signoff(db: Path) -> None:
                                         "state": {"waiting_gate": "signoff"}}, T0 + 21)
 
 
-def captured(app: SisyphusApp, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """What the app writes to its terminal driver from now on."""
+def captured(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What apps write to their (headless) terminal driver from now on, but frames."""
     writes: list[str] = []
-    assert app._driver is not None
-    monkeypatch.setattr(app._driver, "write", writes.append)
+
+    def write(driver: HeadlessDriver, data: str) -> None:
+        if data.startswith("\a") or "\x1b]9;" in data:  # the bell, OSC 9 (not OSC 22...)
+            writes.append(data)
+
+    monkeypatch.setattr(HeadlessDriver, "write", write)
     return writes
 
 
@@ -57,9 +64,9 @@ def banner(app: SisyphusApp, name: str) -> str:
 @pytest.mark.parametrize("size", SIZES)
 async def test_a_waiting_gate_shows_a_banner_rings_once_and_goes_when_approved(
         log: Path, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    writes = captured(monkeypatch)
     app = SisyphusApp(db=log, clock=lambda: NOW, env=ITERM)
     async with app.run_test(size=size) as pilot:
-        writes = captured(app, monkeypatch)
         await until(pilot, lambda: app.ledger.offset == 20 and app._caught_up)
         await pilot.pause(0.3)
         assert banner(app, "needs-you") == "" and writes == []
@@ -82,10 +89,10 @@ async def test_a_waiting_gate_shows_a_banner_rings_once_and_goes_when_approved(
 async def test_the_bell_alone_where_the_terminal_shows_no_osc9(
         log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wait_for_signoff(log)
+    writes = captured(monkeypatch)
     app = SisyphusApp(db=log, clock=lambda: NOW,
                       env={"TERM": "xterm-256color", "TERM_PROGRAM": "Apple_Terminal"})
     async with app.run_test(size=(80, 24)) as pilot:
-        writes = captured(app, monkeypatch)
         # A gate already waiting when the app opens rings too: someone is called back.
         await until(pilot, lambda: "signoff needs" in banner(app, "needs-you"))
         await pilot.pause(0.3)
@@ -114,6 +121,31 @@ def test_an_osc9_notification_carries_no_escape_of_its_own() -> None:
     assert len(body) <= 200
     # Never '9;4;...' (ConEmu's progress bar where a terminal reads both).
     assert osc9("4;3;50").startswith("\x1b]9;sisyphus: 4")
+
+
+class StoppingHost:
+    """A host whose run stops on a fault at once (as a setup failure stops it)."""
+
+    run_actor: Any = None
+    on_fault: Any = None
+
+    async def run(self) -> None:
+        raise HostFault("agent executor failed: setup\n\x1b[31mtraceback\nno login")
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_host_that_stopped_needs_you_until_the_app_quits(
+        tmp_path: Path, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "swarm.db"
+    writes = captured(monkeypatch)
+    async with await open_store(db) as store:
+        app = SisyphusApp(store, host=StoppingHost(), env={"TERM": "xterm-kitty"})
+        async with app.run_test(size=size) as pilot:
+            await until(pilot, lambda: "the host stopped: agent executor failed: setup … "
+                        "no login" in banner(app, "needs-you"))
+            await pilot.pause(0.3)
+            assert len(writes) == 1 and writes[0].startswith("\a\x1b]9;sisyphus: the host")
+            assert "\x1b[31m" not in writes[0][1:]
 
 
 @pytest.mark.parametrize("size", SIZES)
