@@ -290,7 +290,8 @@ def screen_state(screen: str, head: int, last: int | None = None
     ``last`` is the offset of the stream's last row (default: the head)."""
     lines = screen.splitlines() or [""]
     status = "sisyphus" in lines[0] and f"head {head}" in lines[0]
-    footer = any("Quit" in line for line in lines[-3:])
+    # The palette's key, docked at the footer's right, is drawn whatever keys fit.
+    footer = any("palette" in line for line in lines[-3:])
     last = head if last is None else last
     # A stream row starts with its offset and a space (then the time, if there is room,
     # or the actor); not the status line's "head N", nor the detail area's "@N".
