@@ -16,8 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from sisyphus_tui.cli import NO_HOST, WAITS_FOR_HOST, WATCH_SPEED
 from sisyphus_tui.demo.runner import prepare_demo
 from sisyphus_tui.demo.script import load_script
@@ -291,9 +289,6 @@ def test_fresh_never_removes_what_is_not_the_demos(tmp_path: Path) -> None:
 # -- pacing ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="the pauses at each phase change, review and step "
-                   "live in actors/ (engineer B's Turn.pace(beats)); drop this mark when "
-                   "they land")
 def test_at_the_watch_speed_each_planning_beat_can_be_read(tmp_path: Path) -> None:
     """At the TUI's default speed the plan, its rejection by precedent, the re-plan and
     the approval are each on the screen long enough to read (they all landed within

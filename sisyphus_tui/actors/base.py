@@ -40,6 +40,12 @@ if TYPE_CHECKING:  # (skills read YAML: loaded when an agent first thinks, not a
     from sisyphus_tui.skills import Skill
 
 TEST_TIMEOUT_S = 300.0
+# Pauses, in multiples of the swarm's speed, where a person watching must read what just
+# happened: at the TUI demo's speed (0.2 s) the plan, its rejection, the re-plan and the
+# approval landed within a second; with these each stays on the screen over 2 s.
+PHASE_BEATS = 6.0
+REVIEW_BEATS = 6.0
+STEP_BEATS = 3.0
 
 
 class SwarmContext(Protocol):
@@ -167,10 +173,12 @@ class Turn:
                                   "data": {"parent": self.actor.name}}, to=name)
         return name
 
-    async def pace(self) -> None:
-        """Let a person watch: wait ``speed`` seconds (0 runs flat out)."""
+    async def pace(self, beats: float = 1.0) -> None:
+        """Let a person watch: wait ``beats`` times ``speed`` seconds (0 runs flat out).
+        A turn's events land together when it ends, so a pause inside a turn is what
+        keeps the previous one on the screen long enough to read."""
         if self.swarm.speed > 0:
-            await asyncio.sleep(self.swarm.speed)
+            await asyncio.sleep(self.swarm.speed * beats)
 
     def _resolve(self, rel_path: str) -> Path:
         """The real path of a workspace file: links resolved, so one that leads out of

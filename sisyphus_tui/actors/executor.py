@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sisyphus_tui.actors.base import SisyphusActor, Turn, message_kind
+from sisyphus_tui.actors.base import STEP_BEATS, SisyphusActor, Turn, message_kind
 from sisyphus_tui.stream.base import Event
 
 # pytest's exit codes for "no test ran": none collected, or a bad target or option.
@@ -26,6 +26,7 @@ class Executor(SisyphusActor):
         kind = message_kind(message)
         data: dict[str, Any] = dict(message.payload.get("data", {}))
         if kind == "execute_step":
+            await turn.pace(STEP_BEATS)  # a step's start is seen before its test runs
             await self._red(turn, int(data["step"]), data)
         elif kind == "green":
             await self._green(turn, int(data["step"]), data)

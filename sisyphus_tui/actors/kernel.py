@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sisyphus_tui.actors.base import SisyphusActor, Turn, message_kind
+from sisyphus_tui.actors.base import PHASE_BEATS, SisyphusActor, Turn, message_kind
 from sisyphus_tui.conductor import Spec, SpecError, parse_spec, run_gate
 from sisyphus_tui.stream.base import Event
 
@@ -60,6 +60,7 @@ class Kernel(SisyphusActor):
         # Anything else (a human's note) is on the record; nothing to do.
 
     async def _phase(self, turn: Turn, phase: str, reason: str = "") -> None:
+        await turn.pace(PHASE_BEATS)  # each phase is read before the next one starts
         self.state["phase"] = phase
         turn.emit("PHASE", {"phase": phase, "reason": reason})
 

@@ -3,7 +3,7 @@ against the spec and memory-lane, and answers approve or needs_changes with reas
 
 from __future__ import annotations
 
-from sisyphus_tui.actors.base import SisyphusActor, Turn, message_kind
+from sisyphus_tui.actors.base import REVIEW_BEATS, SisyphusActor, Turn, message_kind
 from sisyphus_tui.stream.base import Event
 
 
@@ -21,6 +21,7 @@ class Validator(SisyphusActor):
             return
         if kind != "review_request":
             return
+        await turn.pace(REVIEW_BEATS)  # the plan is read before its verdict lands
         ledger = await turn.swarm.ledger_at(message.offset)
         plan = ledger.plan(str(data["plan_id"]))
         if plan is None:
