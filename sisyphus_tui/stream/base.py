@@ -245,22 +245,11 @@ class EventStore(ABC):
     async def read_offsets(self, offsets: Sequence[int]) -> list[Event]:
         """The events at these offsets, in offset order (a viewer's visible rows)."""
 
-    @abstractmethod
-    async def match_offsets(
-        self,
-        from_offset: int = 0,
-        *,
-        agent: str | None = None,
-        types: Sequence[str] | None = None,
-        exclude_types: Collection[str] | None = None,
-        text: str | None = None,
-        before: int | None = None,
-    ) -> list[int]:
-        """Offsets (from ``from_offset``, below ``before`` if given) of the events
-        written by or addressed to ``agent``, of ``types`` and not of ``exclude_types``,
-        whose type, actor or payload contains ``text`` (as ``text_matches`` decides:
-        case-insensitive, non-ASCII text included)."""
+    async def match_offsets(self, from_offset: int = 0, **filters: Any) -> list[int]:
+        """``match_array`` (the same filters) as a list."""
+        return (await self.match_array(from_offset, **filters)).tolist()
 
+    @abstractmethod
     async def match_array(
         self,
         from_offset: int = 0,
@@ -271,11 +260,11 @@ class EventStore(ABC):
         text: str | None = None,
         before: int | None = None,
     ) -> array[int]:
-        """``match_offsets`` as a compact array (8 bytes an offset): what a viewer keeps
-        of a large log. A backend can build it without the list."""
-        return array("q", await self.match_offsets(
-            from_offset, agent=agent, types=types, exclude_types=exclude_types, text=text,
-            before=before))
+        """Offsets (from ``from_offset``, below ``before`` if given) of the events
+        written by or addressed to ``agent``, of ``types`` and not of ``exclude_types``,
+        whose type, actor or payload contains ``text`` (as ``text_matches`` decides:
+        case-insensitive, non-ASCII text included), as a compact array (8 bytes an
+        offset: what a viewer keeps of a large log)."""
 
     @abstractmethod
     async def head(self) -> int:

@@ -594,20 +594,6 @@ class SQLiteStore(EventStore):
             found += await self._events(sql, chunk)
         return found
 
-    async def match_offsets(
-        self,
-        from_offset: int = 0,
-        *,
-        agent: str | None = None,
-        types: Sequence[str] | None = None,
-        exclude_types: Collection[str] | None = None,
-        text: str | None = None,
-        before: int | None = None,
-    ) -> list[int]:
-        return (await self.match_array(from_offset, agent=agent, types=types,
-                                       exclude_types=exclude_types, text=text,
-                                       before=before)).tolist()
-
     async def match_array(
         self,
         from_offset: int = 0,
