@@ -290,8 +290,11 @@ class SisyphusApp(App[None]):
         except Exception as exc:  # the worker would swallow it: the host stopped, say so
             self.host_fault = exc if isinstance(exc, HostFault) else HostFault(
                 f"{type(exc).__name__}: {exc}")
-            self._dirty = True  # the banner says it until the app quits
-            return
+            return  # the banner says it until the app quits
+        finally:
+            # Nothing runs the swarm any more: an unfinished run's agents say "no host".
+            self.hosted = False
+            self._dirty = True
         self.notify(f"the run is {self.outcome.phase}"
                     + (f": {self.outcome.phase_reason}" if self.outcome.phase_reason else ""))
 

@@ -146,6 +146,7 @@ async def test_a_host_that_stopped_needs_you_until_the_app_quits(
             await pilot.pause(0.3)
             assert len(writes) == 1 and writes[0].startswith("\a\x1b]9;sisyphus: the host")
             assert "\x1b[31m" not in writes[0][1:]
+            assert app.hosted is False  # the app hosted the run; nothing does now
 
 
 @pytest.mark.parametrize("size", SIZES)
