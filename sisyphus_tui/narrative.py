@@ -124,7 +124,7 @@ _LINES: dict[str, Callable[[Event, dict[str, Any]], str]] = {
     "AGENT_STOPPED": lambda e, p: f"{p['agent']} stopped"
                                   + (f": {headline(p['reason'])}" if p.get("reason") else ""),
     "CONTROL": lambda e, p: _control(p),
-    "MEMORY_STORED": lambda e, p: f"memory-lane: stored #{e.offset} {headline(p['title'])}",
+    "MEMORY_STORED": lambda e, p: f"stored #{e.offset} {headline(p['title'])}",
     "MEMORY_FEEDBACK": lambda e, p: f"memory #{p['memory_id']} "
                                     + ("helped" if p["helpful"] else "did not help"),
     "AGENT_OUTPUT": lambda e, p: f"{p['agent']} {_output(p)}",
