@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from textual.pilot import Pilot
 
@@ -22,6 +23,8 @@ from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.runtime import Swarm
 from sisyphus_tui.stream import EventStore, open_store
 from sisyphus_tui.tui.app import SisyphusApp
+from sisyphus_tui.tui.widgets.event_stream import EventStream
+from sisyphus_tui.tui.widgets.panes import AgentsTable
 
 WIDE = (120, 40)
 COMPACT = (80, 24)
@@ -52,6 +55,12 @@ async def _resumed_after(store: EventStore, offset: int, agent: str) -> int | No
     return next((e.offset for e in page.events if e.payload.get("agent") == agent), None)
 
 
+async def _first(store: EventStore, kind: str, ready: Callable[[Any], bool]) -> int | None:
+    """The offset of the first event of type ``kind`` that ``ready`` accepts, if any yet."""
+    page = await store.read(1, 10_000, types=[kind])
+    return next((e.offset for e in page.events if ready(e)), None)
+
+
 async def _shoot_all(app: SisyphusApp, store: EventStore, out: Path) -> list[Path]:
     shots: list[Path] = []
 
@@ -59,7 +68,33 @@ async def _shoot_all(app: SisyphusApp, store: EventStore, out: Path) -> list[Pat
         app.save_screenshot(name, str(out))
         shots.append(out / name)
 
+    def select_agent(name: str) -> None:
+        table = app.query_one(AgentsTable)
+        table.select_row(table.rows.index(name))
+
     async with app.run_test(size=WIDE, notifications=True) as pilot:
+        # The rejection by precedent: the validator's review selected in the stream, its
+        # reasons (the precedent) written out under the list.
+        rejected: list[int] = []
+
+        async def rejection() -> None:
+            while not rejected:
+                found = await _first(store, "REVIEW",
+                                     lambda e: e.payload.get("verdict") == "needs_changes")
+                if found is not None:
+                    rejected.append(found)
+                    return
+                await pilot.pause(0.1)
+
+        await asyncio.wait_for(rejection(), DEADLINE_S)
+        await _until(pilot, lambda: app.head >= rejected[0], "the rejection on screen")
+        await pilot.pause(SETTLE_S)
+        stream = app.query_one(EventStream)
+        stream.select_row(stream.row_of(rejected[0]))
+        await pilot.pause(LEDGER_SETTLE_S)
+        save("rejection.svg")
+        stream.jump_to_end()
+
         # Narrow: one pane at a time (the stream, pane 2), chosen with 1-4.
         await _until(pilot, lambda: app.ledger.phase == "execute"
                      and app.ledger.progress()[0] >= 1, "the first step done")
@@ -72,11 +107,11 @@ async def _shoot_all(app: SisyphusApp, store: EventStore, out: Path) -> list[Pat
         await pilot.resize_terminal(*WIDE)
 
         # Mid-refactor: the executor selected (its inbox below), the focus back on the
-        # stream. The executor is the first row: the cursor stops at the top.
+        # stream.
         await _until(pilot, lambda: app.ledger.progress()[0] >= 2, "two steps done")
         await pilot.press("1")
         await pilot.pause()
-        await pilot.press(*["up"] * 8)
+        select_agent(AGENT)
         await pilot.press("2")
         await pilot.pause(LEDGER_SETTLE_S)
         save("main.svg")
@@ -86,11 +121,15 @@ async def _shoot_all(app: SisyphusApp, store: EventStore, out: Path) -> list[Pat
         save("help.svg")
         await pilot.press("escape")
 
-        # Wipe the executor from the agents pane; photograph once it has resumed.
+        # Wipe the executor from the agents pane (asked first: y); photograph once it has
+        # resumed, while its row says from which checkpoint.
         await pilot.press("1")
         await pilot.pause()
+        select_agent(AGENT)
         before = await store.head()
         await pilot.press("w")
+        await pilot.pause()
+        await pilot.press("y")
         resumed: list[int] = []
 
         async def poll() -> None:
@@ -102,8 +141,12 @@ async def _shoot_all(app: SisyphusApp, store: EventStore, out: Path) -> list[Pat
                 await pilot.pause(0.1)
 
         await asyncio.wait_for(poll(), DEADLINE_S)
-        # One event more: the newest row is hidden under the stream's horizontal scrollbar.
-        await _until(pilot, lambda: app.head > resumed[0], "an event after the resume")
+        await _until(pilot, lambda: app.head >= resumed[0], "the resume on screen")
+        def says_resumed() -> bool:
+            row = app.query_one(AgentsTable).shown(AGENT)
+            return row is not None and row.action.startswith("resumed from checkpoint")
+
+        await _until(pilot, says_resumed, "the executor's row saying it resumed")
         await pilot.pause(SETTLE_S)
         save("wipe-resume.svg")
     return shots
