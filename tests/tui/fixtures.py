@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from sisyphus_tui.narrative import BOOKKEEPING
 from sisyphus_tui.stream import open_store
 
 T0 = 1_800_000_000.0
@@ -58,6 +59,12 @@ def _events() -> list[tuple[str, str | None, str | None, dict[str, Any], str | N
     out.append(("CHECKPOINT", "executor", None, {"agent": "executor", "cursor": 15, "step": None,
                                                  "state": {}}, None))
     return out
+
+
+def story_offsets() -> list[int]:
+    """The offsets of the log's story: every event but the bookkeeping the stream
+    hides until ``b``."""
+    return [i for i, (t, *_) in enumerate(_events(), start=1) if t not in BOOKKEEPING]
 
 
 def build_log(path: Path, filler: int = 0) -> None:
