@@ -17,10 +17,6 @@ from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from sisyphus_tui.events import AGENT_NAME
 from sisyphus_tui.tui.literal import literal
-from sisyphus_tui.tui.screens.event import EventScreen
-
-# Re-exported until tests/tui/test_app.py imports it from screens/event.py.
-__all__ = ["ConfirmScreen", "EventScreen", "Form", "HelpScreen", "InjectForm", "SpawnForm"]
 
 T = TypeVar("T")
 
