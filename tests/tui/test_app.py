@@ -10,7 +10,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
 from textual.widgets import Input, Label, Select
 
 from sisyphus_tui.stream import Event, open_store
@@ -255,9 +254,6 @@ def first_line_shows(table: AgentsTable, row: int) -> bool:
         " " + " ".join(line[2:].split()) + " ")
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: the state column is as wide as the "
-                   "longest state, so one long state pushes every agent's pending and "
-                   "age off the pane and cuts every name (AgentsTable._layout_for)")
 async def test_a_long_state_leaves_every_agent_its_row(log: Path) -> None:
     """An agent's state is free text (StatusUpdate.state: any string): one agent saying
     a long one does not hide what the others' rows say."""

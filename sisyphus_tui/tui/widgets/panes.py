@@ -56,6 +56,7 @@ GAP = 1
 MARKERS = 2  # the selection's ▸ and the attention mark, before the name
 ACTION_INDENT = 4
 MIN_NAME = 6
+STATE_MAX = 9  # the widest of the states sisyphus itself writes: `no host`, `working`, ...
 EXTRA_MIN_NAME = 16
 
 
@@ -228,7 +229,9 @@ class AgentsTable(ScrollView, can_focus=True):
         """The widths of name, state, inbox and age (and of the extra columns when they
         fit), for the pane's width: never wider than the pane."""
         width = self.scrollable_content_region.width
-        state = max([len(HEADER[1])] + [cell_len(v.state) for v in views])
+        # A state is free text (an agent's STATUS_UPDATE): one long one is cut, never
+        # allowed to push every other agent's pending and age off the pane.
+        state = min(STATE_MAX, max([len(HEADER[1])] + [cell_len(v.state) for v in views]))
         pending = max([len(HEADER[2])] + [len(v.pending) for v in views])
         ages = max([len(HEADER[3])] + [len(v.age) for v in views])
         longest = max([len(HEADER[0])] + [cell_len(v.name) for v in views])
