@@ -1,7 +1,7 @@
 """Escape sequences in the log never reach a real terminal: the app, attached to a log
 holding an OSC 2 (set the window title) in one field, runs in tmux; the pane's title
 stays tmux's and the screen shows the sequence as text. One run per field that has
-reached the terminal: each pane, the status line, a notification."""
+reached the terminal: each pane, the status line, the wipe's question, a notification."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ def hostile_log(path: Path, where: str) -> None:
     asyncio.run(create())
     insert_events(path, [
         ("TASK_INIT", "human", None, {"goal": "g", "spec": {}}),
+        # Spawned, so a wipe of it is one the swarm would carry out: asked, then sent.
+        ("AGENT_SPAWNED", "swarm", None, {"agent": field("agent", "agent-1"),
+                                          "role": "executor", "skill": None,
+                                          "thinking": "off"}),
         (field("type", "x.tool"), "tool", None, {}),
         ("STATUS_UPDATE", "swarm", None, {"agent": field("agent", "agent-1"),
                                           "state": field("state", "idle")}),
@@ -57,14 +61,24 @@ def test_no_escape_sequence_from_the_log_reaches_the_terminal(tmp_path: Path,
         # The ledger pane renders in a thread: wait for its Reviews line.
         tui.wait_for(lambda s: "round 1" in s and "Payload" in footer(s),
                      "the app showing the log", START_DEADLINE_S)
-        # Wipe the only agent: the notification names it (one refused if its name breaks
-        # the agent-name rule).
+        # Bookkeeping too (the status update, the state's one place on a log nothing
+        # hosts: its agent reads "no host"), so every row of the log reaches the terminal.
+        tui.keys("b")
+        tui.wait_for(lambda s: "4 08:00:03 swarm" in s, "the bookkeeping rows",
+                     STEP_DEADLINE_S)
+        # Wipe the only agent: the question and the notification name it. A name that
+        # breaks the agent-name rule is no agent of the run: the refusal names it instead.
         tui.keys("1")
         tui.wait_for(lambda s: "Payload" not in footer(s), "the agents pane focused",
                      STEP_DEADLINE_S)
         tui.keys("w")
-        screen = tui.wait_for(lambda s: re.search(r"wipe \S+ requested|invalid CONTROL", s)
-                              is not None, "the wipe's notification", STEP_DEADLINE_S)
+        screen = tui.wait_for(lambda s: re.search(r"Wipe \S+ context\?|unknown agent", s)
+                              is not None, "the wipe's question", STEP_DEADLINE_S)
+        if "unknown agent" not in screen:
+            tui.keys("y")
+            screen = tui.wait_for(
+                lambda s: re.search(r"wipe of \S+ requested \(offset \d+\)", s) is not None,
+                "the wipe's notification", STEP_DEADLINE_S)
         title = tui.title()
         assert title == before, (
             f"the pane's title became {title!r}: the {where} field's sequence reached the "

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -33,15 +34,16 @@ class Tmux:
     """One detached tmux session on a private server, its socket in ``cwd``, so no other
     tmux is touched and nothing is left behind."""
 
-    def __init__(self, command: str, cwd: Path) -> None:
+    def __init__(self, command: str, cwd: Path, *, width: int = WIDTH,
+                 height: int = HEIGHT) -> None:
         self.socket = str(cwd / "tmux.sock")
         self.session = "demo"
         # Without $TMUX: a test run from inside tmux must still start its own server.
         self.env = {k: v for k, v in os.environ.items() if k != "TMUX"} | {
             "TERM": "xterm-256color"}
         self.screens: list[str] = []
-        self._tmux("new-session", "-d", "-s", self.session, "-x", str(WIDTH),
-                   "-y", str(HEIGHT), "-c", str(cwd), command)
+        self._tmux("new-session", "-d", "-s", self.session, "-x", str(width),
+                   "-y", str(height), "-c", str(cwd), command)
 
     def _tmux(self, *args: str) -> str:
         done = subprocess.run(["tmux", "-S", self.socket, *args], env=self.env,
@@ -130,6 +132,64 @@ def shown(screens: list[str], pattern: str) -> bool:
     return any(re.search(pattern, text, re.MULTILINE) for text in screens)
 
 
+def pane(screen: str, title: str) -> list[str]:
+    """The lines inside the box titled ``title`` (``[2] stream``), its border cut off;
+    empty if the pane is not on the screen."""
+    lines = screen.splitlines()
+    for top, line in enumerate(lines):
+        start = line.find(f"╭─ {title} ")
+        if start < 0:
+            continue
+        end = line.index("╮", start)
+        inner: list[str] = []
+        for below in lines[top + 1:]:
+            if below[start:start + 1] == "╰":
+                break
+            inner.append(below[start + 1:end])
+        return inner
+    return []
+
+
+def agent_rows(screen: str) -> list[tuple[bool, str, str]]:
+    """The agents pane's rows, in order: (selected, name, state). A row is ``▸`` (the
+    cursor) or a blank, ``!`` (needs attention) or a blank, the name, the state; the
+    line under it (indented) says what the agent does."""
+    rows = []
+    for line in pane(screen, "[1] agents")[1:]:  # (the first is the column header)
+        found = re.match(r"([ ▸])[ !](\S+) +(no host|\S+)", line)
+        if found:
+            rows.append((found[1] == "▸", found[2], found[3]))
+    return rows
+
+
+def changed(rows: list[tuple[bool, str, str]], screen: str) -> bool:
+    """Whether ``screen``'s agent rows differ from ``rows``."""
+    return agent_rows(screen) != rows
+
+
+def select_agent(tmux: Tmux, name: str, deadline_s: float) -> str:
+    """Move the agents pane's cursor to ``name`` (the pane focused), a key at a time
+    towards it, each key seen to move the cursor before the next (the rows may reorder
+    meanwhile: waiting and failing agents sort to the top)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        screen = tmux.screen()
+        rows = agent_rows(screen)
+        names = [row[1] for row in rows]
+        chosen = next((row[1] for row in rows if row[0]), None)
+        if chosen == name and f"inbox of {name} " in screen:
+            return screen
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name} was never selected within {deadline_s:g}s; the screen "
+                        f"shows:\n{screen}")
+        if name in names and chosen in names and chosen != name:
+            tmux.keys("Down" if names.index(name) > names.index(chosen) else "Up")
+            tmux.wait_for(partial(changed, rows), "the agents' cursor moving",
+                          STEP_DEADLINE_S)
+        else:
+            time.sleep(POLL_S)  # the inbox's title follows the cursor a frame later
+
+
 def test_demo_in_tmux_wipe_resume_and_quit(demo: Tmux, tmp_path: Path) -> None:
     db = tmp_path / "swarm.db"
     demo.wait_for(lambda s: "phase: execute" in s, "phase: execute", START_DEADLINE_S)
@@ -140,15 +200,18 @@ def test_demo_in_tmux_wipe_resume_and_quit(demo: Tmux, tmp_path: Path) -> None:
     demo.keys("1")
     demo.wait_for(lambda s: "Payload" not in footer(s), "the agents pane focused",
                   STEP_DEADLINE_S)
-    # Sorted by name, the executor is the first row: the cursor stops at the top.
-    demo.keys(*["Up"] * 8)
-    demo.wait_for(lambda s: "inbox of executor" in s, "the executor selected",
-                  STEP_DEADLINE_S)
+    select_agent(demo, "executor", STEP_DEADLINE_S)
     seen_from = len(demo.screens) - 1
 
+    # Asked first; the notification gives the request's offset in the log.
     demo.keys("w")
-    demo.wait_for(lambda s: "wipe executor requested" in s,
-                  "the wipe's notification", STEP_DEADLINE_S)
+    demo.wait_for(lambda s: "Wipe executor's context?" in s, "the wipe's question",
+                  STEP_DEADLINE_S)
+    demo.keys("y")
+    screen = demo.wait_for(lambda s: "wipe of executor requested (offset " in s,
+                           "the wipe's notification", STEP_DEADLINE_S)
+    requested = re.search(r"wipe of executor requested \(offset (\d+)\)", screen)
+    assert requested is not None, screen
 
     # The log is the truth of what happened; the screen must have shown those very
     # events (their offsets) in the stream pane. Rows stay on screen for seconds, far
@@ -160,22 +223,28 @@ def test_demo_in_tmux_wipe_resume_and_quit(demo: Tmux, tmp_path: Path) -> None:
             db, "RESUMED", "executor")
         after = demo.screens[seen_from:]
         if (wiped and resumed
-                and shown(after, rf"\b{wiped[0]} \d\d:\d\d:\d\d swarm +CONTEXT_WIPE")
-                and shown(after, rf"\b{resumed[0]} \d\d:\d\d:\d\d executor +RESUMED\b")):
+                and shown(after, rf"\b{wiped[0]} \d\d:\d\d:\d\d swarm +executor: "
+                                 r"context wiped\b")
+                # (The row is cut at the pane's width: the detail has the rest.)
+                and shown(after, rf"\b{resumed[0]} \d\d:\d\d:\d\d executor +executor: "
+                                 r"resumed from\b")):
             break
         if time.monotonic() > deadline:
             pytest.fail(f"wipe/resume not seen: CONTEXT_WIPED at {wiped}, RESUMED at "
                         f"{resumed} in the log; the screen shows:\n{demo.screens[-1]}")
         time.sleep(POLL_S)
     assert len(wiped) == 1 and len(resumed) == 1
-    assert wiped[0] < resumed[0]
+    assert int(requested[1]) < wiped[0] < resumed[0]
+    # The offset said is the request's own event.
+    assert request_at(db, int(requested[1])) == ("wipe", "executor")
 
     demo.wait_for(lambda s: "phase: done" in s, "phase: done", RUN_DEADLINE_S)
     demo.wait_for(lambda s: "steps 4/4" in s, "steps 4/4", STEP_DEADLINE_S)
     # The agents are stopped after the last phase is written (AGENT_STOPPED, at the
     # swarm's shutdown), so their row may be drawn a tick after "steps 4/4".
-    demo.wait_for(lambda s: re.search(r"^│[ ▸]executor +done\b", s, re.MULTILINE)
-                  is not None, "the executor done", STEP_DEADLINE_S)
+    demo.wait_for(lambda s: (True, "executor", "done") in agent_rows(s)
+                  or (False, "executor", "done") in agent_rows(s), "the executor done",
+                  STEP_DEADLINE_S)
 
     demo.keys("q")
     demo.wait_for(lambda s: re.search(r"^EXIT=\d+", s, re.MULTILINE) is not None,
@@ -267,6 +336,16 @@ def test_two_tuis_on_one_swarm_either_steers_and_quitting_one_leaves_it(
         runner.kill()
         if attached is not None:
             attached.kill()
+
+
+def request_at(db: Path, offset: int) -> tuple[str, str] | None:
+    """The (action, agent) of the CONTROL event at ``offset``; None if it is not one."""
+    with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5) as conn:
+        row = conn.execute("SELECT json_extract(payload, '$.action'), "
+                           "json_extract(payload, '$.agent') FROM events "
+                           "WHERE \"offset\" = ? AND type = 'CONTROL'", (offset,)).fetchone()
+    conn.close()
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 def control_actions(db: Path) -> list[str]:
