@@ -789,6 +789,53 @@ def describe_meter(meter: dict[str, Any]) -> None:
 # -- 2b. bytes to a real terminal ---------------------------------------------------------------
 
 
+# What moves the cursor or draws nothing: an absolute move (row;column H), any other CSI
+# sequence (colours, modes), an OSC sequence, a line feed.
+TERMINAL_CONTROL = re.compile(rb"\x1b\[(\d+);(\d+)H|\x1b\[[0-9;?<>=]*[ -/]*[@-~]"
+                              rb"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\n")
+
+
+class StatusRow:
+    """The terminal's first row (the status line) as the app's bytes leave it: the text
+    written at each cursor position of row 1, fed incrementally. The app redraws only
+    what changed (a span of the row, not always the whole line), so the row is kept, not
+    read from the last drawing."""
+
+    def __init__(self, width: int) -> None:
+        self.cells = [" "] * width
+        self.row: int | None = None
+        self.column = 0
+        self.parsed = 0  # bytes of the output consumed
+
+    def feed(self, data: bytes) -> None:
+        """Apply ``data`` (the output from byte ``self.parsed`` on) up to its last escape:
+        a sequence may be cut at the end, and the text before an escape is whole UTF-8."""
+        end = data.rfind(b"\x1b")
+        if end <= 0:
+            return
+        position = 0
+        for control in TERMINAL_CONTROL.finditer(data, 0, end):
+            self._write(data[position:control.start()])
+            if control[1] is not None:
+                self.row, self.column = int(control[1]), int(control[2]) - 1
+            elif control[0] == b"\n":
+                self.row = None if self.row is None else self.row + 1
+                self.column = 0
+            position = control.end()
+        self._write(data[position:end])
+        self.parsed += end
+
+    def _write(self, text: bytes) -> None:
+        for char in text.decode("utf-8", "replace"):
+            if self.row == 1 and 0 <= self.column < len(self.cells):
+                self.cells[self.column] = char
+            self.column += 1
+
+    @property
+    def text(self) -> str:
+        return "".join(self.cells)
+
+
 class PtyApp:
     """The real app in a pseudo terminal of 120x40 (TERM=xterm-256color, COLORTERM=truecolor,
     as a modern terminal says), its output read as it comes by a thread and kept."""
@@ -836,13 +883,15 @@ class PtyApp:
         drawing, a second later still)."""
         started = time.monotonic()
         stable_since: float | None = None
+        status = StatusRow(WIDTH)
         while time.monotonic() - started < timeout_s:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the app exited: {self.since(0)[-2000:]!r}")
-            tail = self.since(max(self.received - 200_000, 0))
-            heads = list(HEAD_IN_BYTES.finditer(tail))
-            caught = bool(heads) and int(heads[-1].group(1)) >= head and (
-                READING_LOG.encode() not in tail[heads[-1].end():heads[-1].end() + 200])
+            status.feed(self.since(status.parsed))
+            # "(reading log: N)" is drawn before "head N", anywhere in the line.
+            heads = HEAD_IN_BYTES.findall(status.text.encode())
+            caught = bool(heads) and int(heads[-1]) >= head and (
+                READING_LOG not in status.text)
             now = time.monotonic()
             if caught:
                 stable_since = stable_since or now
