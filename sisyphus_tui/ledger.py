@@ -122,7 +122,8 @@ def _recovery(entry: dict[str, Any]) -> str:
         return f"- {when} #{entry['offset']}: {_cell(entry['agent'])}: context wiped{by}"
     if entry["kind"] == "resume":
         return (f"- {when} #{entry['offset']}: {_cell(entry['agent'])}: resumed from "
-                f"checkpoint @{entry['from']} ({entry['reread']} events re-read, "
+                f"checkpoint @{entry['from']} ({entry['reread']} "
+                f"{'event' if entry['reread'] == 1 else 'events'} re-read, "
                 f"{entry['ms']:.1f} ms)")
     return (f"- {when} #{entry['offset']}: host: {_cell(resumed_run(entry))} "
             f"(the log was at offset {entry['at']})")
@@ -548,7 +549,7 @@ class Ledger:
                 return "an approve needs a gate"
             view = self.gates.get(gate)
             if view is None:
-                return f"unknown gate {gate!r}: no such gate in this run's spec"
+                return f"unknown gate '{gate}': no such gate in this run's spec"
             if not view.human:
                 return f"{gate} is a command gate: it runs itself, nothing to approve"
             return f"gate {gate} is already approved" if view.passed else None
@@ -557,7 +558,7 @@ class Ledger:
         assert agent is not None
         view_of = self.agents.get(agent)
         if view_of is None:
-            return f"unknown agent {agent!r}: no such agent in this run"
+            return f"unknown agent '{agent}': no such agent in this run"
         if not view_of.spawned or view_of.role in NOT_RUN:
             return f"{agent} is not an agent the swarm runs: nothing to {action}"
         if action == "resume" and view_of.state not in ("wiped", "failed"):

@@ -40,6 +40,10 @@ def headline(text: str, limit: int = ONE_LINE_LIMIT) -> str:
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
+def _events(count: int) -> str:
+    return "1 event" if count == 1 else f"{count} events"
+
+
 def _steps(p: dict[str, Any]) -> str:
     return f"step {p['step']}: " if p.get("step") is not None else ""
 
@@ -117,7 +121,7 @@ _LINES: dict[str, Callable[[Event, dict[str, Any]], str]] = {
                                + (f", step {p['step']}" if p.get("step") is not None else ""),
     "CONTEXT_WIPED": lambda e, p: f"{p['agent']}: context wiped",
     "RESUMED": lambda e, p: f"{p['agent']}: resumed from checkpoint @{p['cursor']} "
-                            f"({p['reread']} events re-read, {p['duration_ms']:.1f} ms)",
+                            f"({_events(p['reread'])} re-read, {p['duration_ms']:.1f} ms)",
     "RUN_RESUMED": lambda e, p: resumed_run(p),
     "AGENT_FAILED": lambda e, p: f"{p['agent']} FAILED: {headline(p['error'])}",
     "AGENT_STALE": lambda e, p: f"{p['agent']} is stale ({p['silent_s']:.0f}s silent)",

@@ -151,8 +151,10 @@ async def test_every_field_is_drawn_printable(log: Path) -> None:
         cells = [field for view in (thinker, visitor)
                  for field in (view.name, view.state, view.action, *view.extra)]
         drawn = [table.render_line(y).text for y in range(table.size.height)]
-        # Drawn as escapes: the thinker's action line, the visitor's state (cut to fit).
-        assert sum(r"\x1b]2;pwned\x07" in line for line in drawn) == 2, drawn
+        # Drawn as escapes: the thinker's action line whole, the visitor's state cut to
+        # its column (a state is capped: free text must not push the others' columns off).
+        assert sum(r"\x1b]2;pwned\x07" in line for line in drawn) == 1, drawn
+        assert sum(r"\x1b]2;" in line for line in drawn) == 2, drawn
         status = str(app.query_one(StatusLine).render())
         assert "phase: plan" in status
         async with await open_store(db, create=False) as store:

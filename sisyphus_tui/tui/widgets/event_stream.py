@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rich.cells import cell_len, set_cell_size
+from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -169,6 +170,14 @@ def fit(text: str, width: int) -> str:
 def clock(ts: float) -> str:
     """An event's local time of day, ``12:34:06``."""
     return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def _strip(text: Text, console: Console) -> Strip:
+    """``text`` as a strip whose every segment has a style: Rich leaves plain runs with
+    none, and Textual's colour filters (NO_COLOR's monochrome) read each one's style."""
+    plain = Style()
+    return Strip([Segment(chunk, style or plain, control)
+                  for chunk, style, control in text.render(console, end="")])
 
 
 def row_text(event: Event, *, offset_width: int = 0, actor_width: int = 12,
@@ -506,7 +515,7 @@ class EventStream(ScrollView, can_focus=True):
             text.truncate(width, overflow="ellipsis")
             if selected:
                 text.stylize("reverse")
-            strip = Strip(list(text.render(self.app.console, end=""))).crop_extend(
+            strip = _strip(text, self.app.console).crop_extend(
                 0, width, self.rich_style)
             self._strips.set((event.offset, selected), strip)
         return strip
@@ -545,14 +554,14 @@ class EventStream(ScrollView, can_focus=True):
         header.append("─" * max(width - header.cell_len - tail.cell_len, 0), rule)
         header.append_text(tail)
         header.truncate(width)
-        strips = [Strip(list(header.render(console, end=""))).crop_extend(
+        strips = [_strip(header, console).crop_extend(
             0, width, self.rich_style)]
         for text in lines:
             text.rstrip()
             out = Text(" ")
             out.append_text(text)
             out.truncate(width)
-            strips.append(Strip(list(out.render(console, end=""))).crop_extend(
+            strips.append(_strip(out, console).crop_extend(
                 0, width, self.rich_style))
         return strips
 
