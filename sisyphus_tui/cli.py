@@ -28,6 +28,7 @@ from sisyphus_tui.safe_text import printable, printable_lines
 from sisyphus_tui.stream import Event, EventStore, NewEvent, dumps_event, open_store
 from sisyphus_tui.stream.base import MAX_OFFSET
 from sisyphus_tui.stream.lease import HostLease
+from sisyphus_tui.timefmt import clock
 
 if TYPE_CHECKING:
     from sisyphus_tui.agents.config import BrainConfig, RunConfig
@@ -57,16 +58,12 @@ def default_db() -> str:
 # -- output ---------------------------------------------------------------------
 
 
-def _clock(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
-
-
 def format_event(event: Event) -> str:
     """A human line for an event: its offset, time, actor and type, then what it says
     (the narrative's summary, the headless output's and the stream pane's); text from
     agents is shown literally, never interpreted."""
     line = (
-        f"{event.offset:>7}  {_clock(event.ts)}  {event.actor or '-':<12} "
+        f"{event.offset:>7}  {clock(event.ts, millis=True)}  {event.actor or '-':<12} "
         f"{event.type:<16} {narrative.summary(event)}"
     )
     return printable(line)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from sisyphus_tui.events import REGISTRY, Phase
 from sisyphus_tui.narrative import headline, resumed_run
 from sisyphus_tui.safe_text import printable, printable_lines
 from sisyphus_tui.stream.base import UNDECODABLE, Event
+from sisyphus_tui.timefmt import utc
 
 LEDGER_FILE = "SISYPHUS_LEDGER.md"
 # Temp files of atomic writes end so; a crash may leave one, and a restart removes it.
@@ -50,10 +50,6 @@ NOT_RUN = frozenset({"swarm", "human"})
 RECOVERIES_KEPT = 100
 # What a state reads as while the swarm is paused: nothing moves.
 PAUSABLE = frozenset({"working", "idle", "waiting"})
-
-
-def _utc(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts)) + "Z"
 
 
 # Characters that mean something inline in Markdown: escaped, so agent text cannot open
@@ -116,7 +112,7 @@ def _fenced(text: str) -> list[str]:
 
 def _recovery(entry: dict[str, Any]) -> str:
     """One line of the Recoveries section: when, who, what (all from the events)."""
-    when = _utc(entry["ts"])
+    when = utc(entry["ts"])
     if entry["kind"] == "wipe":
         by = f", requested by {_cell(entry['by'])}" if entry.get("by") else ""
         return f"- {when} #{entry['offset']}: {_cell(entry['agent'])}: context wiped{by}"
@@ -577,7 +573,7 @@ class Ledger:
             f"- **Phase:** {_cell(self.phase)}" + (
                 f" ({_cell(headline(self.phase_reason))})" if self.phase_reason else ""),
             f"- **Progress:** {done}/{total} steps",
-            f"- **Started:** {_utc(self.task_ts) if self.task_ts else '-'}",
+            f"- **Started:** {utc(self.task_ts) if self.task_ts else '-'}",
             "",
         ]
         if self.phase == "blocked":
@@ -640,7 +636,7 @@ class Ledger:
         out += ["## Agents", "", "| agent | role | skill | state | cursor | last active |",
                 "|-------|------|-------|-------|--------|-------------|"]
         for agent in sorted(self.agents.values(), key=lambda a: a.name):
-            last = _utc(agent.last_ts) if agent.last_ts else "-"
+            last = utc(agent.last_ts) if agent.last_ts else "-"
             out.append(f"| {_cell(agent.name)} | {_cell(agent.role)} | {_cell(agent.skill or '-')} "
                        f"| {_cell(self.shown_state(agent))} | {_cell(agent.cursor)} | {last} |")
         out.append("")
@@ -657,7 +653,7 @@ class Ledger:
         if self.last_checkpoint:
             cp = self.last_checkpoint
             out.append(f"- {_block(cp['agent'])}, step {_cell(cp['step'])}, "
-                       f"at {_utc(cp['ts'])}")
+                       f"at {utc(cp['ts'])}")
         else:
             out.append("- (none yet)")
         out.append("")

@@ -6,7 +6,6 @@ whole event instead."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from rich.text import Text
@@ -18,15 +17,9 @@ from textual.widgets import Static
 
 from sisyphus_tui.safe_text import printable, printable_lines
 from sisyphus_tui.stream.base import Event
+from sisyphus_tui.timefmt import local_time
 
 INDENT = "  "
-
-
-def local_time(ts: float) -> str:
-    """An event's time as local time with its UTC offset: ``2026-12-01 19:42:34.123 +0000``."""
-    when = datetime.fromtimestamp(ts).astimezone()
-    return when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d}" \
-        + when.strftime(" %z")
 
 
 def header(event: Event) -> Text:

@@ -16,7 +16,6 @@ actor → recipient, the summary wrapped), and ``enter`` opens its payload.
 from __future__ import annotations
 
 import asyncio
-import time
 from array import array
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,6 +37,7 @@ from textual.worker import Worker
 from sisyphus_tui.narrative import BOOKKEEPING, summary
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore, search_form, text_matches
+from sisyphus_tui.timefmt import clock
 
 PAGE = 100
 CACHED_EVENTS = 4000  # ~ 40 screens of rows
@@ -165,11 +165,6 @@ def fit(text: str, width: int) -> str:
     if cell_len(text) <= width:
         return set_cell_size(text, width)
     return set_cell_size(text, width - 1) + "…"
-
-
-def clock(ts: float) -> str:
-    """An event's local time of day, ``12:34:06``."""
-    return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 def _strip(text: Text, console: Console) -> Strip:
