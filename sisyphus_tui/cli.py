@@ -62,9 +62,11 @@ def format_event(event: Event) -> str:
     """A human line for an event: its offset, time, actor and type, then what it says
     (the narrative's summary, the headless output's and the stream pane's); text from
     agents is shown literally, never interpreted."""
+    # A message's story says whom it is to; any other event sent somewhere says it here.
+    to = f"-> {event.to}  " if event.to and event.type != "MESSAGE" else ""
     line = (
         f"{event.offset:>7}  {clock(event.ts, millis=True)}  {event.actor or '-':<12} "
-        f"{event.type:<16} {narrative.summary(event)}"
+        f"{event.type:<16} {to}{narrative.summary(event)}"
     )
     return printable(line)
 
@@ -1039,7 +1041,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "refactors a sample project (resumes if interrupted)")
     p.add_argument("--headless", action="store_true", help="no screen: print progress lines")
     p.add_argument("--fresh", action="store_true", help="start the demo over: remove its "
-                   "database (with its -wal, -shm and -host files) and its workspace "
+                   "database (with its -wal and -shm files) and its workspace "
                    "first, saying so (refused while another process hosts it, or for a "
                    "folder that is not the demo's)")
     swarm_options(p)

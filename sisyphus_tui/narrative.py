@@ -40,6 +40,12 @@ def headline(text: str, limit: int = ONE_LINE_LIMIT) -> str:
     return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
+def _who(e: Event, p: dict[str, Any], sep: str = " ") -> str:
+    """The agent an event is about, unless it is the event's own actor (a row and the
+    headless line already start with it: ``executor: executor: resumed``)."""
+    return "" if p["agent"] == e.actor else f"{p['agent']}{sep}"
+
+
 def _events(count: int) -> str:
     return "1 event" if count == 1 else f"{count} events"
 
@@ -113,25 +119,25 @@ _LINES: dict[str, Callable[[Event, dict[str, Any]], str]] = {
                                    if not p["passed"] and p.get("exit_code") is not None
                                    else ""),
     "MESSAGE": _message,
-    "STATUS_UPDATE": lambda e, p: f"{p['agent']} {p['state']}"
+    "STATUS_UPDATE": lambda e, p: f"{_who(e, p)}{p['state']}"
                                   + (f": {headline(p['detail'])}" if p.get("detail") else ""),
-    "CHECKPOINT": lambda e, p: f"{p['agent']} checkpoint"
+    "CHECKPOINT": lambda e, p: f"{_who(e, p)}checkpoint"
                                + (f" at cursor {p['cursor']}" if p.get("cursor") is not None
                                   else "")
                                + (f", step {p['step']}" if p.get("step") is not None else ""),
     "CONTEXT_WIPED": lambda e, p: f"{p['agent']}: context wiped",
-    "RESUMED": lambda e, p: f"{p['agent']}: resumed from checkpoint @{p['cursor']} "
+    "RESUMED": lambda e, p: f"{_who(e, p, ': ')}resumed from checkpoint @{p['cursor']} "
                             f"({_events(p['reread'])} re-read, {p['duration_ms']:.1f} ms)",
     "RUN_RESUMED": lambda e, p: resumed_run(p),
     "AGENT_FAILED": lambda e, p: f"{p['agent']} FAILED: {headline(p['error'])}",
     "AGENT_STALE": lambda e, p: f"{p['agent']} is stale ({p['silent_s']:.0f}s silent)",
-    "AGENT_STOPPED": lambda e, p: f"{p['agent']} stopped"
+    "AGENT_STOPPED": lambda e, p: f"{_who(e, p)}stopped"
                                   + (f": {headline(p['reason'])}" if p.get("reason") else ""),
     "CONTROL": lambda e, p: _control(p),
     "MEMORY_STORED": lambda e, p: f"stored #{e.offset} {headline(p['title'])}",
     "MEMORY_FEEDBACK": lambda e, p: f"memory #{p['memory_id']} "
                                     + ("helped" if p["helpful"] else "did not help"),
-    "AGENT_OUTPUT": lambda e, p: f"{p['agent']} {_output(p)}",
+    "AGENT_OUTPUT": lambda e, p: f"{_who(e, p)}{_output(p)}",
 }
 
 

@@ -127,8 +127,12 @@ def test_events_print_what_each_event_says_escaped(tmp_path: Path) -> None:
     ok("emit", "x.note", "--payload", json.dumps({"text": "café\nnoted"}), db=db)
     ok("emit", "GATE_RESULT", "--payload", json.dumps(
         {"gate": "tests", "passed": False, "exit_code": 1, "output_tail": "1 failed"}), db=db)
+    ok("register", "watcher", db=db)
+    ok("emit", "x.ping", "--payload", "{}", "--to", "watcher", db=db)
     lines = ok("events", db=db).splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 5
+    # Sent somewhere: it says where (a message's story says it itself).
+    assert "-> watcher  x.ping {}" in lines[4], lines[4]
     assert "validator" in lines[0] and "REVIEW" in lines[0]
     # The narrative's line, not the payload's JSON; the agent's text shown, not obeyed.
     assert lines[0].endswith(
@@ -136,7 +140,7 @@ def test_events_print_what_each_event_says_escaped(tmp_path: Path) -> None:
         "it failed")
     assert lines[1].endswith("x.note: café … noted")
     assert lines[2].endswith("gate tests: FAIL (exit 1)")
-    assert not any("{" in line for line in lines)
+    assert not any("{" in line for line in lines[:4])  # (a type with no story: its JSON)
     raw = [json.loads(line) for line in ok("events", "--json", db=db).splitlines()]
     assert raw[0]["payload"] | review == raw[0]["payload"]
     assert raw[1]["payload"] == {"text": "café\nnoted"}
@@ -231,8 +235,10 @@ def test_fresh_starts_the_demo_over_saying_what_it_removes(tmp_path: Path) -> No
     assert again.returncode == 3, again.stderr
     said = again.stderr.splitlines()[0]
     assert said.startswith("starting the demo over: removing ")
-    for path in (workspace, db, Path(f"{db}-host")):
+    for path in (workspace, db):
         assert str(path) in said, said
+    # The lease file is never removed (a lock on a removed file is no lock): kept, empty.
+    assert f"{db}-host" not in said
     assert not (workspace / "left-over.txt").exists()
     assert (workspace / "tools" / "check_sql.py").is_file()  # the sample, copied anew
     assert count(db, f'SELECT count(*) FROM events WHERE "offset" = 1 AND ts >= {started}') == 1

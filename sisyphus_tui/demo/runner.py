@@ -19,7 +19,7 @@ from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.ledger import LEDGER_FILE, TMP_SUFFIX
 from sisyphus_tui.stream import open_store
 from sisyphus_tui.stream.base import Event, EventStore
-from sisyphus_tui.stream.lease import LEASE_SUFFIX, HostLease
+from sisyphus_tui.stream.lease import HostLease
 
 KERNEL = "kernel"
 
@@ -169,8 +169,10 @@ def ledger_path(workspace: Path) -> Path:
     return workspace / LEDGER_FILE
 
 
-# The files SQLite and the host lease keep beside a database.
-DATABASE_SIDE_FILES = ("-wal", "-shm", LEASE_SUFFIX)
+# The files SQLite keeps beside a database. Not the host lease's (-host): --fresh holds
+# its lock while it works, and a lease file removed under a lock lets a process that had
+# opened the old file lock it while another locks a new one: two hosts. It stays, empty.
+DATABASE_SIDE_FILES = ("-wal", "-shm")
 
 
 def database_files(db: Path) -> list[Path]:
@@ -235,10 +237,11 @@ def _remove(paths: list[Path]) -> None:
 
 
 async def start_over(db: Path, workspace: Path, say: Callable[[str], None]) -> None:
-    """``sisyphus demo --fresh``: remove the demo's workspace and its database (its -wal,
-    -shm and -host files too), after saying so. Refused (WorkspaceConflict or HostBusy,
-    nothing removed) while another process hosts the swarm, or when the database holds
-    another run or the folder is not the demo's workspace."""
+    """``sisyphus demo --fresh``: remove the demo's workspace and its database (its -wal
+    and -shm files too; the host lease's stays), after saying so. Refused
+    (WorkspaceConflict or HostBusy, nothing removed) while another process hosts the
+    swarm, or when the database holds another run or the folder is not the demo's
+    workspace."""
     exists = await asyncio.to_thread(os.path.lexists, db)
     # Held while the files go: no host starts on the log being removed.
     lease = await HostLease.acquire(db) if exists else None

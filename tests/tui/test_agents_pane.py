@@ -280,3 +280,28 @@ async def test_the_inbox_scrolls_with_j_k_g_and_G(tmp_path: Path) -> None:
         await until(pilot, lambda: pane.scroll_y == pane.max_scroll_y)
         await pilot.press("g")
         await until(pilot, lambda: pane.scroll_y == 0)
+
+
+async def test_the_kernel_waiting_on_its_team_needs_nobody_but_waiting_on_a_person_does(
+        tmp_path: Path) -> None:
+    """The kernel waits on its agents all run long: no mark; once it waits for a human
+    gate, it is marked and sorted first. Another agent waiting (a permission) is marked."""
+    db = tmp_path / "swarm.db"
+    await append(
+        db, ("TASK_INIT", {"goal": "g", "spec": {"gates": [{"name": "signoff",
+                                                             "human": True}]}}, "human", None),
+        spawned("executor", "executor"), spawned("kernel", "kernel"),
+        status("kernel", "waiting", "executor on step 1/1"))
+    table = AgentsTable()
+    async with PaneApp(table, "1fr").run_test(size=(120, 40)) as pilot:
+        await show_log(pilot, table, db, None)
+        assert row_lines(table, "kernel")[0][1] == " " and table.rows[0] == "executor"
+        await append(db, status("executor", "waiting", "permission: Bash"))
+        await show_log(pilot, table, db, None)
+        assert row_lines(table, "executor")[0][1] == "!"
+        assert row_lines(table, "kernel")[0][1] == " "
+        await append(db, ("PHASE", {"phase": "gates", "reason": ""}, "kernel", None),
+                     ("CHECKPOINT", {"agent": "kernel", "cursor": 0,
+                                     "state": {"waiting_gate": "signoff"}}, "kernel", None))
+        await show_log(pilot, table, db, None)
+        assert row_lines(table, "kernel")[0][1] == "!"

@@ -226,7 +226,7 @@ def test_demo_in_tmux_wipe_resume_and_quit(demo: Tmux, tmp_path: Path) -> None:
                 and shown(after, rf"\b{wiped[0]} \d\d:\d\d:\d\d swarm +executor: "
                                  r"context wiped\b")
                 # (The row is cut at the pane's width: the detail has the rest.)
-                and shown(after, rf"\b{resumed[0]} \d\d:\d\d:\d\d executor +executor: "
+                and shown(after, rf"\b{resumed[0]} \d\d:\d\d:\d\d executor +"
                                  r"resumed from\b")):
             break
         if time.monotonic() > deadline:

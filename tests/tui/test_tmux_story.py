@@ -68,9 +68,12 @@ def stream_rows(screen: str) -> list[tuple[int, str, str]]:
             if (m := ROW.match(line))]
 
 
-def row_with(screen: str, story: str) -> tuple[int, str, str] | None:
-    """The stream's row whose story starts with ``story``, if it is on the screen."""
-    return next((row for row in stream_rows(screen) if row[2].startswith(story)), None)
+def row_with(screen: str, story: str, actor: str | None = None
+             ) -> tuple[int, str, str] | None:
+    """The stream's row whose story starts with ``story`` (by ``actor``, if given), if it
+    is on the screen."""
+    return next((row for row in stream_rows(screen) if row[2].startswith(story)
+                 and actor in (None, row[1])), None)
 
 
 def detail(screen: str) -> tuple[int | None, str]:
@@ -168,10 +171,10 @@ def test_the_demo_story_on_a_real_screen(story: Tmux) -> None:
     # The stream's marker rows (it follows the tail; the detail has the cut rest).
     screen = story.wait_for(
         lambda s: row_with(s, "executor: context wiped") is not None
-        and row_with(s, "executor: resumed from") is not None,
+        and row_with(s, "resumed from", "executor") is not None,
         "the wipe's and the resume's rows", STEP_DEADLINE_S)
     wiped, resumed = (row_with(screen, "executor: context wiped"),
-                      row_with(screen, "executor: resumed from"))
+                      row_with(screen, "resumed from", "executor"))
     assert wiped is not None and resumed is not None and wiped[0] < resumed[0], screen
 
     # The run carries on to its end; q leaves with 0 (done, every gate passed).

@@ -472,7 +472,8 @@ class EventStream(ScrollView, can_focus=True):
 
     def _layout(self) -> tuple[int, ...]:
         last = self.row_offset(self.total - 1) if self.total > 0 else 0
-        width = self.size.width
+        # Beside the scrollbar, not under it: a row cut under it would lose its "…".
+        width = self.scrollable_content_region.width
         return (width, len(str(last)), self._actor_width, width >= TIME_MIN_WIDTH)
 
     def _event_at(self, row: int) -> Event | None:
@@ -485,7 +486,7 @@ class EventStream(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
-        width = self.size.width
+        width = self.scrollable_content_region.width
         list_height = self.list_height
         if y >= list_height:
             return self._detail_line(y - list_height, width)

@@ -28,7 +28,7 @@ from sisyphus_tui.tui.widgets.event_stream import row_text
 
 # How long a wipe and then the resume that followed it stay on the agent's row: a wipe and
 # its resume usually land in one frame, and a recovery nobody can see is no demo.
-WIPED_SHOWN_S = 1.5
+WIPED_SHOWN_S = 2.5
 RESUMED_SHOWN_S = 4.0
 # Clocks of two processes disagree a little: an event stamped just after ``now`` is recent.
 CLOCK_SKEW_S = 2.0
@@ -211,8 +211,10 @@ class AgentsTable(ScrollView, can_focus=True):
                                                 printable(headline(agent.detail)))
         action = memo[1]
         # The order and the mark follow the true state: a row does not jump to the top
-        # and back for the few seconds a recovery is shown.
-        attention = state in ATTENTION
+        # and back for the few seconds a recovery is shown. The kernel waits on its team
+        # all run long: that needs nobody, unless what it waits for is a person.
+        attention = state in ATTENTION and not (
+            state == "waiting" and agent.role == "kernel" and not ledger.waiting_for_human())
         shown = recovery(agent, now) if state in RECOVERY_OVER else None
         if shown is not None:
             state, action = shown
