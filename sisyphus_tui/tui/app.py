@@ -28,6 +28,7 @@ from textual.css.query import NoMatches
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Footer, Input, Static
 from textual.widgets._footer import FooterKey
@@ -36,7 +37,7 @@ from textual.worker import Worker
 from sisyphus_tui.errors import HostFault, SisyphusError
 from sisyphus_tui.ledger import Ledger
 from sisyphus_tui.mail import SwarmMail
-from sisyphus_tui.narrative import headline
+from sisyphus_tui.narrative import headline, resumed_run
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore
 from sisyphus_tui.tui.commands import (
@@ -189,6 +190,8 @@ class SisyphusApp(App[None]):
         self._needs_shown: tuple[str, ...] = ()
         self._needs_keys: frozenset[str] = frozenset()
         self._recovery_at: int | None = None  # the RUN_RESUMED the banner said
+        self._recovery_timer: Timer | None = None  # hides the banner; a new one restarts it
+        self.draws = 0  # the panes' redraws so far (each may ring the bell: tests count)
         self.outcome: Ledger | None = None
         self.host_fault: HostFault | None = None
         self._gc_threshold = gc.get_threshold()
@@ -276,10 +279,21 @@ class SisyphusApp(App[None]):
                 self.head = event.offset
             if event.offset > self._initial_head:
                 self._new.append(event)
+                self._say_refusal(event)
             if event.offset >= self._initial_head and not self._caught_up:
                 self._caught_up = True
                 self.set_timer(SETTLE_AFTER_S, self._settle_memory)
             self._dirty = True
+
+    def _say_refusal(self, event: Event) -> None:
+        """A control request the host answered it could not carry out (one that passed
+        the app's own check: the run moved on, another viewer asked first...). Said when
+        it arrives: the stream hides status updates, the agents pane the swarm's row."""
+        p = event.payload
+        if (event.type == "STATUS_UPDATE" and event.actor == "swarm"
+                and p.get("agent") == "swarm" and p.get("state") == "refused"):
+            self.notify(headline(str(p.get("detail") or "a control request was refused")),
+                        title="refused", severity="warning")
 
     async def _run_host(self) -> None:
         # Faults being retried are toasts, not lines on a screen they would scribble on.
@@ -295,8 +309,9 @@ class SisyphusApp(App[None]):
             # Nothing runs the swarm any more: an unfinished run's agents say "no host".
             self.hosted = False
             self._dirty = True
-        self.notify(f"the run is {self.outcome.phase}"
-                    + (f": {self.outcome.phase_reason}" if self.outcome.phase_reason else ""))
+        # A toast is one line: a blocked run's reason is a test run's output.
+        reason = headline(self.outcome.phase_reason or "")
+        self.notify(f"the run is {self.outcome.phase}" + (f": {reason}" if reason else ""))
 
     def _refresh_panes(self) -> None:
         """Coalesced: whatever arrived since the last tick, drawn once."""
@@ -310,6 +325,7 @@ class SisyphusApp(App[None]):
     def _draw_panes(self) -> None:
         stream = self.query_one(EventStream)
         self._dirty = False
+        self.draws += 1
         new, self._new = self._new, []
         stream.grow(self.head, new)
         self._show_status(stream)
@@ -386,10 +402,12 @@ class SisyphusApp(App[None]):
         if self.clock() - last["ts"] > RECENT_RESUME_S:
             return  # an old interruption: the ledger's Recoveries section tells it
         banner = self.query_one("#recovered", Static)
-        banner.update(literal(f"↻ resumed at step {last['done']}/{last['total']} "
-                              "after an interruption"))
+        banner.update(literal(f"↻ {resumed_run(last)}"))  # the stream row's words
         banner.add_class("visible")
-        self.set_timer(RECOVERY_BANNER_S, lambda: banner.remove_class("visible"))
+        if self._recovery_timer is not None:
+            self._recovery_timer.stop()  # a second resume gets its own few seconds
+        self._recovery_timer = self.set_timer(RECOVERY_BANNER_S,
+                                              lambda: banner.remove_class("visible"))
 
     def _refresh_inbox(self, new: list[Event]) -> None:
         if not self._caught_up:
@@ -569,12 +587,14 @@ class SisyphusApp(App[None]):
         """Approve the human gate the run waits for (or the next one)."""
         waiting = self.ledger.waiting_for_human() or [
             g.name for g in self.ledger.gates.values() if g.human and not g.passed]
-        if not waiting:
+        gate = waiting[0] if waiting else None
+        if gate is None and not self.ledger.over():
             self.notify("no human gate is waiting in this run", severity="warning")
             return
-        if not self._refused("approve", gate=waiting[0]):
-            await self._control({"action": "approve", "gate": waiting[0]},
-                                f"approval of {waiting[0]} requested")
+        # A run that is over says so first, whatever its gates, as the other actions do.
+        if not self._refused("approve", gate=gate):
+            await self._control({"action": "approve", "gate": gate},
+                                f"approval of {gate} requested")
 
     def action_stop(self) -> None:
         """Stop the swarm's host (asked first); running it again carries the run on."""
