@@ -50,8 +50,9 @@ ACTOR_MIN, ACTOR_MAX = 5, 14  # the actor column: as wide as the widest name see
 DETAIL_TEXT_LINES = 3  # the selected event's summary, wrapped, under its header line
 DETAIL_MIN_HEIGHT = 12  # a shorter pane has no room for the detail area
 # Narrower than this, rows leave the time out (the detail area has it): the summary's
-# first words (a review's verdict) matter more than the clock.
-TIME_MIN_WIDTH = 56
+# first words (a review's verdict) matter more than the clock. (The width beside the
+# scrollbar: 54 in the 58-cell pane of a 120-column terminal, which shows the time.)
+TIME_MIN_WIDTH = 52
 TYPE_STYLES = {
     "PHASE": "bold magenta", "TASK_INIT": "bold magenta", "PLAN_INIT": "cyan",
     "PLAN_STEP": "cyan", "REVIEW": "bold cyan", "FILE_EDIT": "yellow", "TEST_FAIL": "bold red",
