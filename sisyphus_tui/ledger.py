@@ -515,7 +515,9 @@ class Ledger:
             return "blocked"
         if self.over():
             return state
-        if hosted is False and state not in ("done", "failed"):
+        # (No run in the log, no swarm to host: an agent `sisyphus agent` runs on its own
+        # database is spawned there too, and its own process says what it does.)
+        if hosted is False and self.goal is not None and state not in ("done", "failed"):
             return "no host"
         if self.paused and state in PAUSABLE:
             return "paused"

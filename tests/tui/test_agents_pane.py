@@ -44,7 +44,8 @@ async def swarm(tmp_path: Path) -> tuple[Path, float]:
     """A log of five agents written through the store; the executor's last event's time."""
     db = tmp_path / "swarm.db"
     stamps = await append(
-        db, spawned("kernel", "kernel"), spawned("planner", "planner"),
+        db, ("TASK_INIT", {"goal": "refactor"}, "human", None),
+        spawned("kernel", "kernel"), spawned("planner", "planner"),
         spawned("validator", "validator"), spawned("executor", "executor"),
         spawned(LONG_NAME, "researcher"),
         ("AGENT_OUTPUT", {"agent": "validator", "message": 1, "sequence": 0,
@@ -305,3 +306,14 @@ async def test_the_kernel_waiting_on_its_team_needs_nobody_but_waiting_on_a_pers
                                      "state": {"waiting_gate": "signoff"}}, "kernel", None))
         await show_log(pilot, table, db, None)
         assert row_lines(table, "kernel")[0][1] == "!"
+
+
+async def test_an_agent_run_on_its_own_is_never_said_to_have_no_host(tmp_path: Path) -> None:
+    """No run in the log (`sisyphus agent` spawns its agent on its own database): no
+    swarm to host, so nothing says no host; the agent's own state is shown."""
+    db = tmp_path / "swarm.db"
+    await append(db, spawned("asker", "executor"), status("asker", "working", "tool_call: Read"))
+    table = AgentsTable()
+    async with PaneApp(table, "1fr").run_test(size=(120, 40)) as pilot:
+        await show_log(pilot, table, db, None, hosted=False)
+        assert row_lines(table, "asker")[0][2:].split()[1] == "working"
