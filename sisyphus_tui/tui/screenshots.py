@@ -49,16 +49,19 @@ async def _until(pilot: Pilot[None], ready: Callable[[], bool], what: str) -> No
         await pilot.pause(0.1)
 
 
-async def _resumed_after(store: EventStore, offset: int, agent: str) -> int | None:
-    """The offset of ``agent``'s first RESUMED after ``offset``, if there is one yet."""
-    page = await store.read(offset + 1, 10_000, types=["RESUMED"])
-    return next((e.offset for e in page.events if e.payload.get("agent") == agent), None)
-
-
-async def _first(store: EventStore, kind: str, ready: Callable[[Any], bool]) -> int | None:
-    """The offset of the first event of type ``kind`` that ``ready`` accepts, if any yet."""
-    page = await store.read(1, 10_000, types=[kind])
-    return next((e.offset for e in page.events if ready(e)), None)
+async def _first(pilot: Pilot[None], store: EventStore, kind: str,
+                 accept: Callable[[Any], bool], after: int = 0) -> int:
+    """The offset of the first event of type ``kind`` after ``after`` that ``accept``
+    takes, once the log has one (the app runs meanwhile); fails after ``DEADLINE_S``."""
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        page = await store.read(after + 1, 10_000, types=[kind])
+        found = next((e.offset for e in page.events if accept(e)), None)
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise ScreenshotError(f"the demo never wrote that {kind} in {DEADLINE_S:g}s")
+        await pilot.pause(0.1)
 
 
 async def _shoot_all(app: SisyphusApp, store: EventStore, out: Path) -> list[Path]:
@@ -75,22 +78,12 @@ async def _shoot_all(app: SisyphusApp, store: EventStore, out: Path) -> list[Pat
     async with app.run_test(size=WIDE, notifications=True) as pilot:
         # The rejection by precedent: the validator's review selected in the stream, its
         # reasons (the precedent) written out under the list.
-        rejected: list[int] = []
-
-        async def rejection() -> None:
-            while not rejected:
-                found = await _first(store, "REVIEW",
-                                     lambda e: e.payload.get("verdict") == "needs_changes")
-                if found is not None:
-                    rejected.append(found)
-                    return
-                await pilot.pause(0.1)
-
-        await asyncio.wait_for(rejection(), DEADLINE_S)
-        await _until(pilot, lambda: app.head >= rejected[0], "the rejection on screen")
+        rejected = await _first(pilot, store, "REVIEW",
+                                lambda e: e.payload.get("verdict") == "needs_changes")
+        await _until(pilot, lambda: app.head >= rejected, "the rejection on screen")
         await pilot.pause(SETTLE_S)
         stream = app.query_one(EventStream)
-        stream.select_row(stream.row_of(rejected[0]))
+        stream.select_row(stream.row_of(rejected))
         await pilot.pause(LEDGER_SETTLE_S)
         save("rejection.svg")
         stream.jump_to_end()
@@ -130,18 +123,10 @@ async def _shoot_all(app: SisyphusApp, store: EventStore, out: Path) -> list[Pat
         await pilot.press("w")
         await pilot.pause()
         await pilot.press("y")
-        resumed: list[int] = []
+        resumed = await _first(pilot, store, "RESUMED",
+                               lambda e: e.payload.get("agent") == AGENT, after=before)
+        await _until(pilot, lambda: app.head >= resumed, "the resume on screen")
 
-        async def poll() -> None:
-            while not resumed:
-                found = await _resumed_after(store, before, AGENT)
-                if found is not None:
-                    resumed.append(found)
-                    return
-                await pilot.pause(0.1)
-
-        await asyncio.wait_for(poll(), DEADLINE_S)
-        await _until(pilot, lambda: app.head >= resumed[0], "the resume on screen")
         def says_resumed() -> bool:
             row = app.query_one(AgentsTable).shown(AGENT)
             return row is not None and row.action.startswith("resumed from checkpoint")
