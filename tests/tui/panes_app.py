@@ -10,6 +10,7 @@ from typing import Any
 from textual.app import App, ComposeResult
 from textual.widget import Widget
 
+from sisyphus_tui.cli import _ledger_from_log
 from sisyphus_tui.ledger import Ledger
 from sisyphus_tui.stream import open_store
 from sisyphus_tui.tui.widgets.panes import AgentsTable
@@ -19,16 +20,9 @@ SIZES = [(120, 40), (80, 24)]
 
 async def fold(db: Path) -> tuple[Ledger, int]:
     """The ledger of the log at ``db`` and its head, as the app folds it."""
-    ledger = Ledger()
     async with await open_store(db, create=False) as store:
-        offset = 1
-        while True:
-            page = await store.read(offset, 1000)
-            for event in page.events:
-                ledger.apply(event)
-            if not page.events:
-                return ledger, await store.head()
-            offset = page.next_offset
+        ledger: Ledger = await _ledger_from_log(store)  # the fold every CLI command uses
+        return ledger, await store.head()
 
 
 async def append(db: Path, *events: tuple[str, dict[str, Any], str | None, str | None]

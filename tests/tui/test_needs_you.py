@@ -154,7 +154,8 @@ class StoppingHost:
     on_fault: Any = None
 
     async def run(self) -> None:
-        raise HostFault("agent executor failed: setup\n\x1b[31mtraceback\nno login")
+        raise HostFault("agent executor failed: [/]setup \x1b]0;pwned\x07\n\x1b[31mtraceback\n"
+                        "no login")
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -165,11 +166,12 @@ async def test_a_host_that_stopped_needs_you_until_the_app_quits(
     async with await open_store(db) as store:
         app = SisyphusApp(store, host=StoppingHost(), env={"TERM": "xterm-kitty"})
         async with app.run_test(size=size) as pilot:
-            await until(pilot, lambda: "the host stopped: agent executor failed: setup … "
-                        "no login" in banner(app, "needs-you"))
+            # Shown literally: the markup as typed, the escape as \x.. (on one line).
+            await until(pilot, lambda: "the host stopped: agent executor failed: [/]setup "
+                        "\\x1b]0;pwned\\x07 … no login" in banner(app, "needs-you"))
             await redrawn(pilot, app, times=5)
             assert len(writes) == 1 and writes[0].startswith("\a\x1b]9;sisyphus: the host")
-            assert "\x1b[31m" not in writes[0][1:]
+            assert "\x1b[31m" not in writes[0][1:] and "\x1b]0;" not in writes[0][1:]
             assert app.hosted is False  # the app hosted the run; nothing does now
 
 
