@@ -213,6 +213,9 @@ class Checkpoint(Payload):
     cursor: int | None = Field(default=None, ge=0)
     step: int | None = None
     state: dict[str, Any] = Field(default_factory=dict)
+    # The workspace as this checkpoint left it: a commit of the shadow repository
+    # under .sisyphus/ (an acting agent's checkpoints only; ``sisyphus restore``).
+    workspace: str | None = Field(default=None, pattern=r"^[0-9a-f]{40,64}$")
 
 
 class AgentFailed(Payload):
@@ -230,6 +233,89 @@ class AgentStale(Payload):
     agent: AgentName
     silent_s: float = Field(ge=0)
     pending: int = Field(default=0, ge=0)
+
+
+class TurnStarted(Payload):
+    """A turn handed work to a coding agent: recorded before the agent runs, outside the
+    turn's transaction, so a host killed mid-turn leaves a turn started and never
+    committed (in doubt) that the next boot finds. ``workspace``: the shadow commit the
+    turn starts from (what an in-doubt turn is rolled back to); ``attempt`` counts from 1."""
+
+    agent: AgentName
+    message: int = Field(ge=1)
+    attempt: int = Field(default=1, ge=1)
+    backend: str = Field(min_length=1)
+    model: str | None = None
+    prompt_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    workspace: str | None = Field(default=None, pattern=r"^[0-9a-f]{40,64}$")
+    session: str | None = None  # the backend session it resumes (None: a new one)
+    recovering: bool = False  # the attempt redoes a turn found in doubt
+
+
+class PermissionRequested(Payload):
+    """An agent asked to use a tool and waits for an answer (a person's, from any TUI or
+    shell; or its policy's once ``timeout_s`` passes). ``request``: the backend's id of
+    the request, unique for the agent; ``message``: the turn it belongs to."""
+
+    agent: AgentName
+    request: str = Field(min_length=1, max_length=200)
+    message: int | None = Field(default=None, ge=1)
+    tool: str = Field(min_length=1)
+    input: dict[str, Any] = Field(default_factory=dict)
+    reason: str = ""  # why the agent's CLI asks, as it says
+    timeout_s: float | None = Field(default=None, gt=0)
+    on_timeout: Literal["allow", "deny"] = "deny"
+
+
+class PermissionAnswered(Payload):
+    """The answer to a PERMISSION_REQUESTED (keyed ``answer:AGENT:REQUEST``: the first
+    answer wins, a second is a no-op). ``always``: allow this tool for the agent for the
+    rest of the run; ``message``: said to the agent with a deny; ``by``: a person, the
+    timeout, or a policy/always rule that answered without asking."""
+
+    agent: AgentName
+    request: str = Field(min_length=1, max_length=200)
+    decision: Literal["allow", "deny"]
+    always: bool = False
+    message: str = ""
+    by: Literal["human", "timeout", "policy"] = "human"
+
+
+class AgentQueued(Payload):
+    """An agent's turn waits for a slot: its backend already runs ``cap`` agents."""
+
+    agent: AgentName
+    backend: str = Field(min_length=1)
+    running: int = Field(ge=0)
+    cap: int = Field(ge=1)
+
+
+class AgentStalled(Payload):
+    """An agent's turn is in progress and it has said nothing for ``silent_s``."""
+
+    agent: AgentName
+    message: int | None = Field(default=None, ge=1)
+    silent_s: float = Field(ge=0)
+
+
+class AgentCancelled(Payload):
+    """An agent's turn was cancelled (``how``: the last step the cancel needed: the
+    protocol's own cancel, SIGINT, SIGKILL of its process group; ``none``: it had no
+    turn running). The message stays unhandled until the agent is restarted."""
+
+    agent: AgentName
+    message: int | None = Field(default=None, ge=1)
+    how: Literal["protocol", "sigint", "sigkill", "none"] = "none"
+
+
+class Budget(Payload):
+    """Spend crossed a budget: ``warn`` at 80%, ``exceeded`` at 100% (the run pauses
+    until the budget is raised or the run resumed). ``agent`` None: the run's budget."""
+
+    level: Literal["warn", "exceeded"]
+    agent: AgentName | None = None
+    spent_usd: float = Field(ge=0)
+    limit_usd: float = Field(gt=0)
 
 
 Phase = Literal["plan", "validate", "execute", "gates", "done", "blocked"]
@@ -255,8 +341,10 @@ class RunResumed(Payload):
 class Control(Payload):
     """A request to the running swarm, from any process (TUI, CLI, another TUI)."""
 
-    action: Literal["wipe", "resume", "pause", "unpause", "spawn", "approve", "stop"]
+    action: Literal["wipe", "resume", "pause", "unpause", "spawn", "approve", "stop",
+                    "cancel", "restart"]
     agent: AgentName | None = None
+    reason: str = ""  # why (a pause the budget asked for says so)
     hold: bool = False
     skill: str | None = None
     prompt: str = ""
@@ -267,7 +355,8 @@ class Control(Payload):
 
     @model_validator(mode="after")
     def _needs(self) -> Control:
-        if self.action in ("wipe", "resume", "spawn") and not self.agent:
+        if self.action in ("wipe", "resume", "spawn", "cancel", "restart") and \
+                not self.agent:
             raise ValueError(f"agent is required for {self.action}")
         if self.action == "spawn" and not self.skill:
             raise ValueError("skill is required for spawn")
@@ -333,6 +422,13 @@ REGISTRY: dict[str, type[Payload]] = {
     "MEMORY_STORED": MemoryStored,
     "MEMORY_FEEDBACK": MemoryFeedback,
     "AGENT_OUTPUT": AgentOutput,
+    "TURN_STARTED": TurnStarted,
+    "PERMISSION_REQUESTED": PermissionRequested,
+    "PERMISSION_ANSWERED": PermissionAnswered,
+    "AGENT_QUEUED": AgentQueued,
+    "AGENT_STALLED": AgentStalled,
+    "AGENT_CANCELLED": AgentCancelled,
+    "BUDGET": Budget,
 }
 
 

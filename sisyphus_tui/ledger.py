@@ -178,6 +178,14 @@ class AgentView:
     resumed_from: int | None = None  # the checkpoint cursor it resumed from
     reread: int = 0  # what that resume re-read: events
     resume_ms: float = 0.0  # ... and how long it took
+    # The permission requests it waits on (request id -> the PERMISSION_REQUESTED
+    # payload and its ``ts``), and the tools a person allowed it for the rest of the run.
+    asking: dict[str, dict[str, Any]] = field(default_factory=dict)
+    always: set[str] = field(default_factory=set)
+    # Its turn in progress (TURN_STARTED, until the cursor passes its message).
+    turn_message: int | None = None
+    turn_ts: float | None = None
+    turn_attempt: int = 0
 
 
 @dataclass
@@ -391,9 +399,49 @@ class Ledger:
             raw = p.get("data")
             data: dict[str, Any] = raw if isinstance(raw, dict) else {}
             what = data.get("name") if kind == "tool_call" else p.get("text")
-            agent.state = "working"
+            agent.state = "needs input" if agent.asking else "working"
             # (kept as the log has it, on one line: every view escapes it when shown)
             agent.detail = " ".join(f"{kind}: {what}".split() if what else [str(kind)])[:160]
+
+    def _on_TURN_STARTED(self, event: Event, p: dict[str, Any]) -> None:
+        agent = self._agent(p["agent"])
+        agent.turn_message, agent.turn_ts = p["message"], event.ts
+        agent.turn_attempt = int(p.get("attempt") or 1)
+        agent.asking.clear()  # (what a killed host's turn asked is not asked any more)
+        agent.state = "working"
+
+    def _on_PERMISSION_REQUESTED(self, event: Event, p: dict[str, Any]) -> None:
+        _texts(p, "request", "tool")
+        agent = self._agent(p["agent"])
+        agent.asking[p["request"]] = dict(p) | {"ts": event.ts}
+        agent.state = "needs input"
+        agent.detail = " ".join(f"asks to use {p['tool']}".split())[:160]
+
+    def _on_PERMISSION_ANSWERED(self, event: Event, p: dict[str, Any]) -> None:
+        _texts(p, "request", "decision")
+        agent = self._agent(p["agent"])
+        asked = agent.asking.pop(p["request"], None)
+        if p.get("always") and p["decision"] == "allow" and asked is not None:
+            agent.always.add(str(asked.get("tool")))
+        if not agent.asking and agent.state == "needs input":
+            agent.state = "working"
+
+    def _on_AGENT_QUEUED(self, event: Event, p: dict[str, Any]) -> None:
+        agent = self._agent(p["agent"])
+        agent.state = "queued"
+        agent.detail = f"waits for a {p['backend']} slot ({p['running']}/{p['cap']} busy)"
+
+    def _on_AGENT_STALLED(self, event: Event, p: dict[str, Any]) -> None:
+        agent = self._agent(p["agent"])
+        if agent.state in ("working", "stalled"):
+            agent.state = "stalled"
+            agent.detail = f"no output for {float(p['silent_s']):.0f}s"
+
+    def _on_AGENT_CANCELLED(self, event: Event, p: dict[str, Any]) -> None:
+        agent = self._agent(p["agent"])
+        agent.state = "cancelled"
+        agent.asking.clear()
+        agent.detail = f"turn cancelled ({p.get('how', 'none')}): restart to redo it"
 
     def _on_STATUS_UPDATE(self, event: Event, p: dict[str, Any]) -> None:
         _texts(p, "state", optional=("detail", "phase"))
@@ -407,6 +455,9 @@ class Ledger:
         if p.get("cursor") is not None:
             agent.cursor = max(agent.cursor, p["cursor"])
             self._moved(agent)
+            if agent.turn_message is not None and agent.turn_message <= agent.cursor:
+                agent.turn_message = agent.turn_ts = None
+                agent.asking.clear()
         if agent.role == "kernel":
             state = p.get("state")
             waits = state.get("waiting_gate") if isinstance(state, dict) else None

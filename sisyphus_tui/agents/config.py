@@ -96,6 +96,17 @@ class BrainConfig(BaseModel):
     deny: tuple[str, ...] = ()
     command: tuple[str, ...] = ()  # ACP: the agent's command; else a binary's path
     timeout_s: float = Field(default=1800.0, gt=0)
+    # The permission policy beyond allow/deny: tools that ask a person (anything no
+    # rule names asks too), how long a question waits (None: until answered) and what
+    # the answer is then.
+    ask: tuple[str, ...] = ()
+    ask_timeout_s: float | None = Field(default=None, gt=0)
+    on_timeout: Literal["allow", "deny"] = "deny"
+    # A turn with no output for this long shows ``stalled``.
+    stall_s: float = Field(default=300.0, gt=0)
+    # A turn found in doubt after a crash is done again by resuming its backend
+    # session (with a note that it was interrupted), or in a fresh one.
+    on_interrupt: Literal["resume", "fresh"] = "resume"
 
     @field_validator("backend")
     @classmethod
@@ -113,7 +124,7 @@ class BrainConfig(BaseModel):
         (never run by one)."""
         return shlex.split(value) if isinstance(value, str) else value
 
-    @field_validator("allow", "deny", mode="before")
+    @field_validator("allow", "deny", "ask", mode="before")
     @classmethod
     def _one_tool(cls, value: Any) -> Any:
         """One tool may be written without the list around it."""
@@ -145,13 +156,45 @@ class BrainConfig(BaseModel):
         return cls.model_validate({**fields, "env": {n: env[n] for n in names if n in env}})
 
 
+class Price(BaseModel):
+    """A model's price in USD per million tokens: what a backend that reports tokens
+    but no cost is estimated at."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached: float = Field(default=0.0, ge=0)
+
+
+class BudgetConfig(BaseModel):
+    """What a run may spend, in USD: the whole run, and each agent (None: no limit)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_usd: float | None = Field(default=None, gt=0)
+    agent_usd: float | None = Field(default=None, gt=0)
+
+
 class RunConfig(BaseModel):
-    """A workspace's config: a default brain and one per role."""
+    """A workspace's config: a default brain and one per role; prices (by model name),
+    the budget, and how many agents each backend may run at once."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     brain: BrainConfig = BrainConfig()
     roles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    prices: dict[str, Price] = Field(default_factory=dict)
+    budget: BudgetConfig = BudgetConfig()
+    concurrency: dict[str, int] = Field(default_factory=dict)  # backend -> at most
+
+    @field_validator("concurrency")
+    @classmethod
+    def _caps(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, cap in value.items():
+            if cap < 1:
+                raise ValueError(f"concurrency.{name} must be at least 1")
+        return value
 
     @field_validator("roles")
     @classmethod
@@ -189,7 +232,8 @@ class RunConfig(BaseModel):
             backend=backend)
         roles = {role: table for role, table in self.roles.items()
                  if self.for_role(role).backend == backend}
-        return RunConfig(brain=default, roles=roles)
+        return RunConfig(brain=default, roles=roles, prices=self.prices,
+                         budget=self.budget, concurrency=self.concurrency)
 
 
 def load_config(workspace: Path) -> RunConfig:
