@@ -186,6 +186,13 @@ class AgentView:
     turn_message: int | None = None
     turn_ts: float | None = None
     turn_attempt: int = 0
+    # What it spent, summed over its ``usage`` outputs (cost_is_estimate: some of it
+    # was priced from the config's table, the backend gave tokens but no cost).
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tokens_cached: int = 0
+    cost_usd: float = 0.0
+    cost_is_estimate: bool = False
 
 
 @dataclass

@@ -44,6 +44,9 @@ class Thought:
     workspace: Path | None = None
     session: str | None = None
     say: Callable[[str, str, dict[str, Any], str | None], Awaitable[int]] | None = None
+    # How a tool call the policy does not decide is put to a person (the log's
+    # PERMISSION_REQUESTED, answered by PERMISSION_ANSWERED): see sisyphus_tui.permissions.
+    ask: Any = None
 
 
 class Brain(ABC):
