@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from sisyphus_tui import permissions
+from sisyphus_tui.agents.base import Answer, Question
 from sisyphus_tui.agents.config import BrainConfig, agent_folder
 from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.brains.decisions import InvalidDecision, check_decision
@@ -145,6 +147,19 @@ class Turn:
             "kind": kind, "text": text, "data": dict(data or {}), "raw": raw},
             actor=self.actor.name,
             key=f"output:{self.actor.name}:{self.message.offset}:{sequence}")
+
+    async def ask(self, question: Question) -> Answer:
+        """Put a tool call no rule decided to a person, through the log (the agent
+        ``needs input`` until a PERMISSION_ANSWERED comes, from any process), with the
+        timeout and its answer from the agent's brain config."""
+        config = getattr(self.actor.brain, "config", None)
+        if not isinstance(config, BrainConfig):
+            config = self.swarm.brain_for(self.actor.role)
+        view = self.swarm.ledger.agents.get(self.actor.name)
+        return await permissions.ask(
+            self.swarm.store, self.actor.name, question, message=self.message.offset,
+            policy=permissions.Policy(config.ask_timeout_s, config.on_timeout),
+            always=set(view.always) if view is not None else ())
 
     def status(self, state: str, detail: str = "", phase: str | None = None) -> None:
         """Say what this agent is doing."""
@@ -280,7 +295,8 @@ class Turn:
                           tools=skill.tools if skill else (),
                           timeout_s=skill.timeout_s if skill else None,
                           workspace=self.swarm.workspace.resolve(),
-                          session=live.session if live is not None else None, say=say)
+                          session=live.session if live is not None else None, say=say,
+                          ask=self.ask)
         answer = await self.actor.brain.think(thought)
         try:
             return check_decision(purpose, answer)

@@ -74,7 +74,7 @@ from sisyphus_tui.agents.base import (
     bounded,
     truncated_event,
 )
-from sisyphus_tui.agents.runner import LINGER_S, AgentResult
+from sisyphus_tui.agents.runner import LINGER_S, AgentResult, asks, settle
 from sisyphus_tui.process import Child, Tail
 from sisyphus_tui.safe_text import printable
 
@@ -205,7 +205,7 @@ class _Client:
                                  ) -> RequestPermissionResponse:
         """Allowed or denied per the request's permissions (edits in the workspace
         always allowed)."""
-        return self._run.permission(tool_call, options)
+        return await self._run.permission(tool_call, options)
 
     async def read_text_file(self, session_id: str, path: str, line: int | None = None,
                              limit: int | None = None, **kwargs: Any,
@@ -253,6 +253,8 @@ class _Run:
         self.replaying = False  # session/load replays the history: not this run's events
         self.replayed = 0
         self.cancelling = False  # our session/cancel sent: "cancelled" is its answer
+        self.asking = False  # a permission request waits for a person
+        self.waited_s = 0.0  # ... and the time people took, not the turn's
         self._message: list[str] = []
         self._message_id: str | None = None
         self._thought: list[str] = []
@@ -404,10 +406,11 @@ class _Run:
 
     # -- what the agent asks of the client ----------------------------------------------
 
-    def permission(self, tool_call: ToolCallUpdate,
-                   options: list[PermissionOption]) -> RequestPermissionResponse:
-        """Decide, say so in a ``permission`` event, and answer with the option that
-        matches the decision (or ``cancelled`` when none does)."""
+    async def permission(self, tool_call: ToolCallUpdate,
+                         options: list[PermissionOption]) -> RequestPermissionResponse:
+        """Decide (or, when no rule does, ask the request's asker: a person), say so in
+        a ``permission`` event, and answer with the option that matches the decision
+        (or ``cancelled`` when none does)."""
         self.flush()
         known = self.tools.get(tool_call.tool_call_id)
         if known is None:
@@ -417,10 +420,20 @@ class _Run:
         tool_input = tool_call.raw_input if tool_call.raw_input is not None else known.input
         paths = [loc.path for loc in tool_call.locations or []] or known.locations
         decision, reason = self.decide(title, kind, paths, tool_input)
-        self.emit(AgentEvent("permission", title,
-                             {"id": tool_call.tool_call_id, "name": title, "kind": kind,
-                              "input": tool_input, "decision": decision, "reason": reason},
-                             raw=_dump(tool_call)))
+        event = AgentEvent("permission", title,
+                           {"id": tool_call.tool_call_id, "name": title, "kind": kind,
+                            "input": tool_input, "decision": decision, "reason": reason},
+                           raw=_dump(tool_call))
+        if asks(event):
+            self.asking = True  # (a person's time is not the turn's)
+            started = time.monotonic()
+            try:
+                event = await settle(event, self.request)
+            finally:
+                self.asking = False
+                self.waited_s += time.monotonic() - started
+        self.emit(event)
+        decision = str(event.data["decision"])
         wanted = ("allow_once", "allow_always") if decision == "allow" else (
             "reject_once", "reject_always")
         for option_kind in wanted:
@@ -450,9 +463,11 @@ class _Run:
             if outside:
                 return "deny", f"outside the workspace: {outside[0]}"
             return "allow", "an edit inside the workspace"
+        if any(perms.asks(name, args) for name in (kind, title) if name):
+            return "ask", ""  # (an ask rule of either name wins over an allow)
         if "allow" in (perms.decide(kind, args), perms.decide(title, args)):
             return "allow", "allowed by the configuration"
-        return "deny", "not allowed (default)"
+        return "ask", ""
 
     def confined(self, path: str) -> Path | None:
         """``path`` resolved, if it is inside the workspace; else None."""
@@ -533,7 +548,13 @@ class _Run:
         talk = asyncio.create_task(self._talk(conn))
         timed_out = False
         try:
-            done, _ = await asyncio.wait({talk}, timeout=request.timeout_s)
+            deadline = time.monotonic() + request.timeout_s
+            done: set[asyncio.Task[Any]] = set()
+            # (The time a person takes to answer does not count against the turn's.)
+            while not done and (self.asking or time.monotonic() < deadline + self.waited_s):
+                left = deadline + self.waited_s - time.monotonic()
+                done, _ = await asyncio.wait({talk}, timeout=max(left, 1.0) if self.asking
+                                             else max(left, 0.0))
             if not done:
                 timed_out = True
                 await self._cancel(conn, talk)

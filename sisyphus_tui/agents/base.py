@@ -132,10 +132,38 @@ def _rule_matches(rule: str, tool: str, tool_input: Mapping[str, Any] | None,
 
 
 @dataclass(frozen=True)
+class Question:
+    """A tool call the agent asks to make, that no rule decided: put to a person."""
+
+    request: str  # the backend's id of the request
+    tool: str
+    input: dict[str, Any]
+    reason: str = ""  # why the CLI asks, as it says
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer to a Question: ``allow`` or ``deny`` (``message`` is said to the agent
+    with a deny), ``always``: the tool is allowed for the rest of the run; ``by`` who
+    answered (``human``, ``timeout``, ``policy``)."""
+
+    decision: str
+    always: bool = False
+    message: str = ""
+    by: str = "policy"
+
+
+# How a request puts a Question to a person (the supervisor's; None: nobody to ask,
+# the tool is denied).
+Asker = Callable[[Question], Awaitable[Answer]]
+
+
+@dataclass(frozen=True)
 class Permissions:
     """What an agent may do without asking: edit files inside its workspace (unless
-    the request is ``read_only``); other tools as listed, ``deny`` over ``allow``,
-    denied by default.
+    the request is ``read_only``); other tools as listed, ``deny`` over ``allow`` over
+    ``ask``; anything no rule names asks (``decide`` says ``ask``: the runner puts it to
+    the request's asker, and with none it is denied).
 
     An entry is ``*`` (every tool), a tool's name as its CLI calls it (``Bash``,
     ``run_shell_command``...), or ``Tool(pattern)``: that tool only for a call whose
@@ -148,20 +176,28 @@ class Permissions:
 
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    ask: tuple[str, ...] = ()
 
     def denies(self, tool: str, tool_input: Mapping[str, Any] | None = None) -> bool:
         """Whether a ``deny`` entry names this call (not merely: nothing allows it)."""
         return any(_rule_matches(rule, tool, tool_input) for rule in self.deny
                    if rule != "*")
 
+    def asks(self, tool: str, tool_input: Mapping[str, Any] | None = None) -> bool:
+        """Whether an ``ask`` entry names this call (it asks whatever ``allow`` says)."""
+        return any(_rule_matches(rule, tool, tool_input) for rule in self.ask)
+
     def decide(self, tool: str, tool_input: Mapping[str, Any] | None = None) -> str:
-        """``allow`` or ``deny`` for a tool that asked (``tool_input``: its arguments,
-        for the ``Tool(pattern)`` entries)."""
+        """``allow``, ``deny`` or ``ask`` for a tool that asked (``tool_input``: its
+        arguments, for the ``Tool(pattern)`` entries). An ``ask`` entry makes a call
+        ask even where an ``allow`` pattern would cover it."""
         if self.denies(tool, tool_input):
             return "deny"
+        if self.asks(tool, tool_input):
+            return "ask"
         if any(_rule_matches(rule, tool, tool_input, allowing=True) for rule in self.allow):
             return "allow"
-        return "deny"
+        return "ask"
 
 
 @dataclass(frozen=True)
@@ -183,8 +219,10 @@ class AgentRequest:
     env: Mapping[str, str] = field(default_factory=dict)  # over the inherited environment
     command: tuple[str, ...] = ()  # the command to start (ACP; or a binary's path)
     state_dir: Path | None = None  # where the backend may keep files of its own
-    timeout_s: float = 1800.0
+    timeout_s: float = 1800.0  # the turn's, not counting the time a person took to answer
     grace_s: float = 5.0  # between the steps of a cancel
+    # Who answers what ``permissions`` leaves to ask (None: nobody, it is denied).
+    ask: Asker | None = field(default=None, compare=False, repr=False)
 
 
 class Parser:

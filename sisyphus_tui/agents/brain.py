@@ -105,7 +105,8 @@ class AgentBrain(Brain):
             instructions=thought.instructions, model=self.config.model, thinking=thinking,
             schema=schema, permissions=Permissions(
                 # A skill's tools are its agent's, beyond editing the workspace.
-                (*self.config.allow, *thought.tools), self.config.deny),
+                (*self.config.allow, *thought.tools), self.config.deny, self.config.ask),
+            ask=thought.ask,
             args=self.config.args, env=dict(self.config.env), command=self.config.command,
             state_dir=state_dir,
             # Only an act edits the workspace: the planner, the validator and a

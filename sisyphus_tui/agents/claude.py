@@ -172,8 +172,8 @@ class ClaudeParser(Parser):
             decision, why = "deny", "read-only: no edits"
         else:
             decision = self.permissions.decide(name, tool_input)
-            why = "allowed by the configuration" if decision == "allow" else \
-                "not allowed (default)"
+            why = {"allow": "allowed by the configuration",
+                   "deny": "denied by the configuration"}.get(decision, "")
         return [AgentEvent("permission", str(request.get("decision_reason") or ""), {
             "name": name, "input": tool_input, "id": request_id,
             "tool_use_id": request.get("tool_use_id"), "decision": decision,
@@ -289,8 +289,9 @@ class ClaudeBackend(Backend):
             else:
                 why = " (read-only: no edits)" if request.read_only and \
                     event.data["name"] in EDIT_TOOLS else ""
+                said = str(event.data.get("message") or "")
                 answer = {"behavior": "deny",
-                          "message": f"{event.data['name']} is not allowed here{why}"}
+                          "message": said or f"{event.data['name']} is not allowed here{why}"}
             response: dict[str, Any] = {"subtype": "success",
                                         "request_id": event.data["id"], "response": answer}
         elif event.kind == "raw" and event.data.get("request_id"):

@@ -303,7 +303,7 @@ class CodexBackend(Backend):
         ]
         if request.permissions.decide("network") == "allow" and not request.read_only:
             options += ["-c", "sandbox_workspace_write.network_access=true"]
-        if request.permissions.decide("web_search") == "deny":
+        if request.permissions.decide("web_search") != "allow":
             options += ["-c", 'web_search="disabled"']
         if request.model:
             options += ["-m", request.model]

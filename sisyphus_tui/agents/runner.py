@@ -23,6 +23,7 @@ from sisyphus_tui.agents.base import (
     AgentRequest,
     AgentUnavailable,
     Backend,
+    Question,
 )
 from sisyphus_tui.process import Child, Tail, end_leftover, note_group
 from sisyphus_tui.safe_text import printable
@@ -88,6 +89,35 @@ class AgentResult:
 _COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
+def asks(event: AgentEvent) -> bool:
+    """Whether ``event`` is a permission request no rule decided (one for a person)."""
+    return event.kind == "permission" and event.data.get("decision") == "ask"
+
+
+async def settle(event: AgentEvent, request: AgentRequest) -> AgentEvent:
+    """A permission request no rule decided (``asks``) put to the request's asker (a
+    person, through the log): the event with the answer in it; with no asker, the tool
+    is denied. Any other event is returned as it is."""
+    if not asks(event):
+        return event
+    if request.ask is None:
+        return replace(event, data={**event.data, "decision": "deny",
+                                    "reason": "not allowed (nobody to ask)"})
+    data = event.data
+    tool_input = data.get("input")
+    answer = await request.ask(Question(
+        str(data.get("id") or ""), str(data.get("name") or "?"),
+        tool_input if isinstance(tool_input, dict) else {"input": tool_input},
+        str(data.get("reason") or event.text or "")))
+    who = {"human": "a person", "timeout": "the timeout", "policy": "the policy"}.get(
+        answer.by, answer.by)
+    why = f"{'allowed' if answer.decision == 'allow' else 'denied'} by {who}" + (
+        " (always, for this run)" if answer.always else "")
+    return replace(event, data={**data, "decision": answer.decision, "reason": why,
+                                "asked": True, "by": answer.by, "always": answer.always,
+                                "message": answer.message})
+
+
 def _last_line(text: str) -> str:
     text = _COLOURS.sub("", text)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -123,6 +153,13 @@ async def run_agent(backend: Backend, request: AgentRequest,
     stderr_head: list[str] = []  # its first lines: an error a long usage text follows
     over = asyncio.Event()
     count = 0
+    # The time spent on a person's answers does not count against the turn's.
+    waited_s = 0.0
+    waiting_since: float | None = None
+
+    def limit() -> float:
+        now = time.monotonic()
+        return deadline + waited_s + (now - waiting_since if waiting_since else 0.0)
 
     async def say(event: AgentEvent) -> None:
         nonlocal count
@@ -133,10 +170,18 @@ async def run_agent(backend: Backend, request: AgentRequest,
                 await result
 
     async def pump() -> None:
+        nonlocal waited_s, waiting_since
         async for line in child.lines():
             for index, event in enumerate(parser.feed(line)):
                 if index == 0 and event.raw is None:
                     event = replace(event, raw=line[:RAW_MAX_CHARS])
+                if asks(event):
+                    waiting_since = time.monotonic()
+                    try:
+                        event = await settle(event, request)
+                    finally:
+                        waited_s += time.monotonic() - waiting_since
+                        waiting_since = None
                 await say(event)
                 answer = backend.reply(event, request)
                 if answer is not None:
@@ -177,13 +222,12 @@ async def run_agent(backend: Backend, request: AgentRequest,
     try:
         # The prompt is written within the turn's time (a CLI that never reads its
         # stdin must not hold the run past its timeout).
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + request.timeout_s
+        deadline = time.monotonic() + request.timeout_s
         feeding = asyncio.create_task(feed())
         watched: set[asyncio.Task[Any]] = {feeding, reader, exited, finished}
         done: set[asyncio.Task[Any]] = set()
-        while not done and loop.time() < deadline:
-            done, _ = await asyncio.wait(watched, timeout=deadline - loop.time(),
+        while not done and time.monotonic() < limit():
+            done, _ = await asyncio.wait(watched, timeout=limit() - time.monotonic(),
                                          return_when=asyncio.FIRST_COMPLETED)
             if feeding in done:  # the prompt is in: now the turn itself
                 watched.discard(feeding)
