@@ -752,6 +752,34 @@ async def cmd_resume(args: argparse.Namespace) -> int:
                           f"resume {args.agent}")
 
 
+async def cmd_answer(args: argparse.Namespace) -> int:
+    """Answer an agent's permission request (its oldest waiting, or ``--request``)."""
+    from sisyphus_tui import permissions
+
+    async def body(store: EventStore) -> int:
+        ledger = await permissions.permission_ledger(store)
+        view = ledger.agents.get(args.agent)
+        request = args.request
+        if view is not None and request is None and view.asking:
+            request = min(view.asking, key=lambda r: float(view.asking[r].get("ts") or 0))
+        asked = view.asking.get(request or "") if view is not None else None
+        offset = await permissions.answer(
+            store, args.agent, args.decision, request=request, always=args.always,
+            message=args.message or "", actor=args.sender, ledger=ledger)
+        tool = str(asked.get("tool")) if asked else "?"
+        done = "allowed" if args.decision == "allow" else "denied"
+        always = " for the rest of the run" if args.always and args.decision == "allow" \
+            else ""
+        _emit_line(printable(f"{done} {tool} for {args.agent}{always} (request {request}, "
+                             f"event {offset})"))
+        left = len(view.asking) - 1 if view is not None else 0
+        if left > 0:
+            _emit_line(f"{args.agent} has {left} more request(s) waiting")
+        return 0
+
+    return await _with_store(args, body, create=False)
+
+
 async def cmd_pause(args: argparse.Namespace) -> int:
     return await _control(args, {"action": "pause"}, "pause")
 
@@ -1100,6 +1128,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", parents=[db, actor], help="resume a wiped or failed agent")
     p.add_argument("agent")
     p.set_defaults(run=cmd_resume)
+
+    p = sub.add_parser("answer", parents=[db, actor], help="answer an agent's permission "
+                       "request (the oldest it waits on)")
+    p.add_argument("agent")
+    p.add_argument("decision", choices=("allow", "deny"))
+    p.add_argument("--always", action="store_true", help="allow this tool for the agent "
+                   "for the rest of the run")
+    p.add_argument("--message", type=_text, help="what to tell the agent (with deny)")
+    p.add_argument("--request", help="the request to answer (default: its oldest)")
+    p.set_defaults(run=cmd_answer)
 
     p = sub.add_parser("pause", parents=[db, actor], help="pause the swarm (agents finish "
                        "their current message, then wait)")

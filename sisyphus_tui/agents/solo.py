@@ -17,8 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sisyphus_tui import permissions
 from sisyphus_tui.agents import backend as make_backend
-from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Backend, Permissions
+from sisyphus_tui.agents.base import (
+    AgentEvent,
+    AgentRequest,
+    Answer,
+    Backend,
+    Permissions,
+    Question,
+)
 from sisyphus_tui.agents.config import BrainConfig, agent_folder
 from sisyphus_tui.agents.runner import AgentResult, run_resuming
 from sisyphus_tui.errors import SisyphusError
@@ -34,8 +42,9 @@ async def agent_view(store: EventStore, name: str) -> AgentView | None:
     ledger = Ledger()
     offset = 0
     while True:
-        page = await store.read(offset, 5000, types=["AGENT_SPAWNED", "AGENT_REGISTERED",
-                                                      "AGENT_OUTPUT", "CONTEXT_WIPED"])
+        page = await store.read(offset, 5000, types=[
+            "AGENT_SPAWNED", "AGENT_REGISTERED", "AGENT_OUTPUT", "CONTEXT_WIPED",
+            "PERMISSION_REQUESTED", "PERMISSION_ANSWERED", "CHECKPOINT"])
         for event in page.events:
             ledger.apply(event)
         if not page.events:
@@ -114,12 +123,23 @@ async def _run(store: EventStore, mail: SwarmMail, backend: Backend, config: Bra
     await store.append("STATUS_UPDATE", {"agent": name, "state": "working",
                                          "detail": f"{config.backend}: {prompt[:80]}"},
                        actor=name)
+    always: set[str] = set()  # what a person allowed for the rest of this run
+
+    async def ask(question: Question) -> Answer:
+        answer = await permissions.ask(
+            store, name, question, message=message,
+            policy=permissions.Policy(config.ask_timeout_s, config.on_timeout),
+            always=always)
+        if answer.always and answer.decision == "allow":
+            always.add(question.tool)
+        return answer
+
     request = AgentRequest(
         prompt=prompt, workspace=workspace, session=session, model=config.model,
         thinking=config.thinking or "off",
-        permissions=Permissions(config.allow, config.deny), args=config.args,
+        permissions=Permissions(config.allow, config.deny, config.ask), args=config.args,
         env=dict(config.env), command=config.command,
-        state_dir=folder, timeout_s=config.timeout_s)
+        state_dir=folder, timeout_s=config.timeout_s, ask=ask)
     try:
         result = await run_resuming(backend, request, said)
     except BaseException as exc:

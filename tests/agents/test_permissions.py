@@ -1,0 +1,214 @@
+"""Permission prompts answered from the supervisor, with the real CLIs: a tool call no
+rule decides waits in the log (the agent ``needs input``) until ``sisyphus answer`` in
+another shell allows or denies it; allow-always holds for the rest of the run; the
+policy's timeout answers when nobody does; an edit inside the workspace never asks; an
+ACP agent's request_permission is asked the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sisyphus_tui import permissions
+from sisyphus_tui.agents import backend
+from sisyphus_tui.agents.base import AgentEvent, AgentRequest, Answer, Permissions, Question
+from sisyphus_tui.agents.runner import run_agent
+from sisyphus_tui.stream import open_store
+from tests.agents.fakemodel import FakeModel, Step
+from tests.agents.fakemodel.anthropic import Anthropic
+from tests.agents.fakemodel.gemini import Gemini
+from tests.agents.test_acp import gemini_request
+from tests.agents.test_swarm_on_agents import claude_env, events_of, sisyphus
+
+WRITE_A = "python3 -c \"open('a.txt','w').write('a')\""
+WRITE_B = "python3 -c \"open('b.txt','w').write('b')\""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "notes.txt").write_text("status: draft\n")
+    return root
+
+
+def start_agent(repo: Path, db: Path, env: dict[str, str], name: str = "asker",
+                prompt: str = "write a.txt") -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "sisyphus_tui", "agent", "claude", prompt,
+                             "--workspace", str(repo), "--db", str(db), "--name", name],
+                            cwd=repo.parent, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(db: Path, type_: str, count: int = 1, timeout: float = 120) -> list[dict[str, Any]]:
+    """The payloads of ``type_`` once there are ``count`` of them (polling the file: the
+    log of another process has no event to wait on here)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            found = [p for _, t, _, p in events_of(db) if t == type_]
+            if len(found) >= count:
+                return found
+        time.sleep(0.05)
+    raise AssertionError(f"no {count} {type_} within {timeout}s")
+
+
+def agents_json(db: Path, env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    shown = sisyphus("agents", "--db", str(db), "--json", env=env, cwd=cwd)
+    assert shown.returncode == 0, shown.stderr
+    rows = [json.loads(line) for line in shown.stdout.splitlines()]
+    return {row["agent"]: row for row in rows}
+
+
+def finish(agent: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = agent.communicate(timeout=120)
+    return agent.returncode, out, err
+
+
+def test_a_shell_command_waits_for_an_answer_from_another_shell(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    steps = [Step(tool="shell", args={"command": WRITE_A}), Step(text="Wrote it.")]
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), steps) as model:
+        env = claude_env(agent_env, model)
+        agent = start_agent(repo, db, env)
+        try:
+            (asked,) = wait_for(db, "PERMISSION_REQUESTED")
+            assert asked["agent"] == "asker" and asked["tool"] == "Bash"
+            assert asked["input"]["command"] == WRITE_A
+            assert agents_json(db, env, tmp_path)["asker"]["state"] == "needs_input"
+            assert not (repo / "a.txt").exists()  # nothing ran while it waited
+            posts = len(model.posts())
+            answered = sisyphus("answer", "asker", "allow", "--db", str(db), env=env,
+                                cwd=tmp_path)
+            assert answered.returncode == 0, answered.stderr
+            assert answered.stdout.startswith("allowed Bash for asker (request ")
+            code, out, err = finish(agent)
+        finally:
+            agent.kill()
+    assert code == 0, err
+    assert out == "Wrote it.\n"
+    assert (repo / "a.txt").read_text() == "a"
+    assert len(model.posts()) > posts  # the model was asked again only after the answer
+    events = events_of(db)
+    (answer,) = [p for _, t, _, p in events if t == "PERMISSION_ANSWERED"]
+    assert answer["decision"] == "allow" and answer["by"] == "human"
+    said = [p for _, t, _, p in events if t == "AGENT_OUTPUT" and p["kind"] == "permission"]
+    assert [(p["data"]["decision"], p["data"]["by"]) for p in said] == [("allow", "human")]
+    # Answered and finished: nothing waits, and a second answer is refused in one line.
+    again = sisyphus("answer", "asker", "deny", "--db", str(db), env=env, cwd=tmp_path)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "asker is not waiting for a permission answer" in again.stderr
+
+
+def test_deny_with_a_message_reaches_the_model_and_always_holds(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    steps = [Step(tool="shell", args={"command": WRITE_A}),
+             Step(tool="shell", args={"command": WRITE_B}),
+             Step(tool="shell", args={"command": WRITE_A.replace("a.txt", "c.txt")}),
+             Step(text="Tried all three.")]
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), steps) as model:
+        env = claude_env(agent_env, model)
+        agent = start_agent(repo, db, env)
+        try:
+            wait_for(db, "PERMISSION_REQUESTED")
+            denied = sisyphus("answer", "asker", "deny", "--message",
+                              "not a.txt [red]please[/]", "--db", str(db), env=env,
+                              cwd=tmp_path)
+            assert denied.returncode == 0, denied.stderr
+            assert denied.stdout.startswith("denied Bash for asker")
+            wait_for(db, "PERMISSION_REQUESTED", 2)
+            always = sisyphus("answer", "asker", "allow", "--always", "--db", str(db),
+                              env=env, cwd=tmp_path)
+            assert always.returncode == 0, always.stderr
+            assert "for the rest of the run" in always.stdout
+            code, out, err = finish(agent)
+        finally:
+            agent.kill()
+    assert code == 0, err
+    assert not (repo / "a.txt").exists()
+    assert (repo / "b.txt").read_text() == "b"
+    assert (repo / "c.txt").read_text() == "a"  # allowed always: it did not ask again
+    # The deny's message is what the model read as the tool's result.
+    history = json.dumps(model.posts()[1]["messages"])
+    assert "not a.txt [red]please[/]" in history
+    events = events_of(db)
+    assert len([p for _, t, _, p in events if t == "PERMISSION_REQUESTED"]) == 2
+    said = [p["data"] for _, t, _, p in events
+            if t == "AGENT_OUTPUT" and p["kind"] == "permission"]
+    assert [(d["decision"], d["by"]) for d in said] == [
+        ("deny", "human"), ("allow", "human"), ("allow", "policy")]
+
+
+def test_the_policy_answers_on_its_timeout_and_an_edit_never_asks(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    (repo / ".sisyphus").mkdir()
+    (repo / ".sisyphus" / "config.toml").write_text(
+        '[brain]\nbackend = "claude"\nask_timeout_s = 1\non_timeout = "deny"\n')
+    steps = [Step(tool="read", args={"path": "notes.txt"}),
+             Step(tool="edit", args={"path": "notes.txt", "old": "draft", "new": "final"}),
+             Step(tool="shell", args={"command": WRITE_A}),
+             Step(text="Edited; the shell was refused.")]
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), steps) as model:
+        env = claude_env(agent_env, model)
+        done = sisyphus("agent", "claude", "edit and write", "--workspace", str(repo),
+                        "--db", str(db), "--name", "asker", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (repo / "notes.txt").read_text() == "status: final\n"  # no question for it
+    assert not (repo / "a.txt").exists()
+    events = events_of(db)
+    (asked,) = [p for _, t, _, p in events if t == "PERMISSION_REQUESTED"]
+    assert asked["tool"] == "Bash" and asked["timeout_s"] == 1
+    (answer,) = [p for _, t, _, p in events if t == "PERMISSION_ANSWERED"]
+    assert (answer["decision"], answer["by"]) == ("deny", "timeout")
+
+
+async def test_an_acp_agents_request_is_asked_and_answered(
+        tmp_path: Path, agent_env: dict[str, str]) -> None:
+    """gemini --acp: its shell command's request_permission waits for the log's answer
+    (here from the same process, through permissions.answer, as a TUI gives it)."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    store = await open_store(tmp_path / "swarm.db")
+    steps = [Step(tool="shell", args={"command": WRITE_A}), Step(text="Done.")]
+    seen: list[AgentEvent] = []
+
+    async def ask(question: Question) -> Answer:
+        return await permissions.ask(store, "gem", question, message=None)
+
+    async def answer_when_asked() -> None:
+        async for event in store.tail(1, types=["PERMISSION_REQUESTED"]):
+            await permissions.answer(store, "gem", "allow", request=event.payload["request"])
+            return
+
+    try:
+        with FakeModel(Gemini(), steps) as model:
+            answering = asyncio.create_task(answer_when_asked())
+            request = gemini_request(ws, model, agent_env, "write a.txt", ask=ask,
+                                     permissions=Permissions())
+            result = await run_agent(backend("acp"), request, seen.append)
+            await asyncio.wait_for(answering, 5)
+    finally:
+        await store.close()
+    assert result.ok, (result.error, result.stderr_tail)
+    asked = [e for e in seen if e.kind == "permission"]
+    assert [(e.data["decision"], e.data["by"]) for e in asked] == [("allow", "human")]
+    assert (ws / "a.txt").read_text() == "a"
+
+
+def test_no_asker_denies_what_would_ask() -> None:
+    assert Permissions().decide("Bash", {"command": "ls"}) == "ask"
+    assert Permissions(allow=("Bash",)).decide("Bash", {"command": "ls"}) == "allow"
+    assert Permissions(allow=("Bash",), ask=("Bash(rm*)",)).decide(
+        "Bash", {"command": "rm -rf x"}) == "ask"
+    assert Permissions(deny=("Bash",), ask=("Bash",)).decide("Bash") == "deny"
+    assert AgentRequest(prompt="x", workspace=Path(".")).ask is None
