@@ -1,0 +1,327 @@
+"""Workspace checkpoints in a shadow git repository: what the workspace held at each
+checkpoint of an acting agent, and putting it back.
+
+The shadow repository lives in ``<workspace>/.sisyphus/shadow.git``, with its own
+index, and is driven through environment variables only (GIT_DIR, GIT_WORK_TREE,
+GIT_INDEX_FILE), so the workspace's own repository, if it has one, is never read or
+written: not its index, HEAD, branches, stash or config. Every call runs with the
+system and global git config shut out, no hooks, no automatic gc, no fsmonitor, no
+line-ending or filter conversion (the bytes are kept as they are), and a fixed author.
+
+What is snapshotted: every file git would call untracked-but-not-ignored or tracked
+(the workspace's .gitignore files, its ``.git/info/exclude`` and the user's global
+excludes file decide, as they do for the user's own git), minus the swarm's own
+folder, version control folders, the caches and environments tools make and the
+ledger the swarm writes. A nested repository or submodule (a folder with its own
+``.git``) is its own: left out, never changed by a restore. Ignored files stay out of
+every snapshot and a restore never deletes or changes one.
+
+Commits are chained on ``refs/sisyphus/checkpoints`` so every one stays reachable (and
+gc never runs). A snapshot costs little when little changed: git's index keeps each
+file's stat data, and only files whose stat changed are read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from sisyphus_tui.agents.config import GITIGNORE
+from sisyphus_tui.errors import SisyphusError
+
+REF = "refs/sisyphus/checkpoints"
+SHADOW_DIR = "shadow.git"
+AUTHOR = ("sisyphus", "sisyphus@localhost")
+# Left out of every snapshot, whatever the workspace's .gitignore says (given on the
+# command line, the place whose patterns no .gitignore can negate): the swarm's own
+# folder and ledger, version control, and the caches and environments tools rebuild.
+EXCLUDED = ("/.sisyphus/", "/SISYPHUS_LEDGER.md", "/.SISYPHUS_LEDGER.md.*", ".git",
+            ".hg/", ".svn/", "__pycache__/", ".pytest_cache/", ".mypy_cache/",
+            ".ruff_cache/", ".venv/", "venv/", "node_modules/", ".tox/", ".nox/")
+# Options on every call (the shadow's config says the same; these win over anything).
+OPTIONS = ("core.autocrlf=false", "core.safecrlf=false",
+           "core.fsmonitor=false", "core.hooksPath=/dev/null", "core.attributesFile=/dev/null",
+           "core.quotePath=false", "core.bare=false", "core.sparseCheckout=false",
+           "gc.auto=0", "maintenance.auto=false", "commit.gpgSign=false",
+           "advice.addEmbeddedRepo=false")
+# Highest-precedence attributes: no text conversion, filter, ident or re-encoding, so a
+# restore writes back the bytes that were snapshotted, whatever .gitattributes says.
+ATTRIBUTES = "* -text -eol -filter -ident -working-tree-encoding -crlf\n"
+_SHA = re.compile(r"^[0-9a-f]{4,64}$")
+# git's words for faults that pass: another git holds the index, a full disk, I/O.
+_PASSING = ("index.lock", ".lock': File exists", "No space left", "Disk quota",
+            "Input/output error", "Resource temporarily unavailable", "Too many open files")
+
+
+class ShadowError(SisyphusError):
+    """A checkpoint could not be taken, read or restored (one line says why)."""
+
+    def __init__(self, text: str, *, passing: bool = False) -> None:
+        super().__init__(text)
+        # faults.is_passing reads this: a lock or a full disk may pass, so it is retried.
+        self.passing = passing
+
+
+class GitMissing(ShadowError):
+    """git is not installed: workspace checkpoints cannot be taken at all."""
+
+
+class UnknownCommit(ShadowError):
+    """The commit asked for is not a checkpoint of this workspace's shadow repository."""
+
+
+class Shadow:
+    """The shadow repository of one workspace: ``snapshot``, ``changes``, ``restore``."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = Path(workspace)
+
+    @property
+    def git_dir(self) -> Path:
+        """Where the shadow repository is kept."""
+        return self.workspace / ".sisyphus" / SHADOW_DIR
+
+    async def snapshot(self, label: str) -> str:
+        """Commit the workspace as it is now (chained on REF, ``label`` its message);
+        returns the commit's sha."""
+        return await asyncio.to_thread(self._locked_snapshot, label)
+
+    async def changes(self, sha: str) -> list[tuple[str, str]]:
+        """What restoring ``sha`` would do to the workspace now, sorted by path: ``A``
+        (made again), ``M`` (content, mode or kind changed back), ``D`` (removed: a file
+        made since, or one ``sha`` did not have)."""
+        return await asyncio.to_thread(self._locked_changes, sha)
+
+    async def restore(self, sha: str) -> list[tuple[str, str]]:
+        """Put the workspace's non-ignored files back as they were in ``sha`` (contents,
+        executable bits, symbolic links; files made since removed, removed ones made
+        again); returns what it changed, as ``changes`` does. The workspace as it was
+        just before is committed on REF first, so a restore can be undone."""
+        return await asyncio.to_thread(self._locked_restore, sha)
+
+    async def latest(self) -> str | None:
+        """The last checkpoint's commit, or None before the first."""
+        return await asyncio.to_thread(self._locked_latest)
+
+    # The work, in a thread, under a lock on the shadow repository (across processes).
+
+    def _locked_snapshot(self, label: str) -> str:
+        with self._lock():
+            return self._commit(self._stage(), label)
+
+    def _locked_changes(self, sha: str) -> list[tuple[str, str]]:
+        with self._lock():
+            target = self._resolve(sha)
+            return self._diff(self._stage(), target + "^{tree}")
+
+    def _locked_restore(self, sha: str) -> list[tuple[str, str]]:
+        with self._lock():
+            target = self._resolve(sha)
+            now = self._stage()
+            changed = self._diff(now, target + "^{tree}")
+            if not changed:
+                return []
+            self._commit(now, f"before restoring {target}")
+            # A two-tree read-tree is what a checkout does: the index is ``now`` (just
+            # staged), so git updates only the files that differ, removes what ``target``
+            # lacks, prunes the folders that leaves empty, and refuses rather than
+            # overwrite a file it does not track (an ignored one in the way).
+            self._git("read-tree", "-m", "-u", now, target + "^{tree}")
+            return changed
+
+    def _locked_latest(self) -> str | None:
+        with self._lock():
+            return self._head()
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        root = self.workspace.resolve()
+        if not root.is_dir():
+            raise ShadowError(f"workspace not found: {root}")
+        if shutil.which("git") is None:
+            raise GitMissing("git is not installed (workspace checkpoints need it)")
+        own = root / ".sisyphus"
+        own.mkdir(mode=0o700, exist_ok=True)
+        ignore = own / ".gitignore"
+        if not ignore.exists():  # the user's git does not list the shadow as new files
+            ignore.write_text(GITIGNORE)
+        fd = os.open(own / "shadow.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # Only this module drives the shadow repository, always under this lock: a
+            # lock file of git's found now was left by a process killed mid-call.
+            for stale in ("index.lock", REF + ".lock", "HEAD.lock", "config.lock"):
+                (self.git_dir / stale).unlink(missing_ok=True)
+            self._init(root)
+            self._copy_excludes(root)
+            yield
+        finally:
+            os.close(fd)
+
+    def _init(self, root: Path) -> None:
+        """Make the shadow repository if there is none: made beside, then renamed into
+        place, so a repository that is there is a whole one."""
+        if (self.git_dir / "HEAD").is_file():
+            return
+        fresh = self.git_dir.with_name(f"{SHADOW_DIR}.new-{os.getpid()}")
+        shutil.rmtree(fresh, ignore_errors=True)
+        shutil.rmtree(self.git_dir, ignore_errors=True)  # half made by a killed process
+        self._run(["init", "-q", "--bare", "--template=", str(fresh)], root, git_dir=None)
+        os.chmod(fresh, 0o700)  # it holds a copy of every file of the workspace
+        for option in OPTIONS:
+            key, value = option.split("=", 1)
+            self._run(["config", key, value], root, git_dir=fresh)
+        (fresh / "info").mkdir(exist_ok=True)
+        (fresh / "info" / "attributes").write_text(ATTRIBUTES)
+        os.rename(fresh, self.git_dir)
+
+    def _copy_excludes(self, root: Path) -> None:
+        """The workspace repository's ``.git/info/exclude`` becomes the shadow's (read
+        only; a ``.git`` file of a worktree names its real folder)."""
+        source = _user_git_dir(root)
+        text = b""
+        if source is not None:
+            with contextlib.suppress(OSError):
+                text = (source / "info" / "exclude").read_bytes()
+        target = self.git_dir / "info" / "exclude"
+        try:
+            if target.read_bytes() == text:
+                return
+        except OSError:
+            pass
+        target.write_bytes(text)
+
+    def _stage(self) -> str:
+        """Bring the shadow index to the workspace as it is now; returns its tree."""
+        excludes = [f"--exclude={pattern}" for pattern in EXCLUDED]
+        # Tracked files: changed ones re-read (the stat cache says which), removed ones
+        # dropped; then those an ignore rule now covers are dropped too (never restored).
+        self._git("add", "-u")
+        ignored = self._git("ls-files", "-z", "-c", "-i", "--exclude-standard", *excludes)
+        if ignored:
+            self._git("update-index", "--force-remove", "-z", "--stdin", stdin=ignored)
+        # New files; a nested repository is listed as its folder ("sub/"): left out.
+        others = self._git("ls-files", "-z", "-o", "--exclude-standard", *excludes)
+        root = self.workspace.resolve()
+        new = [path for path in others.split(b"\0")
+               if path and not path.endswith(b"/") and _indexable(root / os.fsdecode(path))]
+        if new:
+            self._git("update-index", "--add", "-z", "--stdin", stdin=b"\0".join(new) + b"\0")
+        return self._git("write-tree").decode().strip()
+
+    def _commit(self, tree: str, label: str) -> str:
+        parent = self._head()
+        argv = ["commit-tree", tree, *(["-p", parent] if parent else []), "-F", "-"]
+        message = label.replace("\0", "").encode("utf-8", "surrogateescape") or b"checkpoint"
+        sha = self._git(*argv, stdin=message).decode().strip()
+        # Compare-and-swap on the chain (the lock makes it uncontested; this says so).
+        self._git("update-ref", "-m", "checkpoint", REF, sha, parent or "0" * len(sha))
+        return sha
+
+    def _head(self) -> str | None:
+        out = self._git("rev-parse", "-q", "--verify", REF + "^{commit}", ok=(0, 1))
+        return out.decode().strip() or None
+
+    def _resolve(self, sha: str) -> str:
+        """The full sha of a commit of the shadow repository (abbreviated accepted)."""
+        text = sha.strip().lower()
+        if not _SHA.match(text):
+            raise UnknownCommit(f"not a commit sha: {sha!r}")
+        out = self._git("rev-parse", "-q", "--verify", text + "^{commit}", ok=(0, 1, 128))
+        full = out.decode().strip()
+        if not full:
+            raise UnknownCommit(f"unknown checkpoint commit: {text} (not in {self.git_dir})")
+        return full
+
+    def _diff(self, now: str, target: str) -> list[tuple[str, str]]:
+        out = self._git("diff-tree", "-r", "-z", "--no-renames", now, target)
+        fields = out.split(b"\0")
+        changed: list[tuple[str, str]] = []
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False):
+            if not meta.startswith(b":"):
+                continue
+            old_mode, new_mode, _old, _new, letter = meta[1:].decode().split(" ")
+            if "160000" in (old_mode, new_mode):
+                continue  # a nested repository's commit: its own, never restored
+            changed.append(({"T": "M"}.get(letter[0], letter[0]),
+                            os.fsdecode(path)))
+        return sorted(changed, key=lambda item: item[1])
+
+    def _git(self, *args: str, stdin: bytes | None = None, ok: tuple[int, ...] = (0,)) -> bytes:
+        return self._run(list(args), self.workspace.resolve(), git_dir=self.git_dir,
+                         stdin=stdin, ok=ok)
+
+    def _run(self, args: list[str], root: Path, *, git_dir: Path | None,
+             stdin: bytes | None = None, ok: tuple[int, ...] = (0,)) -> bytes:
+        git = shutil.which("git")
+        if git is None:
+            raise GitMissing("git is not installed (workspace checkpoints need it)")
+        argv = [git]
+        for option in OPTIONS:
+            argv += ["-c", option]
+        try:
+            done = subprocess.run(argv + args, input=stdin, capture_output=True, cwd=root,
+                                  env=_environment(root, git_dir), check=False)
+        except FileNotFoundError:
+            raise GitMissing("git is not installed (workspace checkpoints need it)") from None
+        if done.returncode not in ok:
+            error = done.stderr.decode("utf-8", "replace").strip()
+            line = next((part for part in error.splitlines()
+                         if part.startswith(("fatal:", "error:"))),
+                        error.splitlines()[0] if error else f"exit {done.returncode}")
+            raise ShadowError(f"shadow git {args[0]} failed: {line}",
+                              passing=any(word in error for word in _PASSING))
+        if done.returncode != 0:
+            return b""
+        return done.stdout
+
+
+def _environment(root: Path, git_dir: Path | None) -> dict[str, str]:
+    """The environment of every git call: nothing of the caller's git settings (a hook
+    or an editor may have set GIT_DIR and its kin), the shadow repository's own paths."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    env.update({
+        "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_ATTR_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_NO_REPLACE_OBJECTS": "1",
+        "GIT_AUTHOR_NAME": AUTHOR[0], "GIT_AUTHOR_EMAIL": AUTHOR[1],
+        "GIT_COMMITTER_NAME": AUTHOR[0], "GIT_COMMITTER_EMAIL": AUTHOR[1],
+        "GIT_ADVICE": "0", "LC_ALL": "C", "LANGUAGE": "C",
+    })
+    if git_dir is not None:
+        env.update({"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(root),
+                    "GIT_INDEX_FILE": str(git_dir / "index")})
+    return env
+
+
+def _user_git_dir(root: Path) -> Path | None:
+    """The folder of the workspace's own repository (``.git``, or where a ``.git`` file
+    points), or None when the workspace is not one."""
+    dot = root / ".git"
+    if dot.is_dir():
+        return dot
+    try:
+        text = dot.read_text("utf-8", "replace")
+    except OSError:
+        return None
+    if text.startswith("gitdir:"):
+        found = Path(text[len("gitdir:"):].strip())
+        return found if found.is_absolute() else root / found
+    return None
+
+
+def _indexable(path: Path) -> bool:
+    """Whether git can keep ``path``: a regular file or a symbolic link (a fifo or a
+    socket is not content; one gone since it was listed is not there to keep)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or stat.S_ISLNK(mode)

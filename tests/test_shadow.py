@@ -1,0 +1,353 @@
+"""Workspace checkpoints in the shadow repository: snapshot, changes and restore on real
+workspaces with the real git, the user's own git state never touched, ignored files
+never taken or removed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sisyphus_tui.agents.config import agent_folder
+from sisyphus_tui.faults import is_passing
+from sisyphus_tui.shadow import REF, GitMissing, Shadow, ShadowError, UnknownCommit
+
+
+def git(repo: Path, *args: str) -> str:
+    """The user's git, in the user's repository (as a person would run it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env |= {"GIT_AUTHOR_NAME": "u", "GIT_AUTHOR_EMAIL": "u@x", "GIT_COMMITTER_NAME": "u",
+            "GIT_COMMITTER_EMAIL": "u@x", "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull}
+    done = subprocess.run(["git", *args], cwd=repo, capture_output=True, env=env, check=True)
+    return done.stdout.decode("utf-8", "surrogateescape")
+
+
+def files_of(root: Path) -> dict[str, tuple[str, bytes]]:
+    """Every file and link under ``root`` but .sisyphus and .git: kind+mode, content."""
+    found: dict[str, tuple[str, bytes]] = {}
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".sisyphus", ".git")
+                   and not os.path.islink(os.path.join(folder, d))]
+        for name in names + [d for d in os.listdir(folder)
+                             if os.path.islink(os.path.join(folder, d))
+                             and os.path.isdir(os.path.join(folder, d))]:
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, root)
+            if os.path.islink(path):
+                found[rel] = ("link", os.fsencode(os.readlink(path)))
+            else:
+                mode = "exec" if os.stat(path).st_mode & 0o100 else "file"
+                found[rel] = (mode, Path(path).read_bytes())
+    return found
+
+
+def shadow_git(shadow: Shadow, *args: str) -> str:
+    """Read the shadow repository (as a person inspecting it would)."""
+    return subprocess.run(["git", "--git-dir", str(shadow.git_dir), *args],
+                          capture_output=True, check=True).stdout.decode("utf-8",
+                                                                         "surrogateescape")
+
+
+def tree_paths(shadow: Shadow, sha: str) -> set[str]:
+    """The paths a shadow commit holds."""
+    out = shadow_git(shadow, "ls-tree", "-r", "-z", "--name-only", sha)
+    return {p for p in out.split("\0") if p}
+
+
+def user_state(repo: Path) -> dict[str, object]:
+    """Everything of the user's repository a checkpoint must leave as it was."""
+    dot = repo / ".git"
+    return {
+        "status": git(repo, "status", "--porcelain=v2", "--branch", "--untracked-files=all"),
+        "stash": git(repo, "stash", "list"),
+        "branches": git(repo, "branch", "-a", "-v"),
+        "index": hashlib.sha256((dot / "index").read_bytes()).hexdigest(),
+        "HEAD": (dot / "HEAD").read_bytes(),
+        "config": (dot / "config").read_bytes(),
+        "refs": git(repo, "for-each-ref"),
+        "files": sorted(str(p.relative_to(dot)) for p in dot.rglob("*")),
+    }
+
+
+def make_sample(ws: Path) -> None:
+    """A small workspace with the awkward kinds of file."""
+    (ws / "src" / "pkg").mkdir(parents=True)
+    (ws / "src" / "pkg" / "mod.py").write_text("def f():\n    return 1\n")
+    (ws / "with space.txt").write_text("spaces\n")
+    (ws / "line\nbreak.txt").write_text("newline in the name\n")
+    (ws / os.fsdecode(b"latin-\xe9.txt")).write_bytes(b"not utf-8 name\n")
+    (ws / "crlf.txt").write_bytes(b"one\r\ntwo\r\n")
+    (ws / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    os.chmod(ws / "run.sh", 0o755)
+    os.symlink("src/pkg/mod.py", ws / "link.py")
+    os.symlink("src", ws / "srclink")
+
+
+async def test_restore_puts_back_contents_modes_links_and_deletions(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    make_sample(ws)
+    shadow = Shadow(ws)
+    first = await shadow.snapshot("first")
+    before = files_of(ws)
+    assert tree_paths(shadow, first) == set(before)
+    assert await shadow.changes(first) == []
+
+    (ws / "src" / "pkg" / "mod.py").write_text("def f():\n    return 2\n")
+    (ws / "with space.txt").unlink()
+    os.chmod(ws / "run.sh", 0o644)
+    (ws / "link.py").unlink()
+    (ws / "link.py").write_text("a file now\n")
+    (ws / "srclink").unlink()
+    (ws / "new" / "deep").mkdir(parents=True)
+    (ws / "new" / "deep" / "made.py").write_text("x = 1\n")
+    (ws / os.fsdecode(b"latin-\xe9.txt")).write_bytes(b"changed\n")
+
+    expected = [("M", os.fsdecode(b"latin-\xe9.txt")), ("M", "link.py"),
+                ("D", "new/deep/made.py"), ("M", "run.sh"), ("M", "src/pkg/mod.py"),
+                ("A", "srclink"), ("A", "with space.txt")]
+    assert await shadow.changes(first) == sorted(expected, key=lambda c: c[1])
+    assert await shadow.restore(first) == sorted(expected, key=lambda c: c[1])
+    assert files_of(ws) == before
+    assert not (ws / "new").exists()  # the folders a deletion emptied go too
+    assert await shadow.changes(first) == []
+    assert await shadow.restore(first) == []
+
+
+async def test_restore_can_be_undone_and_commits_are_chained(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shadow = Shadow(ws)
+    assert await shadow.latest() is None
+    empty = await shadow.snapshot("empty")  # an empty workspace is a checkpoint too
+    assert tree_paths(shadow, empty) == set()
+    (ws / "a.txt").write_text("a\n")
+    second = await shadow.snapshot("agent@7")
+    assert await shadow.latest() == second
+    log = shadow_git(shadow, "log", "--format=%H %s", REF)
+    assert log.splitlines() == [f"{second} agent@7", f"{empty} empty"]
+    assert await shadow.restore(empty) == [("D", "a.txt")]
+    assert not (ws / "a.txt").exists()
+    undo = await shadow.latest()  # the workspace just before the restore
+    assert undo not in (empty, second)
+    assert undo is not None and await shadow.restore(undo) == [("A", "a.txt")]
+    assert (ws / "a.txt").read_text() == "a\n"
+
+
+async def test_the_users_repository_is_never_touched(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = tmp_path / "repo"
+    ws.mkdir()
+    git(ws, "init", "-q", "-b", "main")
+    make_sample(ws)
+    (ws / ".gitignore").write_text("*.log\n")
+    git(ws, "add", "-A")
+    git(ws, "commit", "-qm", "one")
+    git(ws, "branch", "feature")
+    (ws / "src" / "pkg" / "mod.py").write_text("stashed\n")
+    git(ws, "stash", "-q")
+    (ws / "staged.py").write_text("staged\n")
+    git(ws, "add", "staged.py")  # a dirty index
+    (ws / "with space.txt").write_text("unstaged change\n")
+    (ws / "untracked.py").write_text("u\n")
+    # A caller inside a git hook or editor may carry GIT_DIR and GIT_INDEX_FILE of the
+    # user's repository: the shadow must not follow them.
+    monkeypatch.setenv("GIT_DIR", str(ws / ".git"))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(ws / ".git" / "index"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(ws))
+    agent_folder(ws, "executor")  # the swarm's folder, as every run has it (and its
+    # .gitignore, which the user's git lists as the one new file there)
+    before = user_state(ws)
+    assert "stash@{0}" in before["stash"]  # type: ignore[operator]
+
+    shadow = Shadow(ws)
+    first = await shadow.snapshot("first")
+    assert user_state(ws) == before
+    assert ".git/HEAD" not in tree_paths(shadow, first)
+    assert {"staged.py", "untracked.py", ".gitignore"} <= tree_paths(shadow, first)
+    (ws / "staged.py").write_text("the agent changed it\n")
+    (ws / "agent.py").write_text("made by the agent\n")
+    changed = await shadow.changes(first)
+    assert changed == [("D", "agent.py"), ("M", "staged.py")]
+    during = user_state(ws)
+    assert await shadow.restore(first) == changed
+    assert during != before  # (the user's git sees the agent's edits...)
+    assert user_state(ws) == before  # (... and after the restore, all as it was)
+    assert not any(".sisyphus" in str(p) for p in tree_paths(shadow, first))
+
+
+async def test_ignored_files_are_never_taken_nor_removed(tmp_path: Path) -> None:
+    ws = tmp_path / "repo"
+    ws.mkdir()
+    git(ws, "init", "-q")
+    (ws / ".gitignore").write_text("*.log\nbuild/\n")
+    (ws / "sub").mkdir()
+    (ws / "sub" / ".gitignore").write_text("local.cfg\n")
+    (ws / ".git" / "info").mkdir(exist_ok=True)
+    (ws / ".git" / "info" / "exclude").write_text("secret.env\n")
+    (ws / "keep.py").write_text("k\n")
+    (ws / "old.log").write_text("old log\n")
+    (ws / "sub" / "local.cfg").write_text("mine\n")
+    (ws / "secret.env").write_text("TOKEN=1\n")
+    (ws / "build").mkdir()
+    (ws / "build" / "out.o").write_bytes(b"\0obj")
+    (ws / "node_modules" / "x").mkdir(parents=True)
+    (ws / "node_modules" / "x" / "i.js").write_text("1\n")
+    (ws / "SISYPHUS_LEDGER.md").write_text("# the swarm's own\n")
+    shadow = Shadow(ws)
+    first = await shadow.snapshot("first")
+    assert tree_paths(shadow, first) == {".gitignore", "keep.py", "sub/.gitignore"}
+
+    (ws / "old.log").write_text("grown\n")
+    (ws / "new.log").write_text("new log\n")
+    (ws / "build" / "out2.o").write_bytes(b"more")
+    (ws / "secret.env").write_text("TOKEN=2\n")
+    (ws / "sub" / "local.cfg").unlink()
+    (ws / "made.py").write_text("m\n")
+    assert await shadow.changes(first) == [("D", "made.py")]
+    assert await shadow.restore(first) == [("D", "made.py")]
+    assert (ws / "old.log").read_text() == "grown\n"
+    assert (ws / "new.log").read_text() == "new log\n"
+    assert (ws / "build" / "out2.o").read_bytes() == b"more"
+    assert (ws / "secret.env").read_text() == "TOKEN=2\n"
+    assert not (ws / "sub" / "local.cfg").exists()  # an ignored file is not made again
+    assert (ws / "node_modules" / "x" / "i.js").exists()
+
+
+async def test_a_file_ignored_since_is_dropped_and_left_alone(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "notes.txt").write_text("v1\n")
+    shadow = Shadow(ws)
+    await shadow.snapshot("tracked")
+    (ws / ".gitignore").write_text("notes.txt\n")
+    second = await shadow.snapshot("now ignored")
+    assert tree_paths(shadow, second) == {".gitignore"}
+    (ws / "notes.txt").write_text("v2, ignored\n")
+    (ws / ".gitignore").write_text("notes.txt\n# edited\n")
+    assert await shadow.restore(second) == [("M", ".gitignore")]
+    assert (ws / "notes.txt").read_text() == "v2, ignored\n"
+
+
+async def test_gitattributes_do_not_convert_what_is_restored(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / ".gitattributes").write_text("* text eol=crlf\n*.bin filter=lfs\n*.id ident\n")
+    (ws / "lf.txt").write_bytes(b"a\nb\n")
+    (ws / "crlf.txt").write_bytes(b"a\r\nb\r\n")
+    (ws / "x.bin").write_bytes(bytes(range(256)))
+    (ws / "v.id").write_bytes(b"$Id$\n")
+    before = files_of(ws)
+    shadow = Shadow(ws)
+    first = await shadow.snapshot("first")
+    for name in ("lf.txt", "crlf.txt", "x.bin", "v.id"):
+        (ws / name).unlink()
+    assert len(await shadow.restore(first)) == 4
+    assert files_of(ws) == before
+
+
+async def test_nested_repositories_are_their_own(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "top.py").write_text("t\n")
+    committed = ws / "vendored"
+    committed.mkdir()
+    git(committed, "init", "-q")
+    (committed / "lib.py").write_text("lib\n")
+    git(committed, "add", "lib.py")
+    git(committed, "commit", "-qm", "lib")
+    shadow = Shadow(ws)
+    first = await shadow.snapshot("first")
+    assert tree_paths(shadow, first) == {"top.py"}
+    later = ws / "cloned"  # a repository made after the checkpoint, with no commit yet
+    later.mkdir()
+    git(later, "init", "-q")
+    (later / "work.py").write_text("w\n")
+    (committed / "lib.py").write_text("lib edited\n")
+    assert await shadow.snapshot("second")  # (git add -A fails on such a folder)
+    assert await shadow.restore(first) == []
+    assert (later / "work.py").read_text() == "w\n"
+    assert (committed / "lib.py").read_text() == "lib edited\n"
+
+
+async def test_a_big_file_and_many_snapshots_at_once(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    big = os.urandom(1 << 20) * 24  # 24 MiB
+    (ws / "big.bin").write_bytes(big)
+    shadow = Shadow(ws)
+    shas = await asyncio.gather(*(shadow.snapshot(f"s{i}") for i in range(6)))
+    assert len(set(shas)) == 6  # each its own commit, one chain (the lock serialises)
+    count = shadow_git(shadow, "rev-list", "--count", REF)
+    assert count.strip() == "6"
+    (ws / "big.bin").write_bytes(b"small now")
+    assert await shadow.restore(shas[0]) == [("M", "big.bin")]
+    assert (ws / "big.bin").read_bytes() == big
+
+
+async def test_a_killed_snapshot_leaves_nothing_in_the_way(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a").write_text("a\n")
+    shadow = Shadow(ws)
+    first = await shadow.snapshot("first")
+    # What git leaves when the process calling it is killed with SIGKILL mid-call.
+    (shadow.git_dir / "index.lock").write_bytes(b"")
+    (shadow.git_dir / (REF + ".lock")).write_text("0" * 40 + "\n")
+    (ws / "a").write_text("b\n")
+    second = await shadow.snapshot("second")
+    assert second != first and await shadow.latest() == second
+    # ... and a shadow repository half made is made again.
+    (ws / ".sisyphus" / "shadow.git" / "HEAD").unlink()
+    assert await Shadow(ws).snapshot("again")
+
+
+async def test_unknown_commits_and_missing_git_are_one_line_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a").write_text("a\n")
+    shadow = Shadow(ws)
+    await shadow.snapshot("first")
+    for bad in ("0" * 40, "deadbeef", "--all", "HEAD", "", "a" * 65):
+        with pytest.raises(UnknownCommit) as caught:
+            await shadow.restore(bad)
+        assert "\n" not in str(caught.value) and not is_passing(caught.value)
+        with pytest.raises(UnknownCommit):
+            await shadow.changes(bad)
+    assert (ws / "a").read_text() == "a\n"
+    with pytest.raises(ShadowError, match="workspace not found"):
+        await Shadow(tmp_path / "nowhere").snapshot("x")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(GitMissing, match="git is not installed"):
+        await shadow.snapshot("no git")
+
+
+async def test_a_passing_git_fault_says_it_passes(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shadow = Shadow(ws)
+    await shadow.snapshot("first")
+    # Another git holding the shadow's index (not one of ours: those are cleared under
+    # the lock), then a git that fails for good.
+    real = shutil.which("git")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "git"
+    for text, passing in (("fatal: Unable to create '/x/index.lock': File exists.", True),
+                          ("fatal: bad object\nsecond line", False)):
+        fake.write_text(f"#!/bin/sh\ncase \"$*\" in *' add '*) printf '{text}\\n' >&2; "
+                        f"exit 128;; esac\nexec {real} \"$@\"\n")
+        fake.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        with pytest.raises(ShadowError) as caught:
+            await shadow.snapshot("blocked")
+        assert is_passing(caught.value) is passing
+        assert "\n" not in str(caught.value) and str(caught.value).startswith("shadow git add")
