@@ -21,6 +21,7 @@ from sisyphus_tui.narrative import headline, resumed_run
 from sisyphus_tui.safe_text import printable, printable_lines
 from sisyphus_tui.stream.base import UNDECODABLE, Event
 from sisyphus_tui.timefmt import utc
+from sisyphus_tui.usage import Spend, Usage, UsageFold, cost_text, tokens_text
 
 LEDGER_FILE = "SISYPHUS_LEDGER.md"
 # Temp files of atomic writes end so; a crash may leave one, and a restart removes it.
@@ -108,6 +109,11 @@ def _fenced(text: str) -> list[str]:
     body = printable_lines(text.rstrip("\n"))
     fence = "`" * max(3, max((len(run) for run in re.findall("`+", body)), default=0) + 1)
     return [fence + "text", *body.split("\n"), fence]
+
+
+def _tilde(text: str) -> str:
+    """An estimate's ``~`` escaped (Markdown reads a tilde as strikethrough)."""
+    return text.replace("~", "\\~")
 
 
 def _recovery(entry: dict[str, Any]) -> str:
@@ -244,6 +250,7 @@ class Ledger:
         self.last_interruption: dict[str, Any] | None = None
         self.recoveries: list[dict[str, Any]] = []
         self.recoveries_count = 0
+        self._usage: dict[str, UsageFold] = {}  # agent -> its usage events summed
 
     # -- the fold ------------------------------------------------------------------
 
@@ -400,6 +407,8 @@ class Ledger:
         if kind == "session":
             _texts(p["data"], "session_id")
             agent.session = p["data"]["session_id"]
+        if kind == "usage":
+            self._spent(agent, p.get("data"))
         if kind in LIVE_KINDS:
             # Its turn is running (its status is committed with the turn, at the end):
             # what it does now is its state and detail until then.
@@ -409,6 +418,18 @@ class Ledger:
             agent.state = "needs input" if agent.asking else "working"
             # (kept as the log has it, on one line: every view escapes it when shown)
             agent.detail = " ".join(f"{kind}: {what}".split() if what else [str(kind)])[:160]
+
+    def _spent(self, agent: AgentView, data: Any) -> None:
+        """One usage output summed into the agent's spend: every attempt of a turn
+        counts (what a killed attempt spent was spent), each output once (its key)."""
+        if not isinstance(data, dict):
+            raise TypeError("a usage output's data must be an object")
+        fold = self._usage.setdefault(agent.name, UsageFold())
+        fold.add(data, agent.session)
+        total = fold.total
+        agent.tokens_in, agent.tokens_out = total.tokens_in, total.tokens_out
+        agent.tokens_cached, agent.cost_usd = total.tokens_cached, total.cost_usd
+        agent.cost_is_estimate = total.cost_is_estimate
 
     def _on_TURN_STARTED(self, event: Event, p: dict[str, Any]) -> None:
         agent = self._agent(p["agent"])
@@ -581,6 +602,20 @@ class Ledger:
             return "paused"
         return state
 
+    def spend(self) -> Spend:
+        """What the run spent: each agent's usage summed (agents that spent nothing
+        left out), per role, and in all."""
+        agents = {name: fold.total for name, fold in sorted(self._usage.items())
+                  if fold.total.spent}
+        roles: dict[str, Usage] = {}
+        run = Usage()
+        for name, used in agents.items():
+            view = self.agents.get(name)
+            role = view.role if view is not None else "-"
+            roles[role] = roles.get(role, Usage()) + used
+            run = run + used
+        return Spend(agents, dict(sorted(roles.items())), run)
+
     def waiting_for_human(self) -> list[str]:
         """The human gates the run waits for now (the kernel's checkpoint says it waits,
         and no approval is on its way), by name; empty if none."""
@@ -701,6 +736,8 @@ class Ledger:
                        f"| {_cell(self.shown_state(agent))} | {_cell(agent.cursor)} | {last} |")
         out.append("")
 
+        out += self._render_spend()
+
         out += ["## Recoveries", ""]
         if not self.recoveries:
             out.append("- (none)")
@@ -735,6 +772,30 @@ class Ledger:
                 out.append(f"- ... and {self.skipped_count - len(self.skipped)} more")
             out.append("")
         return "\n".join(out)
+
+    def _render_spend(self) -> list[str]:
+        """The Spend section: only once something was spent (a run on scripted brains
+        has none), each figure from the events alone."""
+        spend = self.spend()
+        if not spend.run.spent:
+            return []
+        out = ["## Spend", "", "| agent | role | tokens in | out | cached | cost |",
+               "|-------|------|-----------|-----|--------|------|"]
+        for name, used in spend.agents.items():
+            view = self.agents.get(name)
+            out.append(f"| {_cell(name)} | {_cell(view.role if view else '-')} "
+                       f"| {tokens_text(used.tokens_in)} | {tokens_text(used.tokens_out)} "
+                       f"| {tokens_text(used.tokens_cached)} | {_tilde(cost_text(used))} |")
+        run = spend.run
+        out.append(f"| **run** | | {tokens_text(run.tokens_in)} | "
+                   f"{tokens_text(run.tokens_out)} | {tokens_text(run.tokens_cached)} "
+                   f"| {_tilde(cost_text(run))} |")
+        if run.cost_is_estimate:
+            out += ["", "\\~: estimated from the price table (the backend gave tokens, no cost)"
+                    + ("; some models have no price there and count as $0"
+                       if run.unpriced else "")]
+        out.append("")
+        return out
 
 
 def remove_leftovers(root: Path) -> list[Path]:
