@@ -25,7 +25,15 @@ from tests.agents.fakemodel import FakeModel, Step
 from tests.agents.fakemodel.anthropic import Anthropic
 from tests.agents.fakemodel.gemini import Gemini
 from tests.agents.test_acp import gemini_request
-from tests.agents.test_swarm_on_agents import claude_env, events_of, sisyphus
+from tests.agents.test_swarm_on_agents import (
+    GOAL,
+    claude_env,
+    events_of,
+    last_tool,
+    last_user_blocks,
+    model_of_the_swarm,
+    sisyphus,
+)
 
 WRITE_A = "python3 -c \"open('a.txt','w').write('a')\""
 WRITE_B = "python3 -c \"open('b.txt','w').write('b')\""
@@ -212,3 +220,53 @@ def test_no_asker_denies_what_would_ask() -> None:
         "Bash", {"command": "rm -rf x"}) == "ask"
     assert Permissions(deny=("Bash",), ask=("Bash",)).decide("Bash") == "deny"
     assert AgentRequest(prompt="x", workspace=Path(".")).ask is None
+
+
+def test_a_swarms_executor_asks_and_the_run_goes_on_once_answered(
+        tmp_path: Path, agent_env: dict[str, str]) -> None:
+    """`sisyphus run` on claude: the executor's agent runs the tests itself (Bash, which
+    no rule allows) before its edit: the run waits for the answer, then completes."""
+    root = tmp_path / "repo"
+    (root / "tests").mkdir(parents=True)
+    (root / "calc.py").write_text("def add(a, b):\n    return a - b\n")
+    (root / "tests" / "test_calc.py").write_text(
+        "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    (root / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
+    pytest_cmd = "python3 -m pytest -q -p no:cacheprovider"
+
+    def model(index: int, body: dict[str, Any]) -> Step:
+        blocks = last_user_blocks(body)
+        prompt = "\n".join(str(b.get("text", "")) for b in blocks)
+        if any(b.get("type") == "tool_result" for b in blocks) and last_tool(body) == "Bash":
+            return Step(tool="read", args={"path": "calc.py"})
+        if "Now make" in prompt:
+            return Step(tool="shell", args={"command": pytest_cmd})
+        return model_of_the_swarm(index, body)
+
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), model) as fake:
+        env = claude_env(agent_env, fake)
+        host = subprocess.Popen(
+            [sys.executable, "-m", "sisyphus_tui", "run", "--headless", "--db", str(db),
+             "--workspace", str(root), "--goal", GOAL, "--brain", "claude"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            (asked,) = wait_for(db, "PERMISSION_REQUESTED", timeout=240)
+            assert (asked["agent"], asked["tool"]) == ("executor", "Bash")
+            assert asked["input"]["command"] == pytest_cmd
+            assert agents_json(db, env, tmp_path)["executor"]["state"] == "needs_input"
+            answered = sisyphus("answer", "executor", "allow", "--db", str(db), env=env,
+                                cwd=tmp_path)
+            assert answered.returncode == 0, answered.stderr
+            out, err = host.communicate(timeout=240)
+        finally:
+            host.kill()
+    assert host.returncode == 0, out + err
+    assert (root / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+    events = events_of(db)
+    (answer,) = [p for _, t, _, p in events if t == "PERMISSION_ANSWERED"]
+    assert (answer["agent"], answer["decision"], answer["by"]) == ("executor", "allow", "human")
+    ran = [p for _, t, a, p in events if t == "AGENT_OUTPUT" and a == "executor"
+           and p["kind"] == "tool_result"]
+    assert any("passed" in p["text"] or "failed" in p["text"] for p in ran)  # pytest ran
