@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from sisyphus_tui.agents.runner import AgentResult, run_resuming
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.ledger import AgentView, Ledger
 from sisyphus_tui.mail import SwarmMail, registration_key
+from sisyphus_tui.safe_text import printable
+from sisyphus_tui.shadow import Shadow, ShadowError
 from sisyphus_tui.stream.base import EventStore, NewEvent
 
 ROLE = "agent"
@@ -146,23 +149,34 @@ async def _run(store: EventStore, mail: SwarmMail, backend: Backend, config: Bra
         # Interrupted (or unable to start): on the record, the prompt left pending.
         why = str(exc) if isinstance(exc, SisyphusError) else (
             f"{type(exc).__name__}: {exc}" if str(exc) else "interrupted")
-        await _close(store, mail, name, message, None, why)
+        await _close(store, mail, name, message, None, why, workspace)
         raise
-    await _close(store, mail, name, message, result, result.error)
+    await _close(store, mail, name, message, result, result.error, workspace)
     return result
 
 
+async def _snapshot(workspace: Path, label: str) -> str | None:
+    """The workspace as the agent left it, in the shadow repository (``sisyphus
+    restore``); None, said on stderr, when it cannot be taken (no git here)."""
+    try:
+        return await Shadow(workspace).snapshot(label)
+    except ShadowError as exc:
+        print(printable(f"sisyphus: no workspace checkpoint: {exc}"), file=sys.stderr)
+        return None
+
+
 async def _close(store: EventStore, mail: SwarmMail, name: str, message: int,
-                 result: AgentResult | None, error: str | None) -> None:
+                 result: AgentResult | None, error: str | None, workspace: Path) -> None:
     events: list[NewEvent | dict[str, Any]] = []
     if result is not None and result.ok:
+        snapshot = await _snapshot(workspace, f"{name}@{message}")
         events.append(NewEvent.of("STATUS_UPDATE", {
             "agent": name, "state": "done",
             "detail": (result.text.strip().splitlines() or ["finished"])[0][:200]},
             actor=name))
         events.append(NewEvent.of("CHECKPOINT", {
             "agent": name, "cursor": message, "step": None,
-            "state": {"session": result.session}}, actor=name))
+            "state": {"session": result.session}, "workspace": snapshot}, actor=name))
         await mail.ack(name, message, events=events)
         return
     await store.append("AGENT_FAILED", {"agent": name, "error": (error or "failed")[:1000],

@@ -178,6 +178,9 @@ def test_the_policy_answers_on_its_timeout_and_an_edit_never_asks(
     assert asked["tool"] == "Bash" and asked["timeout_s"] == 1
     (answer,) = [p for _, t, _, p in events if t == "PERMISSION_ANSWERED"]
     assert (answer["decision"], answer["by"]) == ("deny", "timeout")
+    # The agent's checkpoint holds the workspace as it left it (sisyphus restore).
+    (checkpoint,) = [p for _, t, _, p in events if t == "CHECKPOINT"]
+    assert checkpoint["workspace"] and len(checkpoint["workspace"]) >= 40
 
 
 async def test_an_acp_agents_request_is_asked_and_answered(
