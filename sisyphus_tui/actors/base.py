@@ -36,6 +36,7 @@ from sisyphus_tui.faults import describe, is_passing, retrying
 from sisyphus_tui.ledger import Ledger, write_atomically
 from sisyphus_tui.mail import SwarmMail, check_agent_name, registration_key
 from sisyphus_tui.process import CommandResult
+from sisyphus_tui.shadow import GitMissing, Shadow, ShadowError
 from sisyphus_tui.stream.base import Event, EventStore, NewEvent
 
 if TYPE_CHECKING:  # (skills read YAML: loaded when an agent first thinks, not at import)
@@ -489,12 +490,43 @@ class SisyphusActor(ABC):
                 await turn.send("kernel", "refused", error[:1000], {
                     "agent": self.name, "message": message.offset,
                     "kind": message_kind(message), "data": message.payload.get("data", {})})
+        workspace = await self._snapshot_workspace(message)
         turn.emit("CHECKPOINT", {"agent": self.name, "cursor": message.offset,
-                                 "step": self.state.get("step"), "state": self.state})
+                                 "step": self.state.get("step"), "state": self.state,
+                                 **({"workspace": workspace} if workspace else {})})
         await self._commit(message, turn.outputs)
         self.cursor = message.offset
         self.handled += 1
         self.last_activity = time.monotonic()
+
+    # Whether "git is missing" was said already (once per process, not per checkpoint).
+    _no_git_said: ClassVar[bool] = False
+
+    async def _snapshot_workspace(self, message: Event) -> str | None:
+        """The shadow commit of the workspace as this message leaves it, for an agent
+        that acts on the workspace (None for the others). A fault that passes is retried
+        like the commit; one that does not (no git) is said and the checkpoint goes on
+        without it: the log's checkpoint matters more than the workspace's."""
+        if self.role != "executor" and not getattr(self.brain, "acts", False):
+            return None
+        shadow = Shadow(self.swarm.workspace)
+
+        def said(exc: BaseException, retries: int, delay: float) -> None:
+            self.swarm.fault(f"{self.name}: the workspace snapshot of message "
+                             f"{message.offset} failed ({describe(exc)}); retry {retries} "
+                             f"in {delay:.1f}s")
+
+        try:
+            return await retrying(lambda: shadow.snapshot(f"{self.name}@{message.offset}"),
+                                  said)
+        except GitMissing as exc:
+            if not SisyphusActor._no_git_said:
+                SisyphusActor._no_git_said = True
+                self.swarm.fault(f"{self.name}: no workspace checkpoints: {exc}")
+        except ShadowError as exc:
+            self.swarm.fault(f"{self.name}: no workspace checkpoint for message "
+                             f"{message.offset}: {exc}")
+        return None
 
     async def _commit(self, message: Event, outputs: list[NewEvent]) -> None:
         """Commit a turn; a fault that passes (a lock, a full disk) is retried with a

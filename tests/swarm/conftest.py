@@ -53,10 +53,11 @@ def assert_ledger_rebuilds(db: Path, workspace: Path) -> str:
 
 
 def snapshot(workspace: Path) -> dict[str, bytes]:
-    """Every file of a workspace (the ledger normalised), by relative path."""
+    """Every file of a workspace (the ledger normalised), by relative path; the swarm's
+    own folder left out (its shadow repository's commits carry the time they were made)."""
     files = {}
     for path in sorted(workspace.rglob("*")):
-        if path.is_file():
+        if path.is_file() and path.relative_to(workspace).parts[0] != ".sisyphus":
             data = path.read_bytes()
             if path.name == "SISYPHUS_LEDGER.md":
                 data = normalize_ledger(data.decode()).encode()
