@@ -183,6 +183,12 @@ class OpencodeParser(Parser):
             events.append(AgentEvent("raw", "", {"reason": f"unknown type {kind!r}"}))
         return events
 
+    def _note(self, event: AgentEvent) -> None:
+        super()._note(event)
+        if event.kind == "usage":
+            # The run's usage: every step so far (an event holds its step's share).
+            self.usage = {**self.totals, "cost_usd": self.cost, "steps": self.steps}
+
     def _tool(self, part: dict[str, Any]) -> list[AgentEvent]:
         state = _obj(part.get("state"))
         name = str(part.get("tool") or "?")
@@ -216,14 +222,19 @@ class OpencodeParser(Parser):
         tokens = _obj(part.get("tokens"))
         cache = _obj(tokens.get("cache"))
         self.steps += 1
-        # Per model call: the usage so far is their sum.
-        self.totals["input_tokens"] += int(tokens.get("input") or 0)
-        self.totals["output_tokens"] += int(tokens.get("output") or 0)
-        self.totals["reasoning_tokens"] += int(tokens.get("reasoning") or 0)
-        self.totals["cached_tokens"] += int(cache.get("read") or 0)
-        self.totals["cache_write_tokens"] += int(cache.get("write") or 0)
-        self.cost += float(part.get("cost") or 0.0)
-        usage: dict[str, Any] = {**self.totals, "cost_usd": self.cost, "steps": self.steps}
+        # Per model call: each usage event is its step's share (summed once by the
+        # ledger, however many steps a turn takes); the run's usage is their sum.
+        step = {"input_tokens": int(tokens.get("input") or 0),
+                "output_tokens": int(tokens.get("output") or 0),
+                "reasoning_tokens": int(tokens.get("reasoning") or 0),
+                "cached_tokens": int(cache.get("read") or 0),
+                "cache_write_tokens": int(cache.get("write") or 0)}
+        for key, value in step.items():
+            self.totals[key] += value
+        cost = float(part.get("cost") or 0.0)
+        self.cost += cost
+        usage: dict[str, Any] = {**step, "cost_usd": cost, "step": self.steps,
+                                 "scope": "step"}
         events = [AgentEvent("usage", "", usage)]
         reason = str(part.get("reason") or "")
         if reason != "tool-calls":
