@@ -490,7 +490,8 @@ async def cmd_agent(args: argparse.Namespace) -> int:
         raise SisyphusError("the acp backend needs the agent's command: --command "
                             "'opencode acp' (or 'gemini --acp', ...)")
     # The workspace's config for this backend (model, args, env), the flags over it.
-    base = load_config(workspace).overridden(args.backend).brain
+    loaded = load_config(workspace)
+    base = loaded.overridden(args.backend).brain
     fields: dict[str, Any] = base.model_dump()
     if args.model:
         fields["model"] = args.model
@@ -507,7 +508,8 @@ async def cmd_agent(args: argparse.Namespace) -> int:
                   file=sys.stderr, flush=True)
 
     async def body(store: EventStore) -> int:
-        result = await run_solo(store, config, args.prompt, workspace, name, on_event=show)
+        result = await run_solo(store, config, args.prompt, workspace, name, on_event=show,
+                                prices=loaded.prices)
         if result.ok:
             _emit_line(printable_lines(result.text.rstrip("\n")))
             return 0
@@ -849,6 +851,150 @@ async def cmd_spawn(args: argparse.Namespace) -> int:
 # -- the TUI ----------------------------------------------------------------------
 
 
+# -- workspace checkpoints ---------------------------------------------------------
+
+
+def _workspace_commit(event: Event | None) -> str | None:
+    """The shadow commit a CHECKPOINT left the workspace at (None: it carries none)."""
+    if event is None or event.type != "CHECKPOINT":
+        return None
+    sha = event.payload.get("workspace")
+    ok = isinstance(sha, str) and 40 <= len(sha) <= 64 and all(c in "0123456789abcdef"
+                                                                for c in sha)
+    return sha if ok else None
+
+
+async def _checkpoint_workspace(store: EventStore, args: argparse.Namespace) -> Path:
+    """The workspace the checkpoints are of: the run's own (``--workspace`` naming
+    another is refused), else ``--workspace``, else the current folder."""
+    from sisyphus_tui.demo.runner import check_workspace, current_task, task_workspace
+
+    task = await current_task(store)
+    if args.workspace:
+        if task is not None:
+            check_workspace(task, Path(args.workspace))
+        return Path(args.workspace)
+    return (task_workspace(task) if task is not None else None) or Path(args.cwd)
+
+
+async def _workspace_checkpoints(store: EventStore) -> list[Event]:
+    """Every CHECKPOINT that carries a workspace commit, oldest first."""
+    found: list[Event] = []
+    offset = 0
+    while True:
+        page = await store.read(offset, 5000, types=["CHECKPOINT"])
+        found += [event for event in page.events if _workspace_commit(event)]
+        if not page.events:
+            return found
+        offset = page.next_offset
+
+
+def _checkpoint_name(event: Event, sha: str) -> str:
+    step = event.payload.get("step")
+    return (f"checkpoint {event.offset} ({event.payload.get('agent') or event.actor or '-'}"
+            f"{'' if step is None else f', step {step}'}, commit {sha[:12]})")
+
+
+async def cmd_checkpoints(args: argparse.Namespace) -> int:
+    """List the checkpoints that carry a workspace commit, and how far each is from
+    the workspace now."""
+    from sisyphus_tui.shadow import Shadow, ShadowError
+
+    async def body(store: EventStore) -> int:
+        workspace = await _checkpoint_workspace(store, args)
+        events = await _workspace_checkpoints(store)
+        shas = sorted({sha for sha in map(_workspace_commit, events) if sha})
+        differs: dict[str, list[tuple[str, str]] | None] = {}
+        if shas:
+            try:
+                differs = await Shadow(workspace).compare(shas)
+            except ShadowError as exc:
+                _say(printable(f"sisyphus: not compared with the workspace: {exc}"))
+        rows = []
+        for event in events:
+            sha = _workspace_commit(event) or ""
+            changed = differs.get(sha)
+            rows.append({"offset": event.offset, "ts": event.ts,
+                         "agent": event.payload.get("agent") or event.actor,
+                         "step": event.payload.get("step"), "workspace": sha,
+                         "differs": None if changed is None else len(changed)})
+        if args.json:
+            for row in rows:
+                _emit_line(json.dumps(row, separators=(",", ":")))
+            return 0
+        _emit_line(printable(f"workspace: {workspace}"))
+        if not rows:
+            _emit_line("no workspace checkpoints in this log (an agent that acts on the "
+                       "workspace records one at each checkpoint)")
+            return 0
+        _emit_line(f"{'OFFSET':>7}  {'TIME':<8}  {'AGENT':<16} {'STEP':>4}  {'COMMIT':<12}  "
+                   "DIFFERS")
+        for row in rows:
+            n = row["differs"]
+            shown = "unknown commit" if n is None else f"{n} file{'' if n == 1 else 's'}"
+            step = "-" if row["step"] is None else str(row["step"])
+            _emit_line(printable(
+                f"{row['offset']:>7}  {clock(float(row['ts'])):<8}  {row['agent'] or '-':<16} "
+                f"{step:>4}  {str(row['workspace'])[:12]:<12}  {shown}"))
+        return 0
+
+    return await _with_store(args, body, create=False)
+
+
+def _confirm(question: str) -> bool:
+    """Ask on the terminal; only ``y`` or ``yes`` says yes (end of input says no)."""
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+async def cmd_restore(args: argparse.Namespace) -> int:
+    """Put the workspace back as a checkpoint left it, after saying what that changes."""
+    from sisyphus_tui.shadow import Shadow
+
+    async def body(store: EventStore) -> int:
+        refusal = ("a host runs this swarm ({}): its agents work in the workspace; stop "
+                   "it before restoring")
+        host = store.current_host()
+        if host is not None:
+            raise SisyphusError(refusal.format(host.describe()))
+        found = await store.read_offsets([args.offset])
+        event = found[0] if found else None
+        sha = _workspace_commit(event)
+        if event is None or sha is None:
+            raise SisyphusError(f"event {args.offset} is not a checkpoint with a workspace "
+                                "commit (`sisyphus checkpoints` lists them)")
+        workspace = await _checkpoint_workspace(store, args)
+        shadow = Shadow(workspace)
+        changes = await shadow.changes(sha)
+        name = _checkpoint_name(event, sha)
+        if not changes:
+            _emit_line(printable(f"{workspace} is as {name} left it: nothing to restore"))
+            return 0
+        count = f"{len(changes)} file{'' if len(changes) == 1 else 's'}"
+        _emit_line(printable(f"restoring {name} changes {count} in {workspace}:"))
+        for letter, path in changes:
+            _emit_line(f"{letter} {printable(path)}")
+        if not args.yes:
+            if not sys.stdin.isatty():
+                _say("sisyphus: nothing changed: add --yes to restore (no terminal to ask)")
+                return EXIT_ERROR
+            if not await asyncio.to_thread(_confirm, f"restore these {count}? [y/N] "):
+                _say("not restored: nothing changed")
+                return EXIT_AGENT_FAILED
+        # Held while the files change, so no host starts its agents on a workspace half
+        # put back (HostBusy says who, if one started since).
+        async with await store.host_lease():
+            done = await shadow.restore(sha)
+        kept = await shadow.latest()
+        _emit_line(printable(f"restored {name}: {len(done)} file"
+                             f"{'' if len(done) == 1 else 's'} changed; the workspace as "
+                             f"it was is kept as shadow commit {(kept or '-')[:12]}"))
+        return 0
+
+    return await _with_store(args, body, create=False)
+
+
 def run_tui(args: argparse.Namespace) -> int:
     """Open the app on the database (and, for the demo, run the swarm inside it)."""
     # Textual reads keys from stdin and draws on stderr.
@@ -1162,6 +1308,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long to wait for the result (default 300)")
     p.add_argument("--workspace", help="where workspace skills live (.sisyphus/skills)")
     p.set_defaults(run=cmd_spawn)
+
+    p = sub.add_parser("checkpoints", parents=[db], help="the checkpoints that carry a "
+                       "workspace commit: offset, time, agent, step, commit, how many "
+                       "files differ from now")
+    p.add_argument("--workspace", help="the workspace (default: the run's own, else the "
+                   "current folder)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(run=cmd_checkpoints)
+
+    p = sub.add_parser("restore", parents=[db], help="put the workspace back as a "
+                       "checkpoint left it (says what it will change, then asks)")
+    p.add_argument("offset", type=_offset, help="the checkpoint's offset (`sisyphus "
+                   "checkpoints`)")
+    p.add_argument("--workspace", help="the workspace (default: the run's own, else the "
+                   "current folder)")
+    p.add_argument("--yes", action="store_true", help="restore without asking")
+    p.set_defaults(run=cmd_restore)
     return parser
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sisyphus_tui import permissions
 from sisyphus_tui.agents.base import Answer, Question
-from sisyphus_tui.agents.config import BrainConfig, agent_folder
+from sisyphus_tui.agents.config import BrainConfig, RunConfig, agent_folder
 from sisyphus_tui.brains.base import Brain, Thought
 from sisyphus_tui.brains.decisions import InvalidDecision, check_decision
 from sisyphus_tui.conductor import run_command
@@ -38,6 +38,7 @@ from sisyphus_tui.mail import SwarmMail, check_agent_name, registration_key
 from sisyphus_tui.process import CommandResult
 from sisyphus_tui.shadow import GitMissing, Shadow, ShadowError
 from sisyphus_tui.stream.base import Event, EventStore, NewEvent
+from sisyphus_tui.usage import account
 
 if TYPE_CHECKING:  # (skills read YAML: loaded when an agent first thinks, not at import)
     from sisyphus_tui.skills import Skill
@@ -59,6 +60,7 @@ class SwarmContext(Protocol):
     ledger: Ledger
     workspace: Path
     speed: float
+    config: RunConfig  # the run's config (its price table prices a turn's usage)
 
     def brain_for(self, role: str) -> BrainConfig:
         """The brain an agent of ``role`` is spawned with (the run's config)."""
@@ -143,11 +145,23 @@ class Turn:
                 self._outputs = int(last.payload.get("sequence", -1)) + 1
         sequence = self._outputs
         self._outputs += 1
+        if kind == "usage":
+            data = self._priced(data or {})
         return await self.swarm.store.append("AGENT_OUTPUT", {
             "agent": self.actor.name, "message": self.message.offset, "sequence": sequence,
             "kind": kind, "text": text, "data": dict(data or {}), "raw": raw},
             actor=self.actor.name,
             key=f"output:{self.actor.name}:{self.message.offset}:{sequence}")
+
+    def _priced(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """A usage output accounted as it is appended (the ledger only sums): its
+        backend's sense of the tokens, and the price table's estimate where the
+        backend gave no cost."""
+        config = getattr(self.actor.brain, "config", None)
+        if not isinstance(config, BrainConfig):
+            config = self.swarm.brain_for(self.actor.role)
+        return account(config.backend, data, model=config.model,
+                       prices=self.swarm.config.prices)
 
     async def ask(self, question: Question) -> Answer:
         """Put a tool call no rule decided to a person, through the log (the agent

@@ -14,7 +14,7 @@ import asyncio
 import fcntl
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from sisyphus_tui.agents.base import (
     Permissions,
     Question,
 )
-from sisyphus_tui.agents.config import BrainConfig, agent_folder
+from sisyphus_tui.agents.config import BrainConfig, Price, agent_folder
 from sisyphus_tui.agents.runner import AgentResult, run_resuming
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.ledger import AgentView, Ledger
@@ -36,6 +36,7 @@ from sisyphus_tui.mail import SwarmMail, registration_key
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.shadow import Shadow, ShadowError
 from sisyphus_tui.stream.base import EventStore, NewEvent
+from sisyphus_tui.usage import account
 
 ROLE = "agent"
 
@@ -58,7 +59,7 @@ async def agent_view(store: EventStore, name: str) -> AgentView | None:
 
 async def run_solo(store: EventStore, config: BrainConfig, prompt: str, workspace: Path,
                    name: str, *, on_event: Callable[[AgentEvent], None] | None = None,
-                   ) -> AgentResult:
+                   prices: Mapping[str, Price] | None = None) -> AgentResult:
     """Run ``prompt`` on the agent ``name`` (spawned with ``config`` if new), in
     ``workspace`` (an absolute, resolved path); returns how it ended
     (AgentUnavailable if it cannot start)."""
@@ -75,7 +76,7 @@ async def run_solo(store: EventStore, config: BrainConfig, prompt: str, workspac
     lock = await asyncio.to_thread(_hold, folder / "running.lock", name)
     try:
         return await _run(store, mail, backend, config, prompt, workspace, name, known,
-                          folder, on_event)
+                          folder, on_event, prices)
     finally:
         os.close(lock)
 
@@ -98,7 +99,8 @@ def _hold(path: Path, name: str) -> int:
 
 async def _run(store: EventStore, mail: SwarmMail, backend: Backend, config: BrainConfig,
                prompt: str, workspace: Path, name: str, known: AgentView | None,
-               folder: Path, on_event: Callable[[AgentEvent], None] | None) -> AgentResult:
+               folder: Path, on_event: Callable[[AgentEvent], None] | None,
+               prices: Mapping[str, Price] | None = None) -> AgentResult:
     """The run itself, its lock held."""
     await store.append_many([
         {"type": "AGENT_SPAWNED", "actor": "human", "key": f"spawn:{name}",
@@ -117,7 +119,11 @@ async def _run(store: EventStore, mail: SwarmMail, backend: Backend, config: Bra
         nonlocal sequence
         await store.append("AGENT_OUTPUT", {
             "agent": name, "message": message, "sequence": sequence, "kind": event.kind,
-            "text": event.text, "data": event.data, "raw": event.raw},
+            "text": event.text, "raw": event.raw,
+            # (usage accounted as it is appended: the price table's estimate where the
+            # backend gives tokens but no cost)
+            "data": account(config.backend, event.data, model=config.model, prices=prices)
+            if event.kind == "usage" else event.data},
             actor=name, key=f"output:{name}:{message}:{sequence}")
         sequence += 1
         if on_event is not None:
