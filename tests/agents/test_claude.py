@@ -395,15 +395,17 @@ async def test_read_only_schema_answer(workspace: Path, agent_env: dict[str, str
 def test_permission_patterns_match_the_command() -> None:
     rules = Permissions(allow=("Bash(echo*)", "Bash(git diff:*)", "Read"),
                         deny=("Bash(echo *secret*)",))
+    # What no rule allows asks a person (denied when nobody can be asked); a deny
+    # rule denies outright.
     assert rules.decide("Bash", {"command": "echo hi"}) == "allow"
-    assert rules.decide("Bash", {"command": "rm x"}) == "deny"
+    assert rules.decide("Bash", {"command": "rm x"}) == "ask"
     assert rules.decide("Bash", {"command": "echo my secret"}) == "deny"
     assert rules.decide("Bash", {"command": "git diff HEAD"}) == "allow"
-    assert rules.decide("Bash", {"command": "git diffuse"}) == "deny"
-    assert rules.decide("Bash") == "deny"  # a pattern needs the command
+    assert rules.decide("Bash", {"command": "git diffuse"}) == "ask"
+    assert rules.decide("Bash") == "ask"  # a pattern needs the command
     assert rules.decide("Read", {"file_path": "/x"}) == "allow"
-    assert rules.decide("Bash", {"command": "echo hi; rm x"}) == "deny"
-    assert rules.decide("Bash", {"command": "echo $(rm x)"}) == "deny"
+    assert rules.decide("Bash", {"command": "echo hi; rm x"}) == "ask"
+    assert rules.decide("Bash", {"command": "echo $(rm x)"}) == "ask"
 
 
 async def test_a_bash_pattern_allows_only_its_commands(workspace: Path,
