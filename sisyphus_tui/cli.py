@@ -574,11 +574,17 @@ async def cmd_agents(args: argparse.Namespace) -> int:
             newest = await store.last(to=agent.name)
             pending = 0 if newest is None or newest.offset <= cursor else len(
                 (await store.read(cursor + 1, 10_000, to=agent.name)).events)
-            # ``state`` is what the agent last said; ``shown`` the truth a person needs
-            # (paused, blocked, no host), as the TUI shows it.
+            # ``shown`` is the truth a person needs (paused, blocked, no host), as the
+            # TUI shows it; ``state`` the same as one word (``needs_input``, ``no_host``);
+            # ``said`` what the agent itself last said.
+            shown = ledger.shown_state(agent, hosted=host is not None)
             rows.append({"agent": agent.name, "role": agent.role, "skill": agent.skill,
-                         "state": agent.state,
-                         "shown": ledger.shown_state(agent, hosted=host is not None),
+                         "state": shown.replace(" ", "_"), "shown": shown,
+                         "said": agent.state,
+                         "tokens_in": agent.tokens_in, "tokens_out": agent.tokens_out,
+                         "tokens_cached": agent.tokens_cached,
+                         "cost_usd": round(agent.cost_usd, 6),
+                         "cost_is_estimate": agent.cost_is_estimate,
                          "thinking": agent.thinking, "cursor": cursor,
                          "lag": head - cursor, "pending": pending,
                          # A host whose clock is ahead writes future time stamps.
@@ -589,13 +595,61 @@ async def cmd_agents(args: argparse.Namespace) -> int:
                 _emit_line(json.dumps(row, separators=(",", ":")))
             return 0
         _emit_line(printable(_host_line(host, ledger)))
-        _emit_line(f"{'AGENT':<16} {'ROLE':<11} {'STATE':<10} {'PENDING':>7} {'ACTIVE':>8}  "
-                   "DOING")
+        _emit_line(f"{'AGENT':<16} {'ROLE':<11} {'STATE':<10} {'PENDING':>7} {'ACTIVE':>8} "
+                   f"{'COST':>9}  DOING")
         for row in rows:
             age = "-" if row["last_active_s"] is None else f"{row['last_active_s']:.0f}s ago"
+            spent = ledger.agents[row["agent"]]
+            cost = "-" if not (spent.cost_usd or spent.tokens_in or spent.tokens_out) else \
+                ("~" if spent.cost_is_estimate else "") + f"${spent.cost_usd:.4f}"
             _emit_line(printable(
                 f"{row['agent']:<16} {row['role']:<11} {row['shown']:<10} {row['pending']:>7} "
-                f"{age:>8}  {narrative.headline(row['detail'], 80)}"))
+                f"{age:>8} {cost:>9}  {narrative.headline(row['detail'], 80)}"))
+        return 0
+
+    return await _with_store(args, body, create=False)
+
+
+async def cmd_cost(args: argparse.Namespace) -> int:
+    from sisyphus_tui.usage import Usage, cost_text
+
+    async def body(store: EventStore) -> int:
+        ledger = await _ledger_from_log(store)
+        spend = ledger.spend()
+        if args.json:
+            _emit_line(json.dumps({
+                "run": spend.run.record(),
+                "roles": {role: used.record() for role, used in spend.roles.items()},
+                "agents": {name: {"role": ledger.agents[name].role if name in ledger.agents
+                                  else "-", **used.record()}
+                           for name, used in spend.agents.items()}},
+                separators=(",", ":")))
+            return 0
+        if not spend.run.spent:
+            _emit_line("nothing spent yet: no agent has reported usage")
+            return 0
+
+        def line(name: str, role: str, used: Usage) -> str:
+            return printable(f"{name:<16} {role:<11} {used.tokens_in:>10} {used.tokens_out:>9} "
+                             f"{used.tokens_cached:>9} {cost_text(used):>11}")
+
+        _emit_line(f"{'AGENT':<16} {'ROLE':<11} {'TOKENS IN':>10} {'OUT':>9} {'CACHED':>9} "
+                   f"{'COST':>11}")
+        for name, used in spend.agents.items():
+            view = ledger.agents.get(name)
+            _emit_line(line(name, view.role if view is not None else "-", used))
+        _emit_line("")
+        _emit_line(f"{'ROLE':<28} {'TOKENS IN':>10} {'OUT':>9} {'CACHED':>9} {'COST':>11}")
+        for role, used in spend.roles.items():
+            _emit_line(line(role, "", used))
+        _emit_line("")
+        _emit_line(line("run", "", spend.run))
+        if spend.run.cost_is_estimate:
+            unpriced = ("; a model with no price in the table counts as $0 (add "
+                        "[prices.\"MODEL\"] to .sisyphus/config.toml)"
+                        if spend.run.unpriced else "")
+            _emit_line(f"~: estimated from the price table: the backend gave tokens but no "
+                       f"cost{unpriced}")
         return 0
 
     return await _with_store(args, body, create=False)
@@ -910,7 +964,7 @@ async def cmd_checkpoints(args: argparse.Namespace) -> int:
                 differs = await Shadow(workspace).compare(shas)
             except ShadowError as exc:
                 _say(printable(f"sisyphus: not compared with the workspace: {exc}"))
-        rows = []
+        rows: list[dict[str, Any]] = []
         for event in events:
             sha = _workspace_commit(event) or ""
             changed = differs.get(sha)
@@ -1260,6 +1314,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "activity, what it does")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(run=cmd_agents)
+
+    p = sub.add_parser("cost", parents=[db], help="tokens and cost per agent, per role and "
+                       "for the run (~: estimated from the config's price table)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(run=cmd_cost)
 
     actor = _Parser(add_help=False)
     actor.add_argument("--from", dest="sender", default="human", help="who asks "
