@@ -96,6 +96,42 @@ def _output(p: dict[str, Any]) -> str:
     return f"{kind}" + (f": {text}" if text else "")
 
 
+def _asked(p: dict[str, Any]) -> str:
+    """``asks to use Bash: pytest -q`` (the call's command, else its path or url...)."""
+    raw = p.get("input")
+    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    subject = next((str(data[key]) for key in ("command", "file_path", "path", "url",
+                                                "pattern", "query") if key in data), "")
+    waits = f" (answered {p.get('on_timeout', 'deny')} after {p['timeout_s']:g}s)" \
+        if p.get("timeout_s") else ""
+    return f"asks to use {p['tool']}" + (f": {headline(subject)}" if subject else "") + waits
+
+
+def _answered(e: Event, p: dict[str, Any]) -> str:
+    done = "allowed" if p["decision"] == "allow" else "denied"
+    who = {"human": f"by {e.actor or 'a person'}", "timeout": "by the timeout",
+           "policy": "by the policy"}.get(str(p.get("by") or "human"), "")
+    always = " for the rest of the run" if p.get("always") else ""
+    said = f": {headline(str(p['message']))}" if p.get("message") else ""
+    return f"{p['agent']}'s request {done} {who}{always}{said}"
+
+
+def _turn(e: Event, p: dict[str, Any]) -> str:
+    attempt = f", attempt {p['attempt']}" if int(p.get("attempt") or 1) > 1 else ""
+    again = ", redone after an interruption" if p.get("recovering") else ""
+    session = f", resuming {p['session']}" if p.get("session") else ", new session"
+    return (f"{_who(e, p)}turn on message {p['message']} ({p['backend']}{session}"
+            f"{attempt}{again})")
+
+
+def _budget(p: dict[str, Any]) -> str:
+    whose = f"{p['agent']}'s budget" if p.get("agent") else "the run's budget"
+    spent = f"${float(p['spent_usd']):.2f} of ${float(p['limit_usd']):.2f}"
+    if p["level"] == "warn":
+        return f"{whose}: {spent} spent (80%)"
+    return f"{whose} is spent ({spent}): paused"
+
+
 _LINES: dict[str, Callable[[Event, dict[str, Any]], str]] = {
     "TASK_INIT": lambda e, p: f"task: {headline(p['goal'])}",
     "PHASE": lambda e, p: f"phase {p['phase']}"
@@ -138,6 +174,17 @@ _LINES: dict[str, Callable[[Event, dict[str, Any]], str]] = {
     "MEMORY_FEEDBACK": lambda e, p: f"memory #{p['memory_id']} "
                                     + ("helped" if p["helpful"] else "did not help"),
     "AGENT_OUTPUT": lambda e, p: f"{_who(e, p)}{_output(p)}",
+    "TURN_STARTED": _turn,
+    "PERMISSION_REQUESTED": lambda e, p: f"{_who(e, p)}{_asked(p)}",
+    "PERMISSION_ANSWERED": _answered,
+    "AGENT_QUEUED": lambda e, p: f"{_who(e, p)}queued: {p['backend']} runs "
+                                 f"{p['running']} of {p['cap']}",
+    "AGENT_STALLED": lambda e, p: f"{p['agent']} stalled: no output for "
+                                  f"{float(p['silent_s']):.0f}s",
+    "AGENT_CANCELLED": lambda e, p: f"{p['agent']}'s turn cancelled"
+                                    + (f" ({p['how']})" if p.get("how", "none") != "none" else
+                                       " (no turn was running)"),
+    "BUDGET": lambda e, p: _budget(p),
 }
 
 

@@ -54,7 +54,9 @@ ESSENTIAL = ("kernel", "planner", "validator", "executor")
 # what an agent says, which the TUI and ``sisyphus events`` show).
 STORY = frozenset({"PHASE", "AGENT_SPAWNED", "PLAN_INIT", "REVIEW", "FILE_EDIT", "TEST_FAIL",
                    "TEST_PASS", "GATE_RESULT", "CONTEXT_WIPED", "RESUMED", "RUN_RESUMED",
-                   "AGENT_FAILED", "AGENT_STALE", "MEMORY_STORED"})
+                   "AGENT_FAILED", "AGENT_STALE", "MEMORY_STORED", "PERMISSION_REQUESTED",
+                   "PERMISSION_ANSWERED", "AGENT_QUEUED", "AGENT_STALLED", "AGENT_CANCELLED",
+                   "BUDGET"})
 
 
 def _say_to_stderr(text: str) -> None:
@@ -544,6 +546,9 @@ class Swarm:
     def _report(self, event: Event) -> None:
         if event.type in STORY:
             self.say(story_line(event))
+        if event.type == "PERMISSION_REQUESTED":
+            agent = event.payload.get("agent")
+            self.say(f"  answer it: sisyphus answer {agent} allow|deny (or in the TUI)")
 
     # -- control ----------------------------------------------------------------
 
