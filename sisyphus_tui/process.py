@@ -4,16 +4,25 @@ cancel that end the whole group, and nothing left running after it.
 
 A line is bounded (an agent may print a megabyte of JSON on one line): what is beyond
 the bound is dropped and said, never buffered without end.
+
+A coding agent's CLI (``die_with_parent``) runs under a watchdog of its own
+(``sisyphus_tui/watchdog.py``): the subreaper of everything the agent starts, holding a
+pipe from this process. When this process ends, even by SIGKILL, the pipe's end tells
+the watchdog, which ends the agent and all it started, a shell tool's ``sleep`` in a
+session of its own included (a process group, or a parent-death signal, reach neither).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import ctypes
+import errno
 import inspect
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -27,6 +36,8 @@ OUTPUT_TAIL_CHARS = 2000
 MAX_LINE_BYTES = 1 << 20
 CHUNK_BYTES = 1 << 16
 EXIT_POLL_S = 0.02
+WATCHDOG = Path(__file__).with_name("watchdog.py")
+KILL_WAIT_S = 2.0  # how long a watchdog may take to kill its agent's tree
 
 LineHandler = Callable[[str], Awaitable[None] | None]
 
@@ -90,11 +101,15 @@ class Child:
     ``async with``) kills whatever is left of its group."""
 
     def __init__(self, proc: asyncio.subprocess.Process, argv: tuple[str, ...],
-                 max_line_bytes: int) -> None:
+                 max_line_bytes: int, watchdog: int | None = None) -> None:
         self.proc = proc
         self.argv = argv
         self.pid = proc.pid
         self._limit = max_line_bytes
+        self._watchdog = watchdog  # our end of its watchdog's pipe (None: no watchdog)
+        # The signals its group was sent while it still ran: which step of a cancel
+        # it took to end it (SIGKILL last).
+        self.signalled: list[int] = []
 
     @classmethod
     async def start(cls, argv: Sequence[str], cwd: Path, *,
@@ -104,17 +119,39 @@ class Child:
         """Start ``argv`` (OSError if it cannot be run). With ``stdin`` the child reads
         a pipe (``write``, ``close_stdin``), else /dev/null; with ``merge_stderr`` its
         stderr joins stdout, else ``lines(stderr=True)`` reads it. With
-        ``die_with_parent`` (Linux) the kernel ends it (SIGTERM) if this process dies
-        first (a host killed with SIGKILL leaves no coding agent editing the
-        workspace)."""
-        proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, env=dict(env) if env is not None else None,
-            stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent and _PRCTL is not None else None)
-        return cls(proc, tuple(argv), max_line_bytes)
+        ``die_with_parent`` (Linux) it runs under a watchdog that ends it, and all it
+        started, if this process dies first (a host killed with SIGKILL leaves no coding
+        agent editing the workspace); its ``pid`` is then the watchdog's, the leader of
+        the same process group."""
+        command, read_end, watchdog = list(argv), None, None
+        if die_with_parent and sys.platform.startswith("linux") and sys.executable:
+            path = _executable(argv[0], cwd, env)  # (OSError as exec would raise it)
+            read_end, watchdog = os.pipe()
+            command = [sys.executable, "-I", "-S", "-B", str(WATCHDOG), str(read_end),
+                       path, *argv]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command, cwd=cwd, env=dict(env) if env is not None else None,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=(read_end,) if read_end is not None else (),
+                preexec_fn=_die_with_parent if die_with_parent and watchdog is None
+                and _PRCTL is not None else None)
+        except BaseException:
+            if watchdog is not None:
+                os.close(watchdog)
+            raise
+        finally:
+            if read_end is not None:
+                os.close(read_end)  # (the watchdog's alone: its end is our end's death)
+        child = cls(proc, tuple(argv), max_line_bytes, watchdog)
+        started = _STARTED.get()
+        if started is not None:
+            started[:] = [c for c in started if c.returncode is None]
+            started.append(child)
+        return child
 
     async def __aenter__(self) -> Child:
         return self
@@ -158,7 +195,15 @@ class Child:
             self.proc.stdin.close()
 
     def signal(self, signum: int) -> None:
-        """Signal its whole process group."""
+        """Signal its whole process group. SIGKILL of one under a watchdog is asked of
+        the watchdog: it kills the whole tree (killing the group would kill the
+        watchdog first, and leave what escaped the group running)."""
+        if self.proc.returncode is None:
+            self.signalled.append(signum)
+        if signum == signal.SIGKILL and self._watchdog is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._watchdog, b"k")
+                return
         _signal_group(self.proc, signum)
 
     async def exited(self, timeout_s: float | None = None) -> bool:
@@ -179,15 +224,30 @@ class Child:
             self.signal(signum)
             if await self.exited(grace_s):
                 break
+        await self.kill()
+
+    async def kill(self) -> None:
+        """SIGKILL of all it runs (through its watchdog, its whole tree), then of what is
+        left in its group."""
+        if self.proc.returncode is None:
+            self.signal(signal.SIGKILL)
+            if self._watchdog is not None:
+                await self.exited(KILL_WAIT_S)
+        if self._watchdog is not None:
+            os.close(self._watchdog)
+            self._watchdog = None
         _kill_group(self.proc)
 
     async def close(self) -> None:
-        """Kill what is left of its group and reap it."""
-        _kill_group(self.proc)
+        """Kill what is left of it and reap it."""
         if self.proc.stdin is not None:
             self.proc.stdin.close()
+        await asyncio.shield(self._close())
+
+    async def _close(self) -> None:
+        await self.kill()
         with contextlib.suppress(Exception):
-            await asyncio.shield(self.proc.wait())
+            await self.proc.wait()
 
 
 async def run_process(argv: Sequence[str], cwd: Path, *, timeout_s: float,
@@ -312,6 +372,36 @@ def end_leftover(path: Path) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
+
+
+_STARTED: contextvars.ContextVar[list[Child] | None] = contextvars.ContextVar(
+    "sisyphus_children", default=None)
+
+
+def watch_children() -> list[Child]:
+    """From now on, in this context (a task, and the tasks it starts), every Child
+    started is added to the list returned (those that have exited leave it as new ones
+    come): what a supervisor cancelling that task reads to say how they ended."""
+    started: list[Child] = []
+    _STARTED.set(started)
+    return started
+
+
+def _executable(name: str, cwd: Path, env: Mapping[str, str] | None) -> str:
+    """The file ``name`` runs, found as exec would (the PATH of ``env``, a path with a
+    slash from ``cwd``): OSError, as exec would raise it, if there is none."""
+    if "/" in name:
+        path = os.path.join(cwd, name)
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), name)
+        return os.path.abspath(path)
+    search = (env if env is not None else os.environ).get("PATH", os.defpath)
+    found = shutil.which(name, path=search)
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), name)
+    return os.path.abspath(os.path.join(cwd, found))
 
 
 def _load_prctl() -> Any:

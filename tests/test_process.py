@@ -1,19 +1,23 @@
 """The subprocess runner, on real processes: lines arrive as they are printed, a
 timeout or a cancel ends the whole process group (grandchildren too), nothing is left
-running after a command ends, a line is bounded, bad bytes are no crash."""
+running after a command ends, a line is bounded, bad bytes are no crash. A coding
+agent's CLI runs under its watchdog: killed with its host (even by SIGKILL), with all it
+started (a tool in a session of its own too), its own exit and pipes unchanged."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 
 import pytest
 
-from sisyphus_tui.process import run_process
+from sisyphus_tui.process import Child, run_process
 
 PY = sys.executable
+PROJECT = str(Path(__file__).resolve().parents[1])
 
 
 def alive(pid: int) -> bool:
@@ -131,3 +135,124 @@ async def test_a_missing_binary_is_one_line(tmp_path: Path) -> None:
     result = await run_process(["no-such-binary-here"], tmp_path, timeout_s=10)
     assert result.exit_code == 127
     assert result.output_tail == "cannot run 'no-such-binary-here': No such file or directory"
+
+
+# -- a coding agent's CLI under its watchdog (die_with_parent) --------------------------
+
+# A "CLI" that ignores SIGINT and SIGTERM and starts a child in a session of its own (as
+# Claude Code's shell tool does), which ignores them too; it prints both pids.
+STUBBORN_CLI = """
+import signal, subprocess, sys, time
+for s in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(s, signal.SIG_IGN)
+tool = subprocess.Popen([sys.executable, "-c", "import signal, time\\n"
+                         "for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):\\n"
+                         "    signal.signal(s, signal.SIG_IGN)\\n"
+                         "time.sleep(1000)"], start_new_session=True)
+print(__import__("os").getpid(), tool.pid, flush=True)
+time.sleep(1000)
+"""
+
+# The host: starts the CLI under its watchdog, says the pids, then waits to be killed.
+HOST = """
+import asyncio, sys
+from pathlib import Path
+from sisyphus_tui.process import Child
+
+async def main():
+    child = await Child.start([sys.executable, "-c", sys.argv[1]], Path.cwd(),
+                              die_with_parent=True)
+    async for line in child.lines():
+        print(child.pid, line, flush=True)
+        break
+    await asyncio.sleep(1000)
+
+asyncio.run(main())
+"""
+
+
+async def wait_all_gone(pids: list[int], within_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while any(alive(pid) for pid in pids):
+        assert loop.time() < deadline, [pid for pid in pids if alive(pid)]
+        await asyncio.sleep(0.02)  # (polling /proc: a process's end has no event here)
+
+
+async def test_a_host_killed_by_sigkill_leaves_no_agent_process(tmp_path: Path) -> None:
+    host = await asyncio.create_subprocess_exec(
+        PY, "-c", HOST, STUBBORN_CLI, cwd=tmp_path, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": PROJECT})
+    assert host.stdout is not None
+    line = await asyncio.wait_for(host.stdout.readline(), 60)
+    pids = [int(word) for word in line.split()]  # watchdog, CLI, its tool
+    assert len(pids) == 3 and all(alive(pid) for pid in pids)
+    assert os.getsid(pids[2]) != os.getsid(pids[1])  # the tool escaped the CLI's session
+    host.kill()
+    await host.wait()
+    # SIGTERM first (ignored here), the watchdog's grace, then the whole tree is killed.
+    await wait_all_gone(pids, within_s=30)
+
+
+async def test_what_an_agent_left_in_another_session_ends_with_it(tmp_path: Path) -> None:
+    script = ("import subprocess, sys\n"
+              "tool = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'],"
+              " start_new_session=True)\nprint(tool.pid, flush=True)\nsys.exit(3)\n")
+    async with await Child.start([PY, "-c", script], tmp_path, die_with_parent=True) as child:
+        lines = [line async for line in child.lines()]
+        assert await child.exited(60)
+        assert child.returncode == 3  # the agent's own exit, through its watchdog
+    await wait_all_gone([int(lines[0])], within_s=10)
+
+
+async def test_a_cancel_that_needs_sigkill_ends_the_whole_tree(tmp_path: Path) -> None:
+    child = await Child.start([PY, "-c", STUBBORN_CLI], tmp_path, die_with_parent=True)
+    try:
+        line = await asyncio.wait_for(anext(child.lines()), 60)
+        pids = [int(word) for word in line.split()]
+        await child.stop([(signal.SIGINT, 0.3)])
+        assert child.signalled == [signal.SIGINT, signal.SIGKILL]  # SIGINT was not enough
+        assert child.returncode == -signal.SIGKILL
+        await wait_all_gone([child.pid, *pids], within_s=10)
+    finally:
+        await child.close()
+
+
+async def test_an_agent_that_honours_sigint_needs_no_more(tmp_path: Path) -> None:
+    polite = "import time\nprint('up', flush=True)\ntime.sleep(600)\n"
+    child = await Child.start([PY, "-c", polite], tmp_path, die_with_parent=True)
+    try:
+        assert await asyncio.wait_for(anext(child.lines()), 60) == "up"
+        await child.stop([(signal.SIGINT, 30)])
+        assert child.signalled == [signal.SIGINT]
+        assert child.returncode == -signal.SIGINT  # its own end, not the watchdog's
+    finally:
+        await child.close()
+
+
+async def test_the_agent_reads_and_writes_its_own_pipes(tmp_path: Path) -> None:
+    script = ("import os, sys\nprint(os.getppid(), flush=True)\n"
+              "for line in sys.stdin: print(line.strip().upper(), flush=True)\n")
+    async with await Child.start([PY, "-c", script], tmp_path, stdin=True,
+                                 die_with_parent=True) as child:
+        assert await child.write(b"one\ntwo\n")
+        child.close_stdin()
+        lines = [line async for line in child.lines()]
+        assert await child.exited(60) and child.returncode == 0
+    assert lines == [str(child.pid), "ONE", "TWO"]  # its parent: the watchdog
+
+
+async def test_an_agent_killed_by_a_signal_is_seen_so(tmp_path: Path) -> None:
+    script = "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n"
+    async with await Child.start([PY, "-c", script], tmp_path, die_with_parent=True) as child:
+        assert await child.exited(60)
+    assert child.returncode == -signal.SIGTERM
+
+
+async def test_a_missing_agent_binary_cannot_be_started(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as missing:
+        await Child.start(["no-such-agent-cli"], tmp_path, die_with_parent=True)
+    assert missing.value.strerror == "No such file or directory"
+    (tmp_path / "not-executable").write_text("#!/bin/sh\n")
+    with pytest.raises(PermissionError):
+        await Child.start(["./not-executable"], tmp_path, die_with_parent=True)
