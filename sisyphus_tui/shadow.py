@@ -31,7 +31,7 @@ import re
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from sisyphus_tui.agents.config import GITIGNORE
@@ -107,6 +107,11 @@ class Shadow:
         just before is committed on REF first, so a restore can be undone."""
         return await asyncio.to_thread(self._locked_restore, sha)
 
+    async def compare(self, shas: Sequence[str]) -> dict[str, list[tuple[str, str]] | None]:
+        """``changes`` for many commits, the workspace read once: by sha, None for one
+        the shadow repository does not have."""
+        return await asyncio.to_thread(self._locked_compare, list(shas))
+
     async def latest(self) -> str | None:
         """The last checkpoint's commit, or None before the first."""
         return await asyncio.to_thread(self._locked_latest)
@@ -118,11 +123,26 @@ class Shadow:
             return self._commit(self._stage(), label)
 
     def _locked_changes(self, sha: str) -> list[tuple[str, str]]:
+        self._require()
         with self._lock():
             target = self._resolve(sha)
             return self._diff(self._stage(), target + "^{tree}")
 
+    def _locked_compare(self, shas: list[str]) -> dict[str, list[tuple[str, str]] | None]:
+        if not self._made():
+            return dict.fromkeys(shas)
+        with self._lock():
+            now = self._stage()
+            found: dict[str, list[tuple[str, str]] | None] = {}
+            for sha in shas:
+                try:
+                    found[sha] = self._diff(now, self._resolve(sha) + "^{tree}")
+                except UnknownCommit:
+                    found[sha] = None
+            return found
+
     def _locked_restore(self, sha: str) -> list[tuple[str, str]]:
+        self._require()
         with self._lock():
             target = self._resolve(sha)
             now = self._stage()
@@ -138,8 +158,21 @@ class Shadow:
             return changed
 
     def _locked_latest(self) -> str | None:
+        if not self._made():
+            return None
         with self._lock():
             return self._head()
+
+    def _made(self) -> bool:
+        """Whether the shadow repository exists (reading never makes one)."""
+        return (self.git_dir / "HEAD").is_file()
+
+    def _require(self) -> None:
+        if not self._made():
+            if not self.workspace.is_dir():
+                raise ShadowError(f"workspace not found: {self.workspace}")
+            raise UnknownCommit(f"no checkpoints in {self.workspace}: it has no shadow "
+                                f"repository ({self.git_dir})")
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:

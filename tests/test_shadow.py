@@ -5,17 +5,27 @@ never taken or removed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import os
+import pty
+import re
 import shutil
+import sqlite3
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sisyphus_tui.agents.config import agent_folder
 from sisyphus_tui.faults import is_passing
 from sisyphus_tui.shadow import REF, GitMissing, Shadow, ShadowError, UnknownCommit
+from sisyphus_tui.stream import open_store
+from tests.conftest import run_cli
+from tests.swarm.conftest import run_demo
 
 
 def git(repo: Path, *args: str) -> str:
@@ -351,3 +361,199 @@ async def test_a_passing_git_fault_says_it_passes(tmp_path: Path,
             await shadow.snapshot("blocked")
         assert is_passing(caught.value) is passing
         assert "\n" not in str(caught.value) and str(caught.value).startswith("shadow git add")
+
+
+# -- the CLI, on the log of a real scripted demo run --------------------------------
+
+
+@dataclass
+class Demo:
+    """A scripted demo run, through the real command."""
+
+    db: Path
+    workspace: Path
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """One demo run to its end (the module's tests take turns with its workspace)."""
+    root = tmp_path_factory.mktemp("demo")
+    db, workspace = root / "swarm.db", root / "workspace"
+    done = run_demo(db, workspace)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return Demo(db, workspace)
+
+
+def checkpoints_in(db: Path) -> list[tuple[int, str, dict[str, Any]]]:
+    """Every CHECKPOINT in the log: offset, actor, payload."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT offset, actor, payload FROM events WHERE type = "
+                            "'CHECKPOINT' ORDER BY offset").fetchall()
+    return [(offset, actor, json.loads(payload)) for offset, actor, payload in rows]
+
+
+def edits_in(db: Path) -> list[tuple[int, str, str | None, str | None]]:
+    """Every FILE_EDIT: offset, path, hash before, hash after."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT offset, json_extract(payload, '$.path'), "
+                            "json_extract(payload, '$.before_sha256'), "
+                            "json_extract(payload, '$.after_sha256') FROM events "
+                            "WHERE type = 'FILE_EDIT' ORDER BY offset").fetchall()
+    return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def sha_of(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def executor_checkpoints(demo: Demo) -> list[tuple[int, dict[str, Any]]]:
+    return [(offset, payload) for offset, actor, payload in checkpoints_in(demo.db)
+            if actor == "executor"]
+
+
+def test_acting_checkpoints_carry_the_workspace(demo: Demo) -> None:
+    every = checkpoints_in(demo.db)
+    acting = [payload for _, actor, payload in every if actor == "executor"]
+    assert len(acting) >= 8
+    assert all(re.fullmatch(r"[0-9a-f]{40}", p.get("workspace") or "") for p in acting)
+    assert len({p["workspace"] for p in acting}) == len(acting)
+    # The roles that only think (kernel, planner, validator, researcher) carry none.
+    assert {actor for _, actor, p in every if p.get("workspace")} == {"executor"}
+    listed = run_cli("checkpoints", "--json", db=demo.db)
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [r["offset"] for r in rows] == [o for o, _ in executor_checkpoints(demo)]
+    assert [r["workspace"] for r in rows] == [p["workspace"] for p in acting]
+    assert rows[-1]["differs"] == 0 and rows[0]["differs"] > 0  # the run's end is now
+    assert {r["agent"] for r in rows} == {"executor"}
+    text = run_cli("checkpoints", db=demo.db)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == f"workspace: {demo.workspace}"
+    assert lines[1].split() == ["OFFSET", "TIME", "AGENT", "STEP", "COMMIT", "DIFFERS"]
+    assert lines[-1].split()[2:] == ["executor", str(rows[-1]["step"]),
+                                     rows[-1]["workspace"][:12], "0", "files"]
+    assert len(lines) == 2 + len(rows)
+
+
+def test_restore_refusals_change_nothing(demo: Demo, tmp_path: Path) -> None:
+    first = executor_checkpoints(demo)[0][0]
+    before = files_of(demo.workspace)
+    # Not a tty and no --yes: says what it would change, restores nothing.
+    asked = run_cli("restore", str(first), db=demo.db, stdin=subprocess.DEVNULL)
+    assert asked.returncode == 2
+    assert asked.stderr == "sisyphus: nothing changed: add --yes to restore (no terminal " \
+                           "to ask)\n"
+    said = asked.stdout.splitlines()
+    assert said[0].startswith(f"restoring checkpoint {first} (executor, ")
+    assert said[1:] and all(re.fullmatch(r"[AMD] \S.*", line) for line in said[1:])
+    kernel = next(o for o, actor, _ in checkpoints_in(demo.db) if actor == "kernel")
+    for offset in (str(kernel), "1", "99999999"):
+        refused = run_cli("restore", offset, "--yes", db=demo.db)
+        assert refused.returncode == 2
+        assert refused.stderr == (f"sisyphus: error: event {offset} is not a checkpoint "
+                                  "with a workspace commit (`sisyphus checkpoints` lists "
+                                  "them)\n")
+    elsewhere = run_cli("restore", str(first), "--yes", "--workspace", str(tmp_path),
+                        db=demo.db)
+    assert elsewhere.returncode == 2 and elsewhere.stderr.count("\n") == 1
+    assert "not " + str(tmp_path) in elsewhere.stderr
+    for bad in ("-1", "x"):
+        assert run_cli("restore", bad, db=demo.db).returncode == 2
+    assert files_of(demo.workspace) == before
+
+    async def hosted() -> subprocess.CompletedProcess[str]:
+        store = await open_store(demo.db)
+        try:
+            lease = await store.host_lease()  # a host runs the swarm
+            try:
+                return await asyncio.to_thread(run_cli, "restore", str(first), "--yes",
+                                               db=demo.db)
+            finally:
+                lease.release()
+        finally:
+            await store.close()
+
+    busy = asyncio.run(hosted())
+    assert busy.returncode == 2 and busy.stdout == ""
+    assert re.fullmatch(r"sisyphus: error: a host runs this swarm \(.*\): its agents work "
+                        r"in the workspace; stop it before restoring\n", busy.stderr)
+    assert files_of(demo.workspace) == before
+
+
+def test_restore_brings_back_the_first_executor_checkpoint(demo: Demo) -> None:
+    (offset, payload), *_ = executor_checkpoints(demo)
+    end = files_of(demo.workspace)
+    odd = "\x1b[31mred[b]x\nname.py"  # made since: it goes, named literally
+    (demo.workspace / odd).write_text("x\n")
+    done = run_cli("restore", str(offset), "--yes", db=demo.db)
+    assert done.returncode == 0, done.stderr
+    assert "\x1b" not in done.stdout
+    assert "D \\x1b[31mred[b]x\\x0aname.py" in done.stdout.splitlines()
+    assert not (demo.workspace / odd).exists()
+    assert done.stdout.splitlines()[-1].startswith(f"restored checkpoint {offset} ")
+    # Every file is as the log says that step left it: the last edit before the
+    # checkpoint, or, for a file edited only later, as it was before that edit.
+    edits = edits_in(demo.db)
+    for path in {path for _, path, _, _ in edits}:
+        mine = [e for e in edits if e[1] == path]
+        earlier = [e for e in mine if e[0] < offset]
+        want = earlier[-1][3] if earlier else mine[0][2]
+        assert sha_of(demo.workspace / path) == want, path
+    assert any(e[0] < offset for e in edits) and any(e[0] > offset for e in edits)
+    rows = [json.loads(line) for line in
+            run_cli("checkpoints", "--json", db=demo.db).stdout.splitlines()]
+    assert rows[0]["differs"] == 0 and rows[-1]["differs"] > 0
+    assert payload["workspace"] == rows[0]["workspace"]
+
+    # At a terminal it asks: anything but y leaves the workspace as it is.
+    last = executor_checkpoints(demo)[-1][0]
+    restored = files_of(demo.workspace)
+    assert at_terminal(demo, str(last), "n\n").returncode == 1
+    assert files_of(demo.workspace) == restored
+    yes = at_terminal(demo, str(last), "y\n")
+    assert yes.returncode == 0, yes.stderr
+    assert "? [y/N] " in yes.stderr
+    assert files_of(demo.workspace) == end  # the run's end, back again
+    again = run_cli("restore", str(last), db=demo.db)
+    assert again.returncode == 0 and "nothing to restore" in again.stdout
+
+
+def at_terminal(demo: Demo, offset: str, typed: str) -> subprocess.CompletedProcess[str]:
+    """``sisyphus restore OFFSET`` with a terminal as its stdin, ``typed`` typed there."""
+    leader, follower = pty.openpty()
+    try:
+        os.write(leader, typed.encode())
+        return run_cli("restore", offset, db=demo.db, stdin=follower)
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+def test_checkpoints_of_a_log_without_them_or_with_an_unknown_commit(tmp_path: Path) -> None:
+    db, ws = tmp_path / "swarm.db", tmp_path / "ws"
+    ws.mkdir()
+    assert run_cli("init", db=db).returncode == 0
+    empty = run_cli("checkpoints", "--workspace", str(ws), db=db)
+    assert empty.returncode == 0, empty.stderr
+    assert "no workspace checkpoints" in empty.stdout
+    payload = {"agent": "executor", "cursor": 0, "step": 1, "state": {},
+               "workspace": "ab" * 20}
+    emitted = run_cli("emit", "CHECKPOINT", "--payload", json.dumps(payload),
+                      "--actor", "executor", db=db)
+    assert emitted.returncode == 0, emitted.stderr
+    offset = emitted.stdout.strip()
+    listed = run_cli("checkpoints", "--workspace", str(ws), "--json", db=db)
+    assert [json.loads(line)["differs"] for line in listed.stdout.splitlines()] == [None]
+    text = run_cli("checkpoints", "--workspace", str(ws), db=db)
+    assert text.stdout.splitlines()[-1].endswith("unknown commit")
+    refused = run_cli("restore", offset, "--yes", "--workspace", str(ws), db=db)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "no checkpoints in" in refused.stderr
+    assert not (ws / ".sisyphus").exists()  # reading never makes a shadow repository
+    (ws / "a").write_text("a\n")
+    asyncio.run(Shadow(ws).snapshot("one"))
+    unknown = run_cli("restore", offset, "--yes", "--workspace", str(ws), db=db)
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith(f"sisyphus: error: unknown checkpoint commit: {'ab' * 20}")
+    assert (ws / "a").read_text() == "a\n"
