@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from sisyphus_tui import permissions
+from sisyphus_tui.actors.recovery import TurnLog
 from sisyphus_tui.agents.base import Answer, Question
 from sisyphus_tui.agents.config import BrainConfig, RunConfig, agent_folder
 from sisyphus_tui.brains.base import Brain, Thought
@@ -41,6 +42,8 @@ from sisyphus_tui.stream.base import Event, EventStore, NewEvent
 from sisyphus_tui.usage import account
 
 if TYPE_CHECKING:  # (skills read YAML: loaded when an agent first thinks, not at import)
+    from contextlib import AbstractAsyncContextManager
+
     from sisyphus_tui.skills import Skill
 
 TEST_TIMEOUT_S = 300.0
@@ -84,6 +87,12 @@ class SwarmContext(Protocol):
         """Say a fault that is being retried (a person must see it; the log may not
         be writable at that moment)."""
 
+    def agent_turn(self, agent: str, backend: str, message: int
+                   ) -> AbstractAsyncContextManager[None]:
+        """Held while ``agent`` thinks on a real ``backend`` about ``message``: one of
+        the backend's slots (waiting, ``queued``, beyond its cap); the host watches
+        the turn for a stall."""
+
 
 def sha256_of(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
@@ -113,6 +122,9 @@ class Turn:
         self.outputs: list[NewEvent] = []
         self._outputs = 0  # the sequence of the next AGENT_OUTPUT
         self._registered_here: set[str] = set()
+        # Its coding agent's runs on the record (TURN_STARTED), and the recovery of an
+        # attempt a crash left in doubt.
+        self.record = TurnLog(self)
 
     @property
     def swarm(self) -> SwarmContext:
@@ -311,13 +323,22 @@ class Turn:
                           timeout_s=skill.timeout_s if skill else None,
                           workspace=self.swarm.workspace.resolve(),
                           session=live.session if live is not None else None, say=say,
-                          ask=self.ask)
-        answer = await self.actor.brain.think(thought)
+                          ask=self.ask, record=self.record)
+        answer = await self._think(thought)
         try:
             return check_decision(purpose, answer)
         except InvalidDecision as exc:
             again = replace(thought, data={**data, "invalid_answer": str(exc)})
-            return check_decision(purpose, await self.actor.brain.think(again))
+            return check_decision(purpose, await self._think(again))
+
+    async def _think(self, thought: Thought) -> dict[str, Any]:
+        """The brain's answer; a coding agent's (a brain that acts, of a real backend)
+        in one of its backend's slots (the scripted brain is never capped)."""
+        brain = self.actor.brain
+        if not brain.acts:
+            return await brain.think(thought)
+        async with self.swarm.agent_turn(self.actor.name, brain.kind, self.message.offset):
+            return await brain.think(thought)
 
 
 # What a workspace snapshot leaves out: the swarm's own folder, version control, and the

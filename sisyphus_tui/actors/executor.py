@@ -51,6 +51,9 @@ class Executor(SisyphusActor):
             decision = await turn.think(purpose, **data)
             await self._write(turn, decision["files"], step)
             return decision
+        # An attempt of this turn a crash left in doubt: the workspace goes back to
+        # where it started first, so what is observed is this attempt's work, once.
+        await turn.record.roll_back()
         before = await turn.snapshot_before()
         decision = await turn.think(purpose, **data)
         await turn.observe(before, step=step)

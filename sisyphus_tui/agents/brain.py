@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from sisyphus_tui.agents import backend as make_backend
@@ -70,9 +72,31 @@ class AgentBrain(Brain):
     async def think(self, thought: Thought) -> dict[str, Any]:
         if thought.workspace is None:
             raise SisyphusError("an agent brain needs the workspace to work in")
-        session = self.session or (None if self.fresh else thought.session)
+        record = thought.record
+        # A turn a crash left in doubt is done again: in its session, told so, or in a
+        # fresh one, by the role's policy; a wipe always starts a fresh one.
+        interrupted = await record.interrupted() if record is not None else None
+        fresh = self.fresh or (interrupted is not None and self.config.on_interrupt == "fresh")
+        session = None if fresh else (self.session or thought.session)
         await asyncio.to_thread(agent_folder, thought.workspace, thought.agent)
         request = self.request(thought, session)
+        if record is not None:
+            sections: list[str] = []
+            view = thought.ledger.agents.get(thought.agent)
+            if session is None and (fresh or (view is not None and view.wiped_ts is not None)):
+                # A new session for an agent with a past: primed from the log (its
+                # last session's conversation is not this one's).
+                sections.append(await record.primer())
+            if interrupted is not None:
+                rolled = not request.read_only and await record.roll_back()
+                sections.append(interruption_note(
+                    interrupted, rolled_back=rolled, resumed=session is not None,
+                    edits=not request.read_only))
+            if sections:
+                request = replace(request, prompt="\n\n".join(
+                    [*sections, "## Your task now", request.prompt]))
+            await record.begin(self.backend.name, self.config.model, request.prompt,
+                               session, edits=not request.read_only)
 
         async def said(event: AgentEvent) -> None:
             if event.kind == "session" and event.data.get("session_id"):
@@ -113,6 +137,25 @@ class AgentBrain(Brain):
             # researcher read it (each CLI refuses their edits itself).
             read_only=thought.purpose not in ACTS,
             timeout_s=thought.timeout_s or self.config.timeout_s)
+
+
+def interruption_note(started: Mapping[str, Any], *, rolled_back: bool, resumed: bool,
+                      edits: bool = True) -> str:
+    """What an agent redoing a turn found in doubt is told: that its previous attempt
+    was interrupted, and whether the workspace was put back as that attempt found it."""
+    attempt = started.get("attempt") or 1
+    whose = "Your" if resumed else "A"
+    text = (f"## Note: this turn was interrupted\n\n{whose} previous attempt at this "
+            f"turn (attempt {attempt}) was interrupted before it finished: the supervisor "
+            "stopped.")
+    if rolled_back:
+        return (text + " The workspace was rolled back to where that attempt started: "
+                "none of its edits are there any more. Do the whole task again, from "
+                "the start.")
+    if not edits:
+        return text + " Answer again, from the start."
+    return text + " Do the task again from the start (look at the files: they may hold " \
+                  "part of that attempt's work)."
 
 
 def answer_of(purpose: str, result: AgentResult) -> dict[str, Any]:

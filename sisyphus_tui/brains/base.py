@@ -10,10 +10,10 @@ of how the actor records what they decide.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from sisyphus_tui.ledger import Ledger
 from sisyphus_tui.stream.base import Event
@@ -47,6 +47,29 @@ class Thought:
     # How a tool call the policy does not decide is put to a person (the log's
     # PERMISSION_REQUESTED, answered by PERMISSION_ANSWERED): see sisyphus_tui.permissions.
     ask: Any = None
+    # How a coding agent's run goes on the record before it starts (TURN_STARTED), and
+    # what it is told when it redoes a turn a crash left in doubt or starts a new
+    # session after a wipe: a TurnRecord (sisyphus_tui.actors.recovery.TurnLog).
+    record: TurnRecord | None = None
+
+
+class TurnRecord(Protocol):
+    """A turn's record, as a coding-agent brain uses it (one per handled message)."""
+
+    async def interrupted(self) -> Mapping[str, Any] | None:
+        """The TURN_STARTED of this message's earlier attempt that a crash left in
+        doubt (never committed), until this handling's first run begins; else None."""
+
+    async def roll_back(self) -> bool:
+        """Put the workspace back as that attempt found it; whether it was."""
+
+    async def primer(self) -> str:
+        """What a new session is told first: the ledger, the last checkpoint's state
+        and the unacknowledged inbox, bounded."""
+
+    async def begin(self, backend: str, model: str | None, prompt: str,
+                    session: str | None, *, edits: bool) -> int:
+        """Append this run's TURN_STARTED (before the agent runs); its offset."""
 
 
 class Brain(ABC):

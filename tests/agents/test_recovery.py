@@ -1,0 +1,350 @@
+"""Recovery with real agents: ``sisyphus run`` on the real ``claude`` CLI against the fake
+Anthropic server, its host killed (SIGKILL of its process group) at several points of
+the executor's turn, one after another, then a host that completes the run. Each kill
+point is waited for in the log or on disk (the fake model holds the agent there until
+the host is dead). The turn in doubt is rolled back to the shadow commit it started
+from (the junk file an interrupted attempt wrote never reaches the final tree), done
+again in the session the log recorded with a note that it was interrupted (or in a
+fresh, primed one, by the role's ``on_interrupt``); each step's effects are in the log
+once and the gates pass. A wipe in the middle of the turn: the re-primed new session
+finishes the step."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.agents import test_swarm_on_agents as swarm
+from tests.agents.fakemodel import DONE, FakeModel, Step
+from tests.agents.fakemodel.anthropic import Anthropic
+
+repo = swarm.repo  # (the fixture: a small repository whose one test fails)
+FIXED = "def add(a, b):\n    return a + b\n"
+JUNK = "junk.txt"
+# What every prompt sisyphus writes for a role says; the interruption note and the
+# primer of a new session, as the brain words them.
+PROMPT_MARK = "of a supervised swarm of coding agents"
+NOTE_MARK = "this turn was interrupted"
+ROLLED_MARK = "The workspace was rolled back to where that attempt started"
+PRIMER_MARK = "your context was reset: this is what the log remembers"
+
+Events = list[tuple[int, str, str | None, dict[str, Any]]]
+
+
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    return "\n".join(str(b.get("text", "")) for b in content or []
+                     if isinstance(b, dict) and b.get("type") == "text")
+
+
+def since_prompt(body: dict[str, Any]) -> tuple[str, list[str]]:
+    """The last prompt sisyphus gave the agent in this conversation, and the tools the
+    model called after it."""
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "user" and PROMPT_MARK in _text(messages[index]):
+            tools = [str(block.get("name")) for later in messages[index + 1:]
+                     if later.get("role") == "assistant" and isinstance(later.get("content"), list)
+                     for block in later["content"]
+                     if isinstance(block, dict) and block.get("type") == "tool_use"]
+            return _text(messages[index]), tools
+    return "", []
+
+
+class Executor:
+    """The fake model, with the executor's green turn under the test's control: read
+    calc.py, write the junk file (when ``junk``), fix calc.add, done. ``hold`` names
+    the point where the model stops answering (``first``: its first call of an
+    attempt; ``junk``: the call after the junk file is written) until ``release``."""
+
+    def __init__(self) -> None:
+        self.junk = False
+        self.hold: str | None = None
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.firsts: list[dict[str, Any]] = []  # each green attempt's first call
+
+    def __call__(self, index: int, body: dict[str, Any]) -> Step:
+        prompt, tools = since_prompt(body)
+        if "Now make" not in prompt:
+            return swarm.model_of_the_swarm(index, body)
+        if not tools:
+            self.firsts.append(body)
+            point, step = "first", Step(tool="read", args={"path": "calc.py"})
+        elif tools[-1] == "Read" and self.junk:
+            point, step = "read", Step(tool="write", args={"path": JUNK,
+                                                           "content": "half an attempt\n"})
+        elif tools[-1] in ("Read", "Write"):
+            point = "junk" if tools[-1] == "Write" else "read"
+            step = Step(tool="edit", args={"path": "calc.py", "old": "a - b", "new": "a + b"})
+        else:
+            point, step = "edited", DONE
+        if self.hold == point:
+            self.held.set()
+            self.release.wait(60)  # the host is killed while the agent waits here
+        return step
+
+
+def events_of(db: Path) -> Events:
+    """The log as it is now (read only: never makes the file)."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        try:
+            rows = conn.execute("SELECT offset, type, actor, payload FROM events "
+                                "ORDER BY offset").fetchall()
+        except sqlite3.OperationalError:
+            return []  # (the schema not made yet)
+    return [(o, t, a, json.loads(p)) for o, t, a, p in rows]
+
+
+def until(condition: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    """Poll ``condition`` until it holds (the log and the disk have no event to wait
+    on from another process); its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def green_message(events: Events) -> int | None:
+    """The offset of the executor's green half of step 1."""
+    return next((o for o, t, _, p in events if t == "MESSAGE" and p.get("kind") == "green"),
+                None)
+
+
+def turns(events: Events, message: int) -> list[tuple[int, dict[str, Any]]]:
+    """The executor's TURN_STARTED records for ``message``: (offset, payload)."""
+    return [(o, p) for o, t, _, p in events if t == "TURN_STARTED"
+            and p["agent"] == "executor" and p["message"] == message]
+
+
+def run_args(tmp_path: Path, repo: Path, db: Path) -> list[str]:
+    """The first host's arguments: the goal, on claude, with the suite as its gate."""
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"gates": [{"name": "tests", "argv": [
+        "{python}", "-m", "pytest", "-q", "-p", "no:cacheprovider"]}]}))
+    return ["--db", str(db), "--workspace", str(repo), "--goal", swarm.GOAL, "--spec",
+            str(spec), "--brain", "claude"]
+
+
+class Host:
+    """``sisyphus run`` as a subprocess in its own process group."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, n: int) -> None:
+        self.err = cwd / f"host-{n}.err"
+        with open(self.err, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "sisyphus_tui", "run",
+                                          "--headless", *args], cwd=cwd, env=env,
+                                         stdout=subprocess.DEVNULL, stderr=err,
+                                         start_new_session=True)
+
+    def kill(self) -> None:
+        """SIGKILL of its whole process group."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def finish(self, timeout: float = 240) -> str:
+        """Wait for it to end on its own; its stderr (it must have exited 0)."""
+        code = self.proc.wait(timeout)
+        text = self.err.read_text()
+        assert code == 0, text
+        return text
+
+
+def assert_effects_once(repo: Path, db: Path) -> Events:
+    """The workspace is the clean run's and passes the gates; every effect of the step
+    is in the log once."""
+    assert (repo / "calc.py").read_text() == FIXED
+    assert not (repo / JUNK).exists()  # half an attempt never survives
+    green = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                           cwd=repo, capture_output=True, text=True)
+    assert green.returncode == 0, green.stdout
+    events = events_of(db)
+    edits = [(p["path"], p.get("how"), p["step"]) for _, t, _, p in events if t == "FILE_EDIT"]
+    assert edits == [("calc.py", "observed", 1)]
+    runs = [(t, p["step"]) for _, t, _, p in events if t in ("TEST_PASS", "TEST_FAIL")]
+    assert runs == [("TEST_FAIL", 1), ("TEST_PASS", 1)]  # red, then green: once each
+    assert [p["passed"] for _, t, _, p in events if t == "GATE_RESULT"] == [True]
+    types = [t for _, t, _, _ in events]
+    assert types.count("PLAN_INIT") == 1 and types.count("REVIEW") == 1
+    steps_done = [p for _, t, a, p in events if t == "MESSAGE" and p.get("kind") == "step_done"]
+    assert len(steps_done) == 1
+    return events
+
+
+def test_a_turn_killed_again_and_again_is_rolled_back_and_resumed_with_a_note(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    db = tmp_path / "swarm.db"
+    script = Executor()
+    first = run_args(tmp_path, repo, db)
+    again = ["--db", str(db), "--workspace", str(repo)]
+    with FakeModel(Anthropic(), script) as model:
+        env = swarm.claude_env(agent_env, model)
+
+        def killed(host: Host, condition: Callable[[], Any], what: str) -> Any:
+            try:
+                found = until(condition, what)
+                host.kill()
+            finally:
+                if host.proc.poll() is None:
+                    host.kill()
+                script.release.set()
+            # The next host's model is set before it starts.
+            script.held.clear()
+            script.release = threading.Event()
+            return found
+
+        # 1. Killed right after the turn's TURN_STARTED is on the record.
+        script.junk, script.hold = True, "first"
+
+        def started(attempt: int) -> Callable[[], Any]:
+            def seen() -> Any:
+                events = events_of(db)
+                message = green_message(events)
+                return message is not None and any(
+                    p["attempt"] == attempt for _, p in turns(events, message))
+            return seen
+
+        killed(Host(first, env, tmp_path, 1), started(1), "the first TURN_STARTED")
+        events = events_of(db)
+        message = green_message(events)
+        assert message is not None
+        [(_, one)] = turns(events, message)
+        assert one["recovering"] is False and one["backend"] == "claude"
+        assert len(one["workspace"]) >= 40  # the shadow commit it starts from
+        session = one["session"]  # the executor's session, from its red half
+        reds = [p for _, t, a, p in events if t == "AGENT_OUTPUT" and a == "executor"
+                and p["kind"] == "session" and p["message"] != message]
+        assert session is not None and session == reds[-1]["data"]["session_id"]
+        assert (repo / "calc.py").read_text() != FIXED
+
+        # 2. Killed once the agent's first edit (the junk file) is on disk.
+        script.hold = "junk"
+        killed(Host(again, env, tmp_path, 2),
+               lambda: (repo / JUNK).exists() and script.held.is_set(), "the junk file")
+        assert (repo / JUNK).read_text() == "half an attempt\n"
+        # The redone attempt was told so, in the session the log recorded.
+        note = since_prompt(script.firsts[-1])[0]
+        assert NOTE_MARK in note and ROLLED_MARK in note and "attempt 1" in note
+        assert PRIMER_MARK not in note  # the same session: it remembers
+
+        # 3. Killed right after the next attempt's session event.
+        script.junk, script.hold = False, "first"
+
+        def session_said() -> Any:
+            events = events_of(db)
+            third = [o for o, p in turns(events, message) if p["attempt"] == 3]
+            return third and any(
+                o > third[0] and t == "AGENT_OUTPUT" and p["message"] == message
+                and p["kind"] == "session" for o, t, _, p in events)
+
+        killed(Host(again, env, tmp_path, 3), session_said, "the third attempt's session")
+        # Rolled back before the agent ran: the junk is gone already.
+        assert not (repo / JUNK).exists()
+
+        # 4. A host that completes the run.
+        script.hold = None
+        done = Host(again, env, tmp_path, 4).finish()
+        last = script.firsts[-1]
+    assert "was in doubt" in done and "rolled back" in done
+    events = assert_effects_once(repo, db)
+    attempts = [p for _, p in turns(events, message)]
+    assert [p["attempt"] for p in attempts] == [1, 2, 3, 4]
+    assert [p["recovering"] for p in attempts] == [False, True, True, True]
+    # Every attempt starts from the same tree (the one the first found) and resumes
+    # the session the log recorded.
+    assert {p["workspace"] for p in attempts} == {one["workspace"]}
+    assert {p["session"] for p in attempts} == {session}
+    outputs = [p for _, t, a, p in events if t == "AGENT_OUTPUT" and a == "executor"
+               and p["message"] == message and p["kind"] == "session"]
+    assert {p["data"]["session_id"] for p in outputs} == {session}
+    # The last attempt's conversation holds the earlier ones (resumed, not new): the
+    # junk file the second wrote is in its history, though not on disk.
+    history = json.dumps(last["messages"])
+    assert JUNK in history and "TEST half" in history
+    assert NOTE_MARK in since_prompt(last)[0] and "attempt 3" in since_prompt(last)[0]
+    # The agent's live output of every attempt is kept, numbered on: no key twice.
+    sequences = [p["sequence"] for _, t, a, p in events if t == "AGENT_OUTPUT"
+                 and a == "executor" and p["message"] == message]
+    assert sequences == list(range(len(sequences)))
+
+
+@pytest.mark.parametrize("how", ["fresh", "wipe"])
+def test_a_new_session_is_primed_from_the_log_and_finishes_the_step(
+        how: str, repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    """``fresh``: the role's on_interrupt says a turn in doubt starts a new session
+    (the host killed after the junk edit); ``wipe``: the executor's context is wiped
+    while its agent is in the middle of the turn (the same host carries on)."""
+    db = tmp_path / "swarm.db"
+    if how == "fresh":
+        (repo / ".sisyphus").mkdir()
+        (repo / ".sisyphus" / "config.toml").write_text(
+            '[brain]\nbackend = "claude"\n\n[roles.executor]\non_interrupt = "fresh"\n')
+    script = Executor()
+    script.junk, script.hold = True, "junk"
+    args = run_args(tmp_path, repo, db)
+    with FakeModel(Anthropic(), script) as model:
+        env = swarm.claude_env(agent_env, model)
+        host = Host(args, env, tmp_path, 1)
+        try:
+            until(lambda: (repo / JUNK).exists() and script.held.is_set(), "the junk file")
+            if how == "fresh":
+                host.kill()
+                script.junk, script.hold = False, None
+                script.release.set()
+                host = Host(["--db", str(db), "--workspace", str(repo)], env, tmp_path, 2)
+            else:
+                script.junk, script.hold = False, None
+                wiped = subprocess.run([sys.executable, "-m", "sisyphus_tui", "wipe",
+                                        "executor", "--db", str(db)], cwd=tmp_path, env=env,
+                                       capture_output=True, text=True, timeout=60)
+                assert wiped.returncode == 0, wiped.stderr
+                until(lambda: any(t == "CONTEXT_WIPED" for _, t, _, _ in events_of(db)),
+                      "the wipe")
+                script.release.set()
+            out = host.finish()
+        finally:
+            if host.proc.poll() is None:
+                host.kill()
+            script.release.set()
+        first, last = script.firsts[0], script.firsts[-1]
+    events = assert_effects_once(repo, db)
+    message = green_message(events)
+    assert message is not None
+    one, two = [p for _, p in turns(events, message)]
+    assert (two["attempt"], two["recovering"], two["session"]) == (2, True, None)
+    assert one["session"] is not None and two["workspace"] == one["workspace"]
+    sessions = [p["data"]["session_id"] for _, t, a, p in events if t == "AGENT_OUTPUT"
+                and a == "executor" and p["message"] == message and p["kind"] == "session"]
+    assert sessions[0] == one["session"] and sessions[-1] != one["session"]
+    # The new session's first prompt is primed from the log: where the run is, the
+    # executor's checkpoint (its red half handled), the green message it handles now.
+    primed = since_prompt(last)[0]
+    assert PRIMER_MARK in primed and NOTE_MARK in primed and ROLLED_MARK in primed
+    assert f"#{message} from executor, green (the one you are handling now)" in primed
+    assert "Your last checkpoint" in primed and "Make calc.add return the sum" in primed
+    assert primed.index(PRIMER_MARK) < primed.index("## Your task now") < primed.index(
+        "Now make")
+    # ... in a new conversation: nothing of the old session's (its red half, its junk).
+    history = json.dumps(last["messages"])
+    assert "TEST half" not in history and JUNK not in history
+    assert "TEST half" in json.dumps(first["messages"])
+    if how == "fresh":
+        assert "was in doubt" in out
