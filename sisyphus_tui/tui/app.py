@@ -38,6 +38,7 @@ from sisyphus_tui.errors import HostFault, SisyphusError
 from sisyphus_tui.ledger import Ledger
 from sisyphus_tui.mail import SwarmMail
 from sisyphus_tui.narrative import headline, resumed_run
+from sisyphus_tui.permissions import answer, pending
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore
 from sisyphus_tui.tui.commands import (
@@ -50,6 +51,8 @@ from sisyphus_tui.tui.commands import (
 from sisyphus_tui.tui.literal import literal
 from sisyphus_tui.tui.screens.event import EventScreen
 from sisyphus_tui.tui.screens.modals import ConfirmScreen, HelpScreen, InjectForm, SpawnForm
+from sisyphus_tui.tui.screens.permission import PermissionAnswer, PermissionScreen
+from sisyphus_tui.tui.screens.transcript import TranscriptScreen
 from sisyphus_tui.tui.terminal_alert import alert
 from sisyphus_tui.tui.widgets.event_stream import EventStream, Filter
 from sisyphus_tui.tui.widgets.panes import (
@@ -59,6 +62,7 @@ from sisyphus_tui.tui.widgets.panes import (
     InboxView,
     LedgerView,
     StatusLine,
+    short_cost,
 )
 
 MIN_WIDTH, MIN_HEIGHT = 60, 16
@@ -77,6 +81,9 @@ HOST_POLL_S = 1.0  # who hosts the swarm: a flock on a file, cheap
 TOAST_S = 4.0  # toasts say a thing and go; what lasts is on the screen (banners, panes)
 RECOVERY_BANNER_S = 8.0
 RECENT_RESUME_S = 60.0  # a host start this long ago is this run coming back: say so
+TURN_CLOCK_S = 1.0  # the time on a turn in progress ticks in the agents pane
+ALERTS_PER_DRAW = 3  # new requests arriving together: each told, within reason
+ANSWERS_KEPT = 200  # the latest permission answers, to say how one was answered
 PANES = {1: ("#agents", "[1] agents"), 2: ("#stream", "[2] stream"),
          3: ("#ledger-pane", "[3] ledger"), 4: ("#inbox-pane", "[4] inbox")}
 # The footer: compact keys ("s spawn "), the palette's key docked right ("▏^p palette").
@@ -192,6 +199,11 @@ class SisyphusApp(App[None]):
         self._recovery_at: int | None = None  # the RUN_RESUMED the banner said
         self._recovery_timer: Timer | None = None  # hides the banner; a new one restarts it
         self.draws = 0  # the panes' redraws so far (each may ring the bell: tests count)
+        # The budget a BUDGET event said was exceeded (its payload), until the run is
+        # let go on (an unpause): the banner says the run is paused by it.
+        self.budget_stop: dict[str, Any] | None = None
+        self._answers: dict[tuple[str, str], dict[str, Any]] = {}  # (agent, request)
+        self._answered_here: set[tuple[str, str]] = set()  # answered from this app
         self.outcome: Ledger | None = None
         self.host_fault: HostFault | None = None
         self._gc_threshold = gc.get_threshold()
@@ -237,6 +249,7 @@ class SisyphusApp(App[None]):
                 coroutine, name=name, group=f"actor:{name}", exit_on_error=False))
             self.run_worker(self._run_host(), group="swarm", exit_on_error=False)
         self.set_interval(1 / self.refresh_hz, self._refresh_panes)
+        self.set_interval(TURN_CLOCK_S, self._tick_turns)
         if self.host is None:
             self._poll_host()
             self.set_interval(HOST_POLL_S, self._poll_host)
@@ -277,6 +290,7 @@ class SisyphusApp(App[None]):
             self.ledger.apply(event)
             if event.offset > self.head:
                 self.head = event.offset
+            self._note_supervision(event, live=event.offset > self._initial_head)
             if event.offset > self._initial_head:
                 self._new.append(event)
                 self._say_refusal(event)
@@ -294,6 +308,40 @@ class SisyphusApp(App[None]):
                 and p.get("agent") == "swarm" and p.get("state") == "refused"):
             self.notify(headline(str(p.get("detail") or "a control request was refused")),
                         title="refused", severity="warning")
+
+    def _note_supervision(self, event: Event, *, live: bool) -> None:
+        """What the banner and the permission dialog need beyond the ledger: a budget
+        exceeded (until the run is let go on), how each request was answered; a budget
+        warning arriving live is a toast."""
+        p = event.payload
+        if event.type == "PERMISSION_ANSWERED":
+            self._answers[(str(p.get("agent")), str(p.get("request")))] = p
+            if len(self._answers) > ANSWERS_KEPT:
+                del self._answers[next(iter(self._answers))]
+        elif event.type == "BUDGET":
+            if p.get("level") == "exceeded":
+                self.budget_stop = dict(p)
+            elif live:
+                self.notify(self._budget_text(p, "warn"), title="budget",
+                            severity="warning")
+        elif event.type == "CONTROL" and p.get("action") == "unpause":
+            self.budget_stop = None
+
+    @staticmethod
+    def _budget_text(p: dict[str, Any], level: str) -> str:
+        """``the run spent $4.02 of its $5.00 budget`` (an agent's: ``executor spent``)."""
+        who = f"{p['agent']}" if p.get("agent") else "the run"
+        spent = short_cost(float(p.get("spent_usd") or 0.0))
+        limit = short_cost(float(p.get("limit_usd") or 0.0))
+        if level == "warn":
+            return f"{who} spent {spent} of its {limit} budget"
+        return (f"the run is paused by its budget ({who} spent {spent} of {limit}): "
+                "raise the budget in the config, or press p to go on")
+
+    def _tick_turns(self) -> None:
+        """While a turn runs, its time in the agents pane moves on every second."""
+        if any(a.turn_ts is not None for a in self.ledger.agents.values()):
+            self._dirty = True
 
     async def _run_host(self) -> None:
         # Faults being retried are toasts, not lines on a screen they would scribble on.
@@ -331,9 +379,13 @@ class SisyphusApp(App[None]):
         self._show_status(stream)
         self.query_one(AgentsTable).show(self.ledger, self.head, self.clock(),
                                          hosted=self.hosted)
+        for screen in self.screen_stack:
+            if isinstance(screen, TranscriptScreen):
+                screen.grow(self.head, new)
         if self._caught_up:  # a gate waiting half-way through the fold is long gone
             self._show_needs()
             self._show_recovery()
+            self._close_answered()
         now = time.monotonic()
         if self._caught_up and self.ledger.offset != self._ledger_offset_shown:
             if now - self._ledger_shown_at >= LEDGER_REFRESH_S:
@@ -362,8 +414,13 @@ class SisyphusApp(App[None]):
     def needs(self) -> list[tuple[str, str]]:
         """What the run waits for the user to do now, as (key, what to say): every
         human gate waiting, a host that stopped. A new key rings the bell."""
-        out = [(f"gate:{gate}", f"{gate} needs your approval: press a")
-               for gate in self.ledger.waiting_for_human()]
+        out = [(f"permission:{agent}:{request}",
+                f"{agent} asks to use {asked.get('tool')}: press a")
+               for agent, request, asked in pending(self.ledger)]
+        out += [(f"gate:{gate}", f"{gate} needs your approval: press a")
+                for gate in self.ledger.waiting_for_human()]
+        if self.budget_stop is not None:
+            out.append(("budget", self._budget_text(self.budget_stop, "exceeded")))
         if self.host_fault is not None:
             out.append(("host", f"the host stopped: {headline(str(self.host_fault))}"))
         return out
@@ -373,8 +430,8 @@ class SisyphusApp(App[None]):
         keys = frozenset(key for key, _ in needs)
         fresh = [text for key, text in needs if key not in self._needs_keys]
         self._needs_keys = keys  # one that goes and comes back rings again
-        if fresh:
-            self.alert(fresh[0])
+        for text in fresh[:ALERTS_PER_DRAW]:  # each request told once
+            self.alert(text)
         texts = tuple(text for _, text in needs)
         if texts == self._needs_shown:
             return
@@ -448,13 +505,82 @@ class SisyphusApp(App[None]):
         self._inbox_key = (None, -2)
         self._dirty = True
 
-    async def on_agents_table_chosen(self, message: AgentsTable.Chosen) -> None:
-        """enter on an agent: the stream shows its events only (/ and an empty filter
+    async def action_agent_events(self) -> None:
+        """The stream shows the selected agent's events only (/ and an empty filter
         show everything again)."""
-        await self.query_one(EventStream).show_agent(message.agent)
+        agent = self._selected_agent()
+        if agent is None:
+            return
+        await self.query_one(EventStream).show_agent(agent)
         if self.screen.has_class("compact"):
             self.action_pane(2)  # one pane at a time: the one that shows them
-        self.notify(f"the stream shows {message.agent}'s events: / to change the filter")
+        self.notify(f"the stream shows {agent}'s events: / to change the filter")
+
+    def on_agents_table_opened(self, message: AgentsTable.Opened) -> None:
+        """enter on an agent: its transcript."""
+        self.push_screen(TranscriptScreen(self.store, message.agent, self.head))
+
+    def action_transcript(self) -> None:
+        """Open the selected agent's transcript."""
+        agent = self._selected_agent()
+        if agent is not None:
+            self.push_screen(TranscriptScreen(self.store, agent, self.head))
+
+    # -- permission requests ----------------------------------------------------------
+
+    def _waiting_requests(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """The requests pending, oldest first, but the ones this app has just answered
+        (the ledger folds the answer a moment later)."""
+        return [item for item in pending(self.ledger)
+                if (item[0], item[1]) not in self._answered_here]
+
+    def open_permission(self) -> bool:
+        """Show the oldest pending permission request (False: none is pending)."""
+        if any(isinstance(s, PermissionScreen) for s in self.screen_stack):
+            return True  # one at a time: the next opens once this one is answered
+        waiting = self._waiting_requests()
+        if not waiting:
+            return False
+        agent, request, asked = waiting[0]
+
+        async def answered(result: PermissionAnswer | None) -> None:
+            if result is not None:
+                await self._answer(agent, request, asked, result)
+
+        self.push_screen(PermissionScreen(agent, request, asked, len(waiting)), answered)
+        return True
+
+    async def _answer(self, agent: str, request: str, asked: dict[str, Any],
+                      result: PermissionAnswer) -> None:
+        """Append the answer (the first one for a request wins); then the next request."""
+        try:
+            offset = await answer(self.store, agent, result.decision, request=request,
+                                  always=result.always, message=result.message,
+                                  actor="human", ledger=self.ledger)
+        except SisyphusError as exc:
+            self.notify(str(exc), title="permission", severity="warning")
+        else:
+            self._answered_here.add((agent, request))
+            how = "allowed always (this run)" if result.always else (
+                "allowed once" if result.decision == "allow" else "denied")
+            self.notify(f"{agent}: {asked.get('tool')} {how} (offset {offset})")
+        self.open_permission()
+
+    def _close_answered(self) -> None:
+        """A request on screen answered elsewhere (another TUI, the CLI, its timeout):
+        the dialog closes, saying how it was answered; the next one opens."""
+        screen = self.screen
+        if not isinstance(screen, PermissionScreen):
+            return
+        view = self.ledger.agents.get(screen.agent)
+        if view is not None and screen.request in view.asking:
+            return
+        said = self._answers.get((screen.agent, screen.request), {})
+        screen.dismiss(None)
+        self.notify(f"{screen.agent}'s request to use {screen.payload.get('tool')} was "
+                    f"answered elsewhere: {said.get('decision', 'answered')} by "
+                    f"{said.get('by', 'another process')}", title="permission")
+        self.call_later(self.open_permission)
 
     # -- layout -----------------------------------------------------------------
 
@@ -578,13 +704,16 @@ class SisyphusApp(App[None]):
                                 f"resume of {agent} requested")
 
     async def action_pause(self) -> None:
-        """Pause the swarm, or let it run again."""
-        action = "unpause" if self.ledger.paused else "pause"
+        """Pause the swarm, or let it run again (a run its budget stopped too)."""
+        action = "unpause" if self.ledger.paused or self.budget_stop else "pause"
         if not self._refused(action):
             await self._control({"action": action}, f"{action} requested")
 
     async def action_approve(self) -> None:
-        """Approve the human gate the run waits for (or the next one)."""
+        """Answer what waits for a person: the oldest permission request (its dialog),
+        else the human gate the run waits for (or the next one), approved."""
+        if self.open_permission():
+            return
         waiting = self.ledger.waiting_for_human() or [
             g.name for g in self.ledger.gates.values() if g.human and not g.passed]
         gate = waiting[0] if waiting else None
@@ -595,6 +724,34 @@ class SisyphusApp(App[None]):
         if not self._refused("approve", gate=gate):
             await self._control({"action": "approve", "gate": gate},
                                 f"approval of {gate} requested")
+
+    def action_cancel(self) -> None:
+        """Cancel the selected agent's turn (asked first): its message stays unhandled
+        until it is restarted."""
+        self._steer("cancel", "Cancel",
+                    "Its agent is stopped (protocol cancel, then SIGINT, then SIGKILL); "
+                    "R restarts the turn from its checkpoint.")
+
+    def action_restart(self) -> None:
+        """Restart the selected agent's turn from its checkpoint (asked first)."""
+        self._steer("restart", "Restart",
+                    "The turn is done again from its last checkpoint; what it did since "
+                    "is rolled back.")
+
+    def _steer(self, action: str, verb: str, detail: str) -> None:
+        """A control request on the selected agent, asked first, checked twice (the run
+        may move on while the question is open)."""
+        agent = self._selected_agent()
+        if agent is None or self._refused(action, agent):
+            return
+
+        async def send() -> None:
+            if not self._refused(action, agent):
+                await self._control({"action": action, "agent": agent,
+                                     "reason": "asked from the TUI"},
+                                    f"{action} of {agent} requested")
+
+        self._confirm(f"{verb} {agent}'s turn?", detail, send)
 
     def action_stop(self) -> None:
         """Stop the swarm's host (asked first); running it again carries the run on."""

@@ -42,10 +42,15 @@ ACTIONS: tuple[Action, ...] = (
            "Wipe the selected agent's context", narrow=True),
     Action("r", "resume", "resume the selected wiped or failed agent", "resume",
            "Resume the selected agent"),
+    Action("x", "cancel", "cancel the selected agent's turn (asks first)", "cancel",
+           "Cancel the selected agent's turn"),
+    Action("R", "restart", "restart the selected agent's turn from its checkpoint "
+           "(asks first)", "restart", "Restart the selected agent's turn"),
     Action("p", "pause", "pause the swarm, or let it run again", "pause",
            "Pause or unpause the swarm", narrow=True),
-    Action("a", "approve", "approve the human gate the run waits for", "approve",
-           "Approve the waiting human gate", narrow=True),
+    Action("a", "approve", "answer what waits for you: an agent's permission request "
+           "(a dialog, oldest first), else the human gate (approved)", "answer",
+           "Answer a permission request or approve the waiting gate", narrow=True),
     Action("f", "follow", "follow the stream's tail on / off", "follow",
            "Follow the tail on or off"),
     Action("slash", "filter", "filter the stream: agent:NAME type:TYPE text", "filter",
@@ -66,7 +71,10 @@ ACTIONS: tuple[Action, ...] = (
            title="Stop the swarm's host (asks first)"),
     Action("j,k", None, "down, up a row in the pane (the arrows too)", display="j k"),
     Action("g,G", None, "the pane's first, last row (home and end too)", display="g G"),
-    Action("enter", None, "on an agent: its events only; on an event: its payload"),
+    Action("enter", None, "on an agent: its transcript; on an event: its payload"),
+    Action("e", "agent_events", "the stream shows the selected agent's events only",
+           title="Show the selected agent's events in the stream"),
+    Action("", "transcript", "", title="Open the selected agent's transcript"),
     Action("ctrl+p", None, "the command palette: every action by name, with its key"),
 )
 

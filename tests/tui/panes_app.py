@@ -42,7 +42,7 @@ class PaneApp(App[None]):
         self.pane = pane
         self.width_css = width
         self.border = border
-        self.chosen: list[str] = []
+        self.opened: list[str] = []
 
     def compose(self) -> ComposeResult:
         self.pane.styles.width = self.width_css
@@ -50,8 +50,8 @@ class PaneApp(App[None]):
             self.pane.styles.border = ("round", "white")
         yield self.pane
 
-    def on_agents_table_chosen(self, message: AgentsTable.Chosen) -> None:
-        self.chosen.append(message.agent)
+    def on_agents_table_opened(self, message: AgentsTable.Opened) -> None:
+        self.opened.append(message.agent)
 
 
 def pane_width(size: tuple[int, int]) -> str:

@@ -197,12 +197,12 @@ async def test_agents_that_need_someone_come_first_marked_and_the_selection_stay
             assert row_lines(table, name)[0][1] == " "
         assert row_lines(table, "planner")[0][0] == "▸"
         assert row_lines(table, "validator")[1].strip() == "boom"
-        # g, G, k and enter: enter says which agent (the app filters the stream to it).
+        # g, G, k and enter: enter says which agent (the app opens its transcript).
         await pilot.press("g")
         assert table.selected == LONG_NAME
         await pilot.press("G", "k", "enter")
         assert table.selected == "kernel"
-        assert app.chosen == ["kernel"]
+        assert app.opened == ["kernel"]
 
 
 async def test_a_click_selects_the_row_under_it_on_either_line(

@@ -141,7 +141,7 @@ async def test_keys_append_control_events(log: Path) -> None:
     assert controls(log) == [
         {**base, **c} for base in [{"hold": False, "skill": None, "prompt": "",
                                     "background": True, "thinking": None, "parent": None,
-                                    "gate": None, "agent": None}]
+                                    "gate": None, "agent": None, "reason": ""}]
         for c in ({"action": "wipe", "agent": "executor"},
                   {"action": "resume", "agent": "executor"},
                   {"action": "wipe", "agent": "kernel"},

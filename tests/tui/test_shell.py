@@ -17,6 +17,7 @@ from sisyphus_tui.stream import open_store
 from sisyphus_tui.tui.app import KeysFooter, SisyphusApp
 from sisyphus_tui.tui.commands import ACTIONS
 from sisyphus_tui.tui.screens.modals import ConfirmScreen, HelpScreen, InjectForm, SpawnForm
+from sisyphus_tui.tui.screens.transcript import TranscriptScreen
 from sisyphus_tui.tui.widgets.event_stream import EventStream
 from sisyphus_tui.tui.widgets.panes import AgentsTable, LedgerView
 from tests.tui.test_app import app_for, controls, settle, until
@@ -109,7 +110,7 @@ async def test_the_footer_shows_whole_keys_only_with_the_pane_keys(
                  for w in (app.get_key_display(b.binding) + " " + b.binding.description)
                  .split()}
         assert set(keys_part.split()) <= words, (set(keys_part.split()) - words, line)
-        for needed in ("tab next", "1-4 panes", "w wipe", "a approve", "? help", "q quit"):
+        for needed in ("tab next", "1-4 panes", "w wipe", "a answer", "? help", "q quit"):
             assert needed in keys_part, (needed, line)
         palette_key = footer.query_one(".-command-palette")
         for key in footer.query("FooterKey"):
@@ -233,7 +234,8 @@ async def test_toasts_are_short_and_leave_the_inbox_and_footer_alone(
 
 
 @pytest.mark.parametrize("size", SIZES)
-async def test_enter_on_an_agent_shows_its_events(log: Path, size: tuple[int, int]) -> None:
+async def test_e_on_an_agent_shows_its_events_and_enter_its_transcript(
+        log: Path, size: tuple[int, int]) -> None:
     app = app_for(log)
     async with app.run_test(size=size) as pilot:
         await settle(pilot)
@@ -242,6 +244,12 @@ async def test_enter_on_an_agent_shows_its_events(log: Path, size: tuple[int, in
         await until(pilot, lambda: table.selected is not None)
         agent = table.selected
         await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, TranscriptScreen))
+        assert isinstance(app.screen, TranscriptScreen) and app.screen.agent == agent
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, TranscriptScreen))
+        assert table.has_focus
+        await pilot.press("e")
         stream = app.query_one(EventStream)
         await until(pilot, lambda: stream.filter.agent == agent)
         assert stream.total > 0

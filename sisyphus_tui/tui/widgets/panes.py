@@ -25,6 +25,7 @@ from sisyphus_tui.narrative import headline
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event
 from sisyphus_tui.tui.widgets.event_stream import row_text
+from sisyphus_tui.usage import tokens_text
 
 # How long a wipe and then the resume that followed it stay on the agent's row: a wipe and
 # its resume usually land in one frame, and a recovery nobody can see is no demo.
@@ -36,12 +37,19 @@ CLOCK_SKEW_S = 2.0
 # are news that a wipe's story must not hide.
 RECOVERY_OVER = frozenset({"idle", "working", "wiped", "registered"})
 # The states that need someone: sorted to the top and marked (``!``, seen without colours).
-ATTENTION = frozenset({"failed", "waiting", "stale", "blocked", "no host", "wiped"})
+# An agent waiting for a permission comes before all of them: it is stopped mid-turn.
+NEEDS_INPUT = "needs input"
+ATTENTION = frozenset({"failed", "waiting", "stale", "blocked", "no host", "wiped",
+                       NEEDS_INPUT, "stalled", "cancelled"})
 STATE_STYLES = {
     "working": "bold green", "idle": "white", "waiting": "bold yellow", "stale": "bold red",
     "wiped": "bold magenta", "resumed": "bold cyan", "blocked": "bold red", "done": "dim",
     "failed": "bold red", "paused": "yellow", "no host": "bold red",
+    NEEDS_INPUT: "bold yellow", "stalled": "bold red", "queued": "cyan",
+    "cancelled": "bold magenta",
 }
+# The states whose turn is running (its clock ticks): the time on it is shown.
+ON_TURN = frozenset({"working", NEEDS_INPUT, "stalled", "paused", "queued"})
 MAILBOXES = ("swarm", "human")
 # j/k/g/G beside the arrows, home and end, in every scrolling pane.
 VI_SCROLL: list[Binding | tuple[str, str] | tuple[str, str, str]] = [
@@ -56,8 +64,13 @@ GAP = 1
 MARKERS = 2  # the selection's ▸ and the attention mark, before the name
 ACTION_INDENT = 4
 MIN_NAME = 6
-STATE_MAX = 9  # the widest of the states sisyphus itself writes: `no host`, `working`, ...
+# A state's column: as wide as the states shown, a free-text one (an agent's own
+# STATUS_UPDATE) cut at FREE_STATE_MAX; sisyphus's own states whole (`needs input`).
+FREE_STATE_MAX = 9
 EXTRA_MIN_NAME = 16
+# The action line: time on the turn, cost and tokens before the action, each while the
+# action keeps this many cells (tokens go first, then the cost, then the time).
+ACTION_MIN = 16
 
 
 def age(seconds: float) -> str:
@@ -67,6 +80,22 @@ def age(seconds: float) -> str:
         if s >= size:
             return f"{s // size}{unit}"
     return f"{s}s"
+
+
+def turn_time(seconds: float) -> str:
+    """Time on a turn as a clock: ``0:05``, ``12:03``, ``1:02:05``."""
+    s = int(max(seconds, 0))
+    hours, rest = divmod(s, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+
+
+def short_cost(usd: float, estimate: bool = False) -> str:
+    """A cost in a few cells (``usage.cost_text`` has four decimals): ``$0.12``,
+    ``$15.40``, ``$120``; ``~`` before an estimate (priced from the config's table: the
+    backend gave tokens, not cost)."""
+    amount = f"${usd:.0f}" if usd >= 100 else f"${usd:.2f}"
+    return ("~" if estimate else "") + amount
 
 
 def resumed_text(agent: AgentView) -> str:
@@ -102,13 +131,17 @@ class AgentRow(NamedTuple):
     age: str
     action: str
     extra: tuple[str, str, str, str]  # role, phase, cursor, thinking
+    spend: tuple[str, str, str] = ("", "", "")  # time on the turn, cost, tokens in/out
+    needs_input: bool = False
 
 
 class AgentsTable(ScrollView, can_focus=True):
     """Every agent in two lines: its name, true state (paused, blocked, no host, a
-    recovery as it happens), pending messages and age, then what it does now (dim). The
-    agents that need someone come first, marked ``!``; the selection follows its agent.
-    Role, phase, cursor and thinking are shown when the pane is wide enough.
+    recovery as it happens), pending messages and age, then the time on its turn, what
+    it spent and what it does now (dim). The agents waiting for a permission come first,
+    then the others that need someone, marked ``!``; the selection follows its agent.
+    Role, phase, cursor and thinking are shown when the pane is wide enough; tokens, the
+    cost and the time on the turn while the action keeps room.
 
     A scroll view drawing lines it keeps rendered: under load the state and age of
     agents change on every refresh, and a DataTable re-rendered all of its cells
@@ -122,7 +155,7 @@ class AgentsTable(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home,g", "move(-1000000)", "First", show=False),
         Binding("end,G", "move(1000000)", "Last", show=False),
-        Binding("enter", "choose", "Its events", show=False),
+        Binding("enter", "open", "Its transcript", show=False),
     ]
     COMPONENT_CLASSES = {"agents-table--header", "agents-table--cursor",
                          "agents-table--action"}
@@ -144,8 +177,8 @@ class AgentsTable(ScrollView, can_focus=True):
     class Highlighted(Message):
         """Another agent is selected."""
 
-    class Chosen(Message):
-        """``enter`` on an agent: show what it does (the app filters the stream to it)."""
+    class Opened(Message):
+        """``enter`` on an agent: open its transcript."""
 
         def __init__(self, agent: str) -> None:
             super().__init__()
@@ -157,6 +190,7 @@ class AgentsTable(ScrollView, can_focus=True):
         self.cursor_row = 0
         self._views: list[AgentRow] = []
         self._layout: tuple[int, ...] = ()  # the column widths the strips are drawn with
+        self._spend_layout: tuple[int, ...] = ()  # ... and the action line's, before it
         self._strips: dict[tuple[int, bool], Strip] = {}  # (line, selected) -> strip
         self._actions: dict[str, tuple[str, str]] = {}  # name -> (detail, its headline)
 
@@ -179,11 +213,12 @@ class AgentsTable(ScrollView, can_focus=True):
         selected = self.selected
         views = [self._row_of(agent, ledger, now, hosted)
                  for agent in ledger.agents.values() if agent.name not in MAILBOXES]
-        views.sort(key=lambda v: (not v.attention, v.name))
+        views.sort(key=lambda v: (not v.needs_input, not v.attention, v.name))
         names = [v.name for v in views]
-        layout = self._layout_for(views)
-        if names != self.rows or layout != self._layout:
+        layout, spend = self._layout_for(views), self._spend_for(views)
+        if names != self.rows or layout != self._layout or spend != self._spend_layout:
             self.rows, self._views, self._layout = names, views, layout
+            self._spend_layout = spend
             self._strips.clear()
             if selected in names:
                 self.cursor_row = names.index(selected)
@@ -225,7 +260,32 @@ class AgentsTable(ScrollView, can_focus=True):
             "-" if state == "done" else str(agent.pending),
             "-" if not agent.last_ts else age(now - agent.last_ts), action,
             (printable(role), printable(agent.phase), str(agent.cursor),
-             printable(agent.thinking)))
+             printable(agent.thinking)),
+            self._spend_of(agent, state, now), state == NEEDS_INPUT)
+
+    @staticmethod
+    def _spend_of(agent: AgentView, state: str, now: float) -> tuple[str, str, str]:
+        """Time on the turn in progress, cost and tokens, as the action line shows them
+        (empty: nothing to say)."""
+        on_turn = turn_time(now - agent.turn_ts) if (
+            agent.turn_ts is not None and state in ON_TURN) else ""
+        spent = agent.cost_usd > 0 or agent.tokens_in > 0 or agent.tokens_out > 0
+        cost = short_cost(agent.cost_usd, agent.cost_is_estimate) if spent else ""
+        tokens = (f"{tokens_text(agent.tokens_in)}/{tokens_text(agent.tokens_out)} tok"
+                  if agent.tokens_in or agent.tokens_out else "")
+        return on_turn, cost, tokens
+
+    def _spend_for(self, views: list[AgentRow]) -> tuple[int, ...]:
+        """The widths of the action line's time, cost and tokens columns (0: left out),
+        each kept while the action after them has ACTION_MIN cells."""
+        room = self.scrollable_content_region.width - ACTION_INDENT
+        widths = [max([0] + [cell_len(v.spend[i]) for v in views]) for i in range(3)]
+        # Tokens go first, then the cost, then the time on the turn.
+        for drop in (2, 1, 0):
+            if room - sum(w + GAP for w in widths if w) >= ACTION_MIN:
+                break
+            widths[drop] = 0
+        return tuple(widths)
 
     def _layout_for(self, views: list[AgentRow]) -> tuple[int, ...]:
         """The widths of name, state, inbox and age (and of the extra columns when they
@@ -233,7 +293,10 @@ class AgentsTable(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         # A state is free text (an agent's STATUS_UPDATE): one long one is cut, never
         # allowed to push every other agent's pending and age off the pane.
-        state = min(STATE_MAX, max([len(HEADER[1])] + [cell_len(v.state) for v in views]))
+        state = max([len(HEADER[1])] + [
+            cell_len(v.state) if v.state in STATE_STYLES else min(cell_len(v.state),
+                                                                  FREE_STATE_MAX)
+            for v in views])
         pending = max([len(HEADER[2])] + [len(v.pending) for v in views])
         ages = max([len(HEADER[3])] + [len(v.age) for v in views])
         longest = max([len(HEADER[0])] + [cell_len(v.name) for v in views])
@@ -295,6 +358,9 @@ class AgentsTable(ScrollView, can_focus=True):
 
     def _action_line(self, view: AgentRow) -> Text:
         line = Text(" " * ACTION_INDENT, no_wrap=True, end="")
+        for i, width in enumerate(self._spend_layout):
+            if width:  # the time and the cost right-aligned (numbers), the tokens too
+                line.append(view.spend[i].rjust(width) + " " * GAP)
         line.append(view.action)
         line.stylize(self.get_component_rich_style("agents-table--action"))
         line.truncate(self._layout[0], overflow="ellipsis", pad=False)
@@ -331,9 +397,9 @@ class AgentsTable(ScrollView, can_focus=True):
         self._strips.clear()  # focus and theme change the cursor's style
 
     def on_resize(self, event: events.Resize) -> None:
-        layout = self._layout_for(self._views)
-        if layout != self._layout:
-            self._layout = layout
+        layout, spend = self._layout_for(self._views), self._spend_for(self._views)
+        if layout != self._layout or spend != self._spend_layout:
+            self._layout, self._spend_layout = layout, spend
             self._strips.clear()
         self.virtual_size = Size(self.scrollable_content_region.width, 2 * len(self.rows) + 1)
         self.refresh()
@@ -349,10 +415,10 @@ class AgentsTable(ScrollView, can_focus=True):
         self.select_row(self.cursor_row + direction * max(
             (self.scrollable_content_region.height - 1) // 2, 1))
 
-    def action_choose(self) -> None:
-        """Say which agent was chosen (``enter``)."""
+    def action_open(self) -> None:
+        """Say which agent's transcript to open (``enter``)."""
         if self.selected is not None:
-            self.post_message(self.Chosen(self.selected))
+            self.post_message(self.Opened(self.selected))
 
     def select_row(self, row: int) -> None:
         """Select the agent at ``row`` (clamped) and scroll it into view."""
@@ -422,11 +488,17 @@ PHASE_STYLES = {"blocked": "bold red", "done": "bold green", "failed": "bold red
 OVER = frozenset({"done", "blocked", "failed"})  # phases after which nothing runs
 
 
+def needing_input(ledger: Ledger) -> int:
+    """How many agents wait for an answer to a permission request."""
+    return sum(1 for agent in ledger.agents.values() if agent.asking)
+
+
 class StatusLine(Static):
-    """The header: phase, plan progress, PAUSED, a human gate waiting, following or
-    scrolled, the filter, skipped events; then the gates, the head and the path. The
-    first are never lost at 80 columns (shortened if they must be); the path, the head
-    and the gates go first. States are words and marks, readable without colours."""
+    """The header: phase, plan progress, PAUSED, a human gate waiting, the agents that
+    need input, following or scrolled, the filter, skipped events; then the run's cost,
+    the gates, the head and the path. The first are never lost at 80 columns (shortened
+    if they must be); the path, the head, the gates and the cost go first. States are
+    words and marks, readable without colours."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -469,6 +541,11 @@ class StatusLine(Static):
             name = printable(waiting_gate)
             parts.append(_Part(Text(f"⏸ {name} waits for you: a", "bold yellow"),
                                Text(f"⏸ {name}: a", "bold yellow")))
+        asking = needing_input(ledger)
+        if asking:
+            parts.append(_Part(
+                Text(f"? {asking} {'needs' if asking == 1 else 'need'} input: a",
+                     "bold yellow"), Text(f"? {asking} input", "bold yellow")))
         if not caught_up:
             parts.append(_Part(Text(f"(reading log: {ledger.offset})", "yellow"),
                                Text("(reading)", "yellow")))
@@ -489,6 +566,10 @@ class StatusLine(Static):
             if gate.human and gate.passed is None:
                 mark = "⏸"
             parts.append(_Part(Text(f"{printable(gate.name)} {mark}", gate_style), drop=drop))
+        spent = ledger.spend().run
+        if spent.spent:
+            parts.append(_Part(Text(short_cost(spent.cost_usd, spent.cost_is_estimate),
+                                    "bold"), drop=4))
         parts.append(_Part(Text(f"head {head}", "dim"), drop=3))
         return parts
 
