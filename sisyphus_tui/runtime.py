@@ -5,16 +5,23 @@ One follower task tails the whole log: it folds every event into the ledger (and
 writes SISYPHUS_LEDGER.md, throttled), starts actors when AGENT_SPAWNED appears, and
 notices when the run is done or blocked. Control requests (CONTROL events addressed
 to ``swarm``) are the swarm's own inbox, handled from its durable cursor.
+
+Agents thinking on a real backend hold one of its slots while they do (the config's
+``concurrency`` caps a backend: beyond it a turn waits, ``queued``); while they hold it
+the host watches for a stall (no output for the role's ``stall_s``); ``cancel`` stops a
+turn (its agent asked to stop, then made to), ``restart`` does it again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,6 +44,7 @@ from sisyphus_tui.ledger import (
 )
 from sisyphus_tui.mail import SwarmMail, check_agent_name, registration_key
 from sisyphus_tui.narrative import line as story_line
+from sisyphus_tui.process import Child, watch_children
 from sisyphus_tui.safe_text import printable
 from sisyphus_tui.stream.base import Event, EventStore
 from sisyphus_tui.stream.lease import HostLease
@@ -47,6 +55,9 @@ if TYPE_CHECKING:
 SWARM = "swarm"
 HUMAN = "human"
 LEDGER_WRITE_INTERVAL_S = 0.2
+BUDGET_WARN_AT = 0.8  # of a budget's limit: BUDGET warn
+BUDGET_REREAD_S = 2.0  # how often a run the budget paused re-reads the config
+STALL_CHECK_MAX_S = 5.0  # how long, at most, between two looks for a stalled agent
 # The agents the run cannot go on without: if one fails, the host stops (loudly, and
 # resumably), instead of waiting for ever for what it will never send.
 ESSENTIAL = ("kernel", "planner", "validator", "executor")
@@ -86,6 +97,39 @@ class Trigger:
             return (event.type == "MESSAGE" and event.payload.get("kind") == "execute_step"
                     and isinstance(data, dict) and str(data.get("step")) == self.at)
         return event.type == "PHASE" and event.payload.get("phase") == self.at
+
+
+@dataclass
+class _Thinking:
+    """An agent thinking on a real backend now (it holds one of the backend's slots)."""
+
+    message: int
+    backend: str
+    began: float  # (monotonic) when it had its slot
+    stall_s: float
+    flagged: float | None = None  # the last output before the silence already said
+    stalls: int = 0
+
+
+@dataclass
+class _Slots:
+    """One backend's turns: those running, and those waiting for a slot (first come,
+    first served)."""
+
+    running: set[str] = field(default_factory=set)
+    waiting: deque[tuple[str, asyncio.Future[None]]] = field(default_factory=deque)
+
+
+def how_cancelled(children: list[Child]) -> str:
+    """AGENT_CANCELLED's ``how`` for what a cancelled turn was running: the last step
+    the cancel needed (SIGKILL, SIGINT, or the protocol's own cancel), ``none`` if no
+    process of its was running (a turn waiting for its slot)."""
+    sent = {signum for child in children for signum in child.signalled}
+    if signal.SIGKILL in sent:
+        return "sigkill"
+    if sent:
+        return "sigint"
+    return "protocol" if children else "none"
 
 
 class ActorHandle(Protocol):
@@ -168,6 +212,15 @@ class Swarm:
         self._memory: Any = None
         self._memory_lock = asyncio.Lock()
         self._helpers: list[asyncio.Task[None]] = []
+        self._budget_said: set[str] = set()  # the budget keys known to be in the log
+        self._budget_pause: str | None = None  # the key of a pause the budget asked for
+        self._slots: dict[str, _Slots] = {}
+        self._thinking: dict[str, _Thinking] = {}
+        self._thoughts: Counter[tuple[str, int]] = Counter()  # (agent, message): thinks
+        self._spoke: dict[str, float] = {}  # agent -> (monotonic) its last live output
+        self._stall_wake = asyncio.Event()
+        self._children: dict[str, list[Child]] = {}  # the processes each actor started
+        self._cancelled: set[str] = set()  # cancelled here, not restarted yet
 
     # -- what actors see (SwarmContext) ---------------------------------------------
 
@@ -190,6 +243,57 @@ class Swarm:
         found = await lane.memory_find(query, limit)
         return [{"id": p.id, "title": p.title, "what": p.what, "outcome": p.outcome,
                  "tags": list(p.tags), "score": p.score} for p in found]
+
+    @contextlib.asynccontextmanager
+    async def agent_turn(self, agent: str, backend: str, message: int
+                         ) -> AsyncIterator[None]:
+        """Hold one of ``backend``'s slots while ``agent`` thinks on it: beyond the run's
+        cap (``concurrency``) the turn waits its turn and says so once (AGENT_QUEUED:
+        the agent shows ``queued``); while it holds the slot the host watches it for a
+        stall (AGENT_STALLED after its role's ``stall_s`` without output)."""
+        cap = self.config.concurrency.get(backend)
+        slots = self._slots.setdefault(backend, _Slots())
+        if cap is not None and (len(slots.running) >= cap or slots.waiting):
+            granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            slots.waiting.append((agent, granted))
+            try:
+                await self._append("AGENT_QUEUED", {"agent": agent, "backend": backend,
+                                                    "running": len(slots.running),
+                                                    "cap": cap}, actor=SWARM)
+                await granted
+            except BaseException:
+                if granted.done() and not granted.cancelled():
+                    self._free_slot(backend, agent)  # (granted as it was cancelled)
+                else:
+                    granted.cancel()
+                    with contextlib.suppress(ValueError):
+                        slots.waiting.remove((agent, granted))
+                raise
+        else:
+            slots.running.add(agent)
+        self._thoughts[(agent, message)] += 1
+        actor = self.actors.get(agent)
+        config = getattr(actor.brain, "config", None) if actor is not None else None
+        stall_s = config.stall_s if isinstance(config, BrainConfig) else \
+            self.brain_for(actor.role if actor is not None else "agent").stall_s
+        self._thinking[agent] = _Thinking(message, backend, time.monotonic(), stall_s)
+        self._stall_wake.set()
+        try:
+            yield
+        finally:
+            self._thinking.pop(agent, None)
+            self._free_slot(backend, agent)
+
+    def _free_slot(self, backend: str, agent: str) -> None:
+        """``agent`` is done with its slot: the next turn waiting for one has it."""
+        slots = self._slots[backend]
+        slots.running.discard(agent)
+        cap = self.config.concurrency.get(backend)
+        while slots.waiting and (cap is None or len(slots.running) < cap):
+            waiter, granted = slots.waiting.popleft()
+            if not granted.done():
+                slots.running.add(waiter)
+                granted.set_result(None)
 
     def skill_role(self, skill: str) -> tuple[str, str]:
         """The role and default thinking of a skill."""
@@ -323,13 +427,18 @@ class Swarm:
             self._started = True
             # A failed agent is started again too: a new host is a new attempt, and
             # what made it fail (a fault, a bug since fixed) may have passed.
+            # (A cancelled agent waits for its restart, whichever host it was cancelled in.)
             for agent in list(self.ledger.agents.values()):
-                if agent.role in ROLES and agent.state not in ("done", "registered"):
+                if agent.role in ROLES and agent.state not in ("done", "registered",
+                                                               "cancelled"):
                     self.start_actor(agent.name, agent.role, agent.skill,
                                      resumed=agent.cursor > 0 or agent.state in ("wiped",
                                                                                  "failed"))
             self._supervised("control", self._control)
             self._supervised("liveness", self._liveness)
+            self._supervised("budget", self._budget_timer)
+            await self._watch_budget()  # (a budget lowered since, or a pause not yet made)
+            self._supervised("stalls", self._stalls)
         if self.write_ledger:
             self._supervised("ledger", self._write_ledger_loop)
 
@@ -426,6 +535,9 @@ class Swarm:
         checkpoint (its turns are idempotent); any other error is recorded; and
         whatever ends it, the swarm hears of it (an essential agent's end stops the
         host loudly, never leaving it waiting)."""
+        # What its coding agents run (in this task and the ones it starts): a cancel
+        # says how they were ended.
+        self._children[actor.name] = watch_children()
         try:
             await self._serve_retrying(actor, resumed)
         except asyncio.CancelledError:
@@ -505,6 +617,62 @@ class Swarm:
             raise SisyphusError(f"{name} is not wiped (it is {state}): nothing to resume")
         self.start_actor(name, view.role, view.skill, resumed=True)
 
+    async def cancel(self, name: str) -> str:
+        """Stop ``name``'s turn: its task is cancelled, so its coding agent is asked to
+        stop (the protocol's cancel, then SIGINT, then SIGKILL of all it runs, each
+        after a grace period); AGENT_CANCELLED says which step it took. The message
+        stays unhandled (no commit, the cursor where it was) and the agent does nothing
+        until ``restart``. An agent with no turn running is refused (SisyphusError).
+        Returns how it ended."""
+        actor = self.actors.get(name)
+        handle = self.tasks.get(name)
+        view = self.ledger.agents.get(name)
+        if actor is None or handle is None or handle.done():
+            raise SisyphusError(self.ledger.refusal("cancel", name)
+                                or f"{name} has no turn running: nothing to cancel")
+        message = actor.handling
+        if message is None or message <= actor.cursor:
+            state = self.ledger.shown_state(view) if view is not None else "idle"
+            raise SisyphusError(f"{name} has no turn running (it is {state}): nothing "
+                                "to cancel")
+        running = [child for child in self._children.get(name, []) if child.returncode is None]
+        handle.cancel()
+        await handle.wait()
+        # A write through the store's one writer (the swarm's cursor, where it is): a
+        # commit the turn had queued before the cancel reached it is durable after it.
+        await self.store.append_many([], cursor=(SWARM, await self.store.cursor(SWARM)))
+        if await self.store.cursor(name) >= message:
+            # Its turn was committing as the cancel came: done, nothing to redo.
+            self.start_actor(name, actor.role, actor.skill, resumed=True)
+            raise SisyphusError(f"{name}'s turn on message {message} had ended: nothing "
+                                "to cancel")
+        self._cancelled.add(name)
+        how = how_cancelled(running)
+        await self._append("AGENT_CANCELLED", {"agent": name, "message": message,
+                                               "how": how}, actor=SWARM)
+        return how
+
+    async def restart(self, name: str) -> None:
+        """Do a cancelled (or failed) agent's turn again, from its checkpoint: the same
+        message, the workspace as the turn found it (the turn is in doubt, and redone
+        as one a crash interrupted). An agent that runs is refused (SisyphusError)."""
+        view = self.ledger.agents.get(name)
+        if view is None or view.role not in ROLES:
+            raise SisyphusError(self.ledger.refusal("restart", name)
+                                or f"{name} is not an agent the swarm runs: nothing to "
+                                "restart")
+        handle = self.tasks.get(name)
+        if handle is not None and not handle.done():
+            state = self.ledger.shown_state(view) if view.state != "cancelled" \
+                else "running"
+            raise SisyphusError(f"{name} is not cancelled (it is {state}): nothing to "
+                                f"restart (`sisyphus cancel {name}` first)")
+        if name not in self._cancelled and view.state not in ("cancelled", "failed"):
+            raise SisyphusError(f"{name} is not cancelled (it is "
+                                f"{self.ledger.shown_state(view)}): nothing to restart")
+        self._cancelled.discard(name)
+        self.start_actor(name, view.role, view.skill, resumed=True)
+
     # -- the follower -----------------------------------------------------------
 
     async def _follow(self) -> None:
@@ -524,6 +692,8 @@ class Swarm:
                 continue
             if event.offset >= self._live_from:
                 self._report(event)
+                if event.type == "AGENT_OUTPUT":
+                    self._spoke[str(event.payload.get("agent"))] = time.monotonic()
             if self._started:
                 await self._react(event)
             # (A final phase in the log's past is judged by run() once it is read: a
@@ -542,6 +712,8 @@ class Swarm:
             if trigger.matches(event):
                 await self._append("CONTROL", {"action": "wipe", "agent": trigger.agent},
                                    actor=SWARM, to=SWARM, key=f"wipe:{trigger.agent}@{trigger.at}")
+        if event.type == "AGENT_OUTPUT" and event.payload.get("kind") == "usage":
+            await self._watch_budget()
 
     def _report(self, event: Event) -> None:
         if event.type in STORY:
@@ -584,6 +756,8 @@ class Swarm:
             self._running.clear()
             self.say("swarm paused")
         elif action == "unpause":
+            await self._reread_budget()  # (a budget raised before the unpause counts)
+            self._budget_pause = None
             self._running.set()
             self.say("swarm running")
         elif action == "approve":
@@ -600,6 +774,10 @@ class Swarm:
                              thinking=p.get("thinking"), parent=p.get("parent") or HUMAN)
         elif action == "stop":
             self._finished.set()
+        elif action == "cancel":
+            await self.cancel(p["agent"])
+        elif action == "restart":
+            await self.restart(p["agent"])
 
     async def skill_agent(self, skill_name: str, agent_name: str, prompt: str,
                           run_in_background: bool = True, thinking: str | None = None,
@@ -642,6 +820,98 @@ class Swarm:
               if prompt else []),
         ])
 
+    # -- the budget ---------------------------------------------------------------
+
+    def _budget_limits(self) -> list[tuple[str | None, float, float]]:
+        """(agent, or None for the run; its limit; what it spent) for each limit the
+        config's ``[budget]`` sets."""
+        budget, spend = self.config.budget, self.ledger.spend()
+        limits: list[tuple[str | None, float, float]] = []
+        if budget.run_usd:
+            limits.append((None, budget.run_usd, spend.run.cost_usd))
+        if budget.agent_usd:
+            limits += [(name, budget.agent_usd, used.cost_usd)
+                       for name, used in spend.agents.items()]
+        return limits
+
+    async def _budget_once(self, key: str, type: str, payload: dict[str, Any],
+                           **fields: Any) -> bool:
+        """Append a budget event once (keyed); whether it is new."""
+        if key in self._budget_said:
+            return False
+        if await self.store.find_key(key) is not None:
+            self._budget_said.add(key)
+            return False  # (a host before this one said it)
+        await self._append(type, payload, actor=SWARM, key=key, **fields)
+        self._budget_said.add(key)
+        return True
+
+    async def _watch_budget(self) -> None:
+        """BUDGET ``warn`` at 80% of a limit, ``exceeded`` at 100%, each once per limit
+        (keyed by its amount: a raised budget is watched afresh). At 100% the run
+        pauses (CONTROL pause, keyed the same way, and at once here): the turns in hand
+        finish, nothing new starts. An agent over its own budget pauses the whole run
+        too. ``sisyphus unpause`` goes on past that limit: it is not paused for again."""
+        for agent, limit, spent in self._budget_limits():
+            scope = f"{agent or 'run'}:{limit:g}"
+            payload = {"agent": agent, "spent_usd": round(spent, 6), "limit_usd": limit}
+            if spent >= BUDGET_WARN_AT * limit:
+                await self._budget_once(f"budget:warn:{scope}", "BUDGET",
+                                        {"level": "warn", **payload})
+            if spent < limit:
+                continue
+            await self._budget_once(f"budget:exceeded:{scope}", "BUDGET",
+                                    {"level": "exceeded", **payload})
+            whose = f"{agent}'s budget" if agent else "the run's budget"
+            reason = (f"budget: {whose} is spent (${spent:.4f} of ${limit:g}): the run "
+                      "pauses; raise it in .sisyphus/config.toml, or `sisyphus unpause` "
+                      "to go on past it")
+            key = f"budget-pause:{scope}"
+            if await self._budget_once(key, "CONTROL", {"action": "pause", "reason": reason},
+                                       to=SWARM):
+                self._running.clear()  # (the control loop says so, and pauses again)
+                self._budget_pause = key
+                self.fault(reason)
+
+    async def _reread_budget(self) -> bool:
+        """Take the budget and the prices from ``.sisyphus/config.toml`` as it is now;
+        whether the budget changed. A file that cannot be read is said, and the
+        budget stays as it was."""
+        from sisyphus_tui.agents.config import CONFIG_FILE, ConfigError, load_config
+
+        if not (self.workspace / CONFIG_FILE).is_file():
+            return False  # (a run configured otherwise: nothing to re-read)
+        try:
+            now = await asyncio.to_thread(load_config, self.workspace)
+        except ConfigError as exc:
+            self.fault(f"budget not re-read: {exc}")
+            return False
+        changed = now.budget != self.config.budget
+        self.config = self.config.model_copy(update={"budget": now.budget,
+                                                     "prices": now.prices})
+        return changed
+
+    async def _budget_timer(self) -> None:
+        """While the budget holds the run paused, re-read the config now and then: a
+        budget raised above what was spent lets the run go on (CONTROL unpause)."""
+        while True:
+            await asyncio.sleep(BUDGET_REREAD_S)
+            paused_by = self._budget_pause
+            if paused_by is None or self._running.is_set():
+                continue
+            if not await self._reread_budget():
+                continue
+            if all(spent < limit for _, limit, spent in self._budget_limits()):
+                self._budget_pause = None
+                await self._append("CONTROL", {
+                    "action": "unpause", "reason": "budget: raised in the config above "
+                                                   "what was spent"},
+                    actor=SWARM, to=SWARM, key=f"budget-raised:{paused_by}:"
+                                               f"{self.config.budget.run_usd}:"
+                                               f"{self.config.budget.agent_usd}")
+            else:
+                await self._watch_budget()  # (raised, but still spent: said afresh)
+
     # -- liveness and the ledger file --------------------------------------------
 
     async def _liveness(self) -> None:
@@ -661,6 +931,35 @@ class Swarm:
                     await self.store.append("AGENT_STALE", {
                         "agent": name, "silent_s": round(silent, 3),
                         "pending": 1}, actor=SWARM)
+
+    async def _stalls(self) -> None:
+        """AGENT_STALLED for an agent thinking on a real backend that has said nothing
+        for its role's ``stall_s`` (once per silence: it shows ``stalled`` until it
+        speaks again); keyed by agent, message and attempt."""
+        while True:
+            now = time.monotonic()
+            wait = STALL_CHECK_MAX_S
+            for name, turn in list(self._thinking.items()):
+                last = max(turn.began, self._spoke.get(name, 0.0))
+                silent = now - last
+                if turn.flagged == last:
+                    continue  # (this silence is said already)
+                if silent < turn.stall_s:
+                    wait = min(wait, turn.stall_s - silent)
+                    continue
+                turn.flagged = last
+                turn.stalls += 1
+                view = self.ledger.agents.get(name)
+                attempt = view.turn_attempt if view is not None and \
+                    view.turn_message == turn.message else self._thoughts[(name,
+                                                                           turn.message)]
+                again = f":{turn.stalls}" if turn.stalls > 1 else ""
+                await self._append("AGENT_STALLED", {
+                    "agent": name, "message": turn.message, "silent_s": round(silent, 3)},
+                    actor=SWARM, key=f"stalled:{name}:{turn.message}:{attempt}{again}")
+            self._stall_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stall_wake.wait(), max(wait, 0.05))
 
     async def _write_ledger_loop(self) -> None:
         while True:
