@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 # What a primer holds at most: a new session is told where the run is, not all of it.
 PRIMER_LEDGER_CHARS = 8000
 PRIMER_STATE_CHARS = 2000
+PRIMER_VALUE_CHARS = 400
 PRIMER_INBOX = 20
 PRIMER_MESSAGE_CHARS = 400
 
@@ -98,7 +99,17 @@ class TurnLog:
         workspace = self.turn.swarm.workspace.resolve()
         folder = await asyncio.to_thread(agent_folder, workspace, self.agent)
         await asyncio.to_thread(end_leftover, folder / RUNNING_FILE)
-        changed = await Shadow(workspace).restore(sha)
+        try:
+            changed = await Shadow(workspace).restore(sha)
+        except SisyphusError as exc:
+            if is_passing(exc):
+                raise  # (another git holds the shadow's index: the turn is tried again)
+            # (The shadow repository removed, say): the message must not fail for ever.
+            self.turn.swarm.fault(
+                f"{self.agent}: message {self.message} was in doubt, but the workspace "
+                f"cannot be rolled back ({describe(exc)}): the attempt redoing it sees "
+                "what the interrupted one left")
+            return False
         # The turn's "before" is the workspace as it is now: what the redone attempt
         # changes is then all that is observed (the first attempt's edits are gone).
         for kept in folder.glob(f"before-{self.message}.json"):
@@ -163,9 +174,7 @@ class TurnLog:
         if checkpoint is None:
             where = "You have no checkpoint yet: you start from the beginning."
         else:
-            state = json.dumps(checkpoint.payload.get("state", {}), sort_keys=True)
-            if len(state) > PRIMER_STATE_CHARS:
-                state = state[:PRIMER_STATE_CHARS] + " [...]"
+            state = _bounded_state(checkpoint.payload.get("state"))
             where = (f"Your last checkpoint (#{checkpoint.offset}, every message up to "
                      f"#{checkpoint.payload.get('cursor')} handled, step "
                      f"{checkpoint.payload.get('step')}): {state}\nWhat it records as "
@@ -185,4 +194,19 @@ class TurnLog:
         return ("## Where the run is (your context was reset: this is what the log "
                 "remembers)\n\n"
                 f"{where}\n\nYour messages not yet handled:\n{inbox}\n\n"
-                f"The run's ledger:\n\n{ledger}\n\n## Your task now")
+                f"The run's ledger:\n\n{ledger}")
+
+
+def _bounded_state(state: Any) -> str:
+    """A checkpoint's state in JSON, each value cut on its own (one big value must not
+    hide the others), the whole bounded too."""
+    if not isinstance(state, dict):
+        return json.dumps(state)[:PRIMER_STATE_CHARS]
+    parts = []
+    for key in sorted(state):
+        value = json.dumps(state[key], sort_keys=True)
+        if len(value) > PRIMER_VALUE_CHARS:
+            value = value[:PRIMER_VALUE_CHARS] + " [...]"
+        parts.append(f"{json.dumps(str(key))}: {value}")
+    text = "{" + ", ".join(parts) + "}"
+    return text if len(text) <= PRIMER_STATE_CHARS else text[:PRIMER_STATE_CHARS] + " [...]"

@@ -76,9 +76,15 @@ class Executor:
         self.held = threading.Event()
         self.release = threading.Event()
         self.firsts: list[dict[str, Any]] = []  # each green attempt's first call
+        self.reds: list[dict[str, Any]] = []  # each call of the red half
 
     def __call__(self, index: int, body: dict[str, Any]) -> Step:
         prompt, tools = since_prompt(body)
+        if "TEST half" in prompt:
+            self.reds.append(body)
+            if self.hold == "red":
+                self.held.set()
+                self.release.wait(60)
         if "Now make" not in prompt:
             return swarm.model_of_the_swarm(index, body)
         if not tools:
@@ -123,10 +129,23 @@ def until(condition: Callable[[], Any], what: str, timeout: float = 120) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def message_of(events: Events, kind: str) -> int | None:
+    """The offset of the executor's message of ``kind`` (``execute_step``: the red half
+    of step 1, ``green``: its green half)."""
+    return next((o for o, t, _, p in events if t == "MESSAGE" and p.get("kind") == kind),
+                None)
+
+
 def green_message(events: Events) -> int | None:
     """The offset of the executor's green half of step 1."""
-    return next((o for o, t, _, p in events if t == "MESSAGE" and p.get("kind") == "green"),
-                None)
+    return message_of(events, "green")
+
+
+def session_after(events: Events, message: int, offset: int) -> str | None:
+    """The session the executor's agent said for ``message`` after ``offset``."""
+    return next((p["data"]["session_id"] for o, t, _, p in events
+                 if o > offset and t == "AGENT_OUTPUT" and p["agent"] == "executor"
+                 and p["message"] == message and p["kind"] == "session"), None)
 
 
 def turns(events: Events, message: int) -> list[tuple[int, dict[str, Any]]]:
@@ -211,7 +230,21 @@ def test_a_turn_killed_again_and_again_is_rolled_back_and_resumed_with_a_note(
             script.release = threading.Event()
             return found
 
-        # 1. Killed right after the turn's TURN_STARTED is on the record.
+        # 0. The executor's first turn (its red half, a new session): killed right
+        # after its session event, the session is resumed by the next attempt.
+        script.hold = "red"
+
+        def red_session() -> Any:
+            events = events_of(db)
+            red = message_of(events, "execute_step")
+            return red is not None and session_after(events, red, 0)
+
+        new_session = killed(Host(first, env, tmp_path, 0), red_session,
+                             "the red half's session")
+        red = message_of(events_of(db), "execute_step")
+        assert red is not None
+
+        # 1. Killed right after the green turn's TURN_STARTED is on the record.
         script.junk, script.hold = True, "first"
 
         def started(attempt: int) -> Callable[[], Any]:
@@ -222,17 +255,20 @@ def test_a_turn_killed_again_and_again_is_rolled_back_and_resumed_with_a_note(
                     p["attempt"] == attempt for _, p in turns(events, message))
             return seen
 
-        killed(Host(first, env, tmp_path, 1), started(1), "the first TURN_STARTED")
+        killed(Host(again, env, tmp_path, 1), started(1), "the first TURN_STARTED")
         events = events_of(db)
+        # The red half redone in the session its first attempt had started.
+        assert [(p["attempt"], p["session"], p["recovering"]) for _, p in turns(events, red)
+                ] == [(1, None, False), (2, new_session, True)]
+        assert "TEST half" in json.dumps(script.reds[-1]["messages"][:-1])  # (its history)
+        assert NOTE_MARK in since_prompt(script.reds[-1])[0]
         message = green_message(events)
         assert message is not None
         [(_, one)] = turns(events, message)
         assert one["recovering"] is False and one["backend"] == "claude"
         assert len(one["workspace"]) >= 40  # the shadow commit it starts from
         session = one["session"]  # the executor's session, from its red half
-        reds = [p for _, t, a, p in events if t == "AGENT_OUTPUT" and a == "executor"
-                and p["kind"] == "session" and p["message"] != message]
-        assert session is not None and session == reds[-1]["data"]["session_id"]
+        assert session == new_session
         assert (repo / "calc.py").read_text() != FIXED
 
         # 2. Killed once the agent's first edit (the junk file) is on disk.
@@ -342,6 +378,7 @@ def test_a_new_session_is_primed_from_the_log_and_finishes_the_step(
     assert "Your last checkpoint" in primed and "Make calc.add return the sum" in primed
     assert primed.index(PRIMER_MARK) < primed.index("## Your task now") < primed.index(
         "Now make")
+    assert primed.count("## Your task now") == 1
     # ... in a new conversation: nothing of the old session's (its red half, its junk).
     history = json.dumps(last["messages"])
     assert "TEST half" not in history and JUNK not in history
