@@ -29,7 +29,6 @@ import fcntl
 import os
 import re
 import shutil
-import stat
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -51,11 +50,17 @@ OPTIONS = ("core.autocrlf=false", "core.safecrlf=false",
            "core.fsmonitor=false", "core.hooksPath=/dev/null", "core.attributesFile=/dev/null",
            "core.quotePath=false", "core.bare=false", "core.sparseCheckout=false",
            "gc.auto=0", "maintenance.auto=false", "commit.gpgSign=false",
-           "advice.addEmbeddedRepo=false")
+           "advice.addEmbeddedRepo=false", "core.excludesFile=/dev/null")
 # Highest-precedence attributes: no text conversion, filter, ident or re-encoding, so a
 # restore writes back the bytes that were snapshotted, whatever .gitattributes says.
 ATTRIBUTES = "* -text -eol -filter -ident -working-tree-encoding -crlf\n"
 _SHA = re.compile(r"^[0-9a-f]{4,64}$")
+# The exclusions again, on the command line, where no .gitignore can negate them (for
+# the check of what is tracked: what a rule covers is dropped).
+_CMDLINE = tuple(f"--exclude={pattern}" for pattern in EXCLUDED)
+# What, in the list of what ``git add -A`` took, says the rules may cover a tracked
+# file now: a .gitignore changed, or something under an excluded folder was taken.
+_RULE_WORDS = (b".gitignore", *{p.strip("/*").split("/")[-1].encode() for p in EXCLUDED})
 # git's words for faults that pass: another git holds the index, a full disk, I/O.
 _PASSING = ("index.lock", ".lock': File exists", "No space left", "Disk quota",
             "Input/output error", "Resource temporarily unavailable", "Too many open files")
@@ -194,7 +199,6 @@ class Shadow:
             for stale in ("index.lock", REF + ".lock", "HEAD.lock", "config.lock"):
                 (self.git_dir / stale).unlink(missing_ok=True)
             self._init(root)
-            self._copy_excludes(root)
             yield
         finally:
             os.close(fd)
@@ -216,38 +220,77 @@ class Shadow:
         (fresh / "info" / "attributes").write_text(ATTRIBUTES)
         os.rename(fresh, self.git_dir)
 
-    def _copy_excludes(self, root: Path) -> None:
-        """The workspace repository's ``.git/info/exclude`` becomes the shadow's (read
-        only; a ``.git`` file of a worktree names its real folder)."""
-        source = _user_git_dir(root)
-        text = b""
-        if source is not None:
+    def _write_excludes(self, root: Path) -> bool:
+        """The shadow's ``info/exclude``: the swarm's own exclusions, the user's global
+        excludes file, the workspace repository's ``.git/info/exclude`` (read only) and
+        the nested repositories found; returns whether it changed."""
+        parts = [b"# sisyphus: left out of every checkpoint", *(p.encode() for p in EXCLUDED)]
+        for source in _global_excludes(), _user_git_dir(root):
+            if source is None:
+                continue
+            path = source if source.name == "ignore" else source / "info" / "exclude"
             with contextlib.suppress(OSError):
-                text = (source / "info" / "exclude").read_bytes()
+                parts += [b"# " + os.fsencode(path), path.read_bytes()]
+        nested = self._nested(root)
+        if nested:
+            parts += [b"# nested repositories (their own)", *map(_pattern, nested)]
+        text = b"\n".join(parts) + b"\n"
         target = self.git_dir / "info" / "exclude"
         try:
             if target.read_bytes() == text:
-                return
+                return False
         except OSError:
             pass
         target.write_bytes(text)
+        return True
+
+    def _nested(self, root: Path, found: Sequence[bytes] = ()) -> list[bytes]:
+        """The nested repositories known (``found`` added; those whose ``.git`` is gone
+        dropped: a folder again, taken like any other)."""
+        path = self.git_dir / "info" / "sisyphus-nested"
+        try:
+            known = [p for p in path.read_bytes().split(b"\0") if p]
+        except OSError:
+            known = []
+        kept = sorted({p.rstrip(b"/") for p in [*known, *found]
+                       if os.path.lexists(root / os.fsdecode(p.rstrip(b"/")) / ".git")})
+        if kept != known:
+            path.write_bytes(b"\0".join(kept))
+        return kept
 
     def _stage(self) -> str:
-        """Bring the shadow index to the workspace as it is now; returns its tree."""
-        excludes = [f"--exclude={pattern}" for pattern in EXCLUDED]
-        # Tracked files: changed ones re-read (the stat cache says which), removed ones
-        # dropped; then those an ignore rule now covers are dropped too (never restored).
-        self._git("add", "-u")
-        ignored = self._git("ls-files", "-z", "-c", "-i", "--exclude-standard", *excludes)
-        if ignored:
-            self._git("update-index", "--force-remove", "-z", "--stdin", stdin=ignored)
-        # New files; a nested repository is listed as its folder ("sub/"): left out.
-        others = self._git("ls-files", "-z", "-o", "--exclude-standard", *excludes)
+        """Bring the shadow index to the workspace as it is now; returns its tree.
+
+        One ``git add -A`` does it (the index's stat cache says which files to read
+        again) unless something needs looking into: a nested repository git would take
+        as a submodule, or ignore rules changed (a tracked file they now cover is
+        dropped: never restored over)."""
         root = self.workspace.resolve()
-        new = [path for path in others.split(b"\0")
-               if path and not path.endswith(b"/") and _indexable(root / os.fsdecode(path))]
-        if new:
-            self._git("update-index", "--add", "-z", "--stdin", stdin=b"\0".join(new) + b"\0")
+        rules_changed = self._write_excludes(root)
+        for _ in range(5):
+            done = self._run_raw(["add", "-A", "-v"], root, git_dir=self.git_dir)
+            if done.returncode == 0:
+                break
+            if b"does not have a commit checked out" not in done.stderr:
+                raise _failure(["add"], done)
+            # A repository with no commit yet, which git cannot take: left out, as any
+            # other nested repository (ls-files lists each as its folder, "sub/").
+            others = self._git("ls-files", "-z", "-o", "--exclude-standard", *_CMDLINE)
+            self._nested(root, [p for p in others.split(b"\0") if p.endswith(b"/")])
+            self._write_excludes(root)
+        else:
+            raise _failure(["add"], done)
+        if b"adding embedded git repository" in done.stderr:
+            entries = self._git("ls-files", "-z", "-s").split(b"\0")
+            links = [e.split(b"\t", 1)[1] for e in entries if e.startswith(b"160000 ")]
+            self._git("update-index", "--force-remove", "-z", "--stdin",
+                      stdin=b"".join(link + b"\0" for link in links))
+            self._nested(root, links)
+            self._write_excludes(root)
+        if rules_changed or any(word in done.stdout for word in _RULE_WORDS):
+            ignored = self._git("ls-files", "-z", "-c", "-i", "--exclude-standard", *_CMDLINE)
+            if ignored:
+                self._git("update-index", "--force-remove", "-z", "--stdin", stdin=ignored)
         return self._git("write-tree").decode().strip()
 
     def _commit(self, tree: str, label: str) -> str:
@@ -294,6 +337,13 @@ class Shadow:
 
     def _run(self, args: list[str], root: Path, *, git_dir: Path | None,
              stdin: bytes | None = None, ok: tuple[int, ...] = (0,)) -> bytes:
+        done = self._run_raw(args, root, git_dir=git_dir, stdin=stdin)
+        if done.returncode not in ok:
+            raise _failure(args, done)
+        return done.stdout if done.returncode == 0 else b""
+
+    def _run_raw(self, args: list[str], root: Path, *, git_dir: Path | None,
+                 stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         git = shutil.which("git")
         if git is None:
             raise GitMissing("git is not installed (workspace checkpoints need it)")
@@ -301,20 +351,37 @@ class Shadow:
         for option in OPTIONS:
             argv += ["-c", option]
         try:
-            done = subprocess.run(argv + args, input=stdin, capture_output=True, cwd=root,
+            return subprocess.run(argv + args, input=stdin, capture_output=True, cwd=root,
                                   env=_environment(root, git_dir), check=False)
         except FileNotFoundError:
             raise GitMissing("git is not installed (workspace checkpoints need it)") from None
-        if done.returncode not in ok:
-            error = done.stderr.decode("utf-8", "replace").strip()
-            line = next((part for part in error.splitlines()
-                         if part.startswith(("fatal:", "error:"))),
-                        error.splitlines()[0] if error else f"exit {done.returncode}")
-            raise ShadowError(f"shadow git {args[0]} failed: {line}",
-                              passing=any(word in error for word in _PASSING))
-        if done.returncode != 0:
-            return b""
-        return done.stdout
+
+
+def _failure(args: list[str], done: subprocess.CompletedProcess[bytes]) -> ShadowError:
+    """The one line that says why a git call failed (and whether that may pass)."""
+    error = done.stderr.decode("utf-8", "replace").strip()
+    line = next((part for part in error.splitlines() if part.startswith(("fatal:", "error:"))),
+                error.splitlines()[0] if error else f"exit {done.returncode}")
+    return ShadowError(f"shadow git {args[0]} failed: {line}",
+                       passing=any(word in error for word in _PASSING))
+
+
+def _global_excludes() -> Path | None:
+    """The user's global excludes file where git looks by default (the user's own git
+    config is shut out, so a core.excludesFile set there is not seen)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"),
+                                                               ".config")
+    path = Path(base, "git", "ignore")
+    return path if path.is_file() else None
+
+
+def _pattern(path: bytes) -> bytes:
+    """An exclude pattern that matches exactly the folder ``path`` (from the top)."""
+    escaped = re.sub(rb"([\\*?\[!#])", rb"\\\1", path)
+    escaped = escaped.replace(b"\n", b"?").replace(b"\r", b"?")  # (no way to write them)
+    if escaped.endswith(b" "):
+        escaped = escaped[:-1] + b"\\ "
+    return b"/" + escaped + b"/"
 
 
 def _environment(root: Path, git_dir: Path | None) -> dict[str, str]:
@@ -348,13 +415,3 @@ def _user_git_dir(root: Path) -> Path | None:
         found = Path(text[len("gitdir:"):].strip())
         return found if found.is_absolute() else root / found
     return None
-
-
-def _indexable(path: Path) -> bool:
-    """Whether git can keep ``path``: a regular file or a symbolic link (a fifo or a
-    socket is not content; one gone since it was listed is not there to keep)."""
-    try:
-        mode = os.lstat(path).st_mode
-    except OSError:
-        return False
-    return stat.S_ISREG(mode) or stat.S_ISLNK(mode)

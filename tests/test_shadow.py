@@ -210,9 +210,14 @@ async def test_ignored_files_are_never_taken_nor_removed(tmp_path: Path) -> None
     (ws / "node_modules" / "x").mkdir(parents=True)
     (ws / "node_modules" / "x" / "i.js").write_text("1\n")
     (ws / "SISYPHUS_LEDGER.md").write_text("# the swarm's own\n")
+    (ws / "other").mkdir()
+    (ws / "other" / ".gitignore").write_text("!node_modules/\n!.sisyphus/\n")
+    (ws / "other" / "node_modules").mkdir()
+    (ws / "other" / "node_modules" / "dep.js").write_text("d\n")
     shadow = Shadow(ws)
     first = await shadow.snapshot("first")
-    assert tree_paths(shadow, first) == {".gitignore", "keep.py", "sub/.gitignore"}
+    assert tree_paths(shadow, first) == {".gitignore", "keep.py", "sub/.gitignore",
+                                         "other/.gitignore"}
 
     (ws / "old.log").write_text("grown\n")
     (ws / "new.log").write_text("new log\n")
@@ -228,6 +233,23 @@ async def test_ignored_files_are_never_taken_nor_removed(tmp_path: Path) -> None
     assert (ws / "secret.env").read_text() == "TOKEN=2\n"
     assert not (ws / "sub" / "local.cfg").exists()  # an ignored file is not made again
     assert (ws / "node_modules" / "x" / "i.js").exists()
+
+
+async def test_the_users_global_excludes_file_is_honoured(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config"
+    (config / "git").mkdir(parents=True)
+    (config / "git" / "ignore").write_text("*.swp\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "a.py").write_text("a\n")
+    shadow = Shadow(ws)
+    first = await shadow.snapshot("first")
+    (ws / ".a.py.swp").write_bytes(b"editor state")  # an editor's, made since: kept
+    assert tree_paths(shadow, first) == {"a.py"}
+    assert await shadow.restore(first) == []
+    assert (ws / ".a.py.swp").exists()
 
 
 async def test_a_file_ignored_since_is_dropped_and_left_alone(tmp_path: Path) -> None:
@@ -280,10 +302,26 @@ async def test_nested_repositories_are_their_own(tmp_path: Path) -> None:
     git(later, "init", "-q")
     (later / "work.py").write_text("w\n")
     (committed / "lib.py").write_text("lib edited\n")
-    assert await shadow.snapshot("second")  # (git add -A fails on such a folder)
+    odd = ws / "also [a] repo*"  # one with a commit, made since, an awkward name
+    odd.mkdir()
+    git(odd, "init", "-q")
+    (odd / "o.py").write_text("o\n")
+    git(odd, "add", "o.py")
+    git(odd, "commit", "-qm", "o")
+    os.mkfifo(ws / "a-fifo")  # not content: never taken
+    second = await shadow.snapshot("second")  # (git add -A fails on such a folder)
+    assert tree_paths(shadow, second) == {"top.py"}
+    assert "160000" not in shadow_git(shadow, "ls-tree", "-r", second)
     assert await shadow.restore(first) == []
     assert (later / "work.py").read_text() == "w\n"
     assert (committed / "lib.py").read_text() == "lib edited\n"
+    assert (odd / "o.py").read_text() == "o\n"
+    # A folder that stops being a repository is a folder again, taken like any other.
+    shutil.rmtree(later / ".git")
+    third = await shadow.snapshot("third")
+    assert tree_paths(shadow, third) == {"top.py", "cloned/work.py"}
+    assert await shadow.restore(first) == [("D", "cloned/work.py")]
+    assert (odd / "o.py").exists() and (committed / "lib.py").exists()
 
 
 async def test_a_big_file_and_many_snapshots_at_once(tmp_path: Path) -> None:
