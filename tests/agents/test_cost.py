@@ -61,25 +61,38 @@ def wait_for(condition: Any, what: str, timeout_s: float = 240.0) -> Any:
         time.sleep(0.1)
 
 
+def with_budget(repo: Path, run_usd: float) -> None:
+    """The workspace's config: every role on claude, and a budget for the run."""
+    (repo / ".sisyphus").mkdir(exist_ok=True)
+    (repo / ".sisyphus" / "config.toml").write_text(
+        f'[brain]\nbackend = "claude"\n\n[budget]\nrun_usd = {run_usd}\n')
+
+
+def control_by_swarm(db: Path, action: str) -> int | None:
+    """The offset of the first CONTROL ``action`` the swarm itself asked for."""
+    if not db.exists():
+        return None
+    return next((o for o, t, a, p in events_of(db) if t == "CONTROL"
+                 and p["action"] == action and a == "swarm"), None)
+
+
+def host_run(db: Path, repo: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
+    """``sisyphus run`` on the goal, headless, as a user starts it."""
+    return subprocess.Popen([sys.executable, "-m", "sisyphus_tui", "run", "--headless",
+                             "--db", str(db), "--workspace", str(repo), "--goal", GOAL],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 def test_a_budget_pauses_the_run_until_it_is_unpaused(repo: Path, tmp_path: Path,
                                                        agent_env: dict[str, str]) -> None:
-    (repo / ".sisyphus").mkdir()
-    (repo / ".sisyphus" / "config.toml").write_text(
-        f'[brain]\nbackend = "claude"\n\n[budget]\nrun_usd = {RUN_LIMIT}\n')
+    with_budget(repo, RUN_LIMIT)
     db = tmp_path / "swarm.db"
     with FakeModel(Anthropic(), model_of_the_swarm) as model:
         env = claude_env(agent_env, model)
-        host = subprocess.Popen([sys.executable, "-m", "sisyphus_tui", "run", "--headless",
-                                 "--db", str(db), "--workspace", str(repo), "--goal", GOAL],
-                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        host = host_run(db, repo, env, tmp_path)
         try:
-            def budget_pause() -> int | None:
-                return next((o for o, t, a, p in events_of(db) if t == "CONTROL"
-                             and p["action"] == "pause" and a == "swarm"), None) \
-                    if db.exists() else None
-
-            paused_at = wait_for(budget_pause, "the budget's pause")
+            paused_at = wait_for(lambda: control_by_swarm(db, "pause"), "the budget's pause")
 
             def settled() -> bool:
                 # The turn in hand when the budget ran out finishes (never lost)...
@@ -130,6 +143,32 @@ def test_a_budget_pauses_the_run_until_it_is_unpaused(repo: Path, tmp_path: Path
     assert set(spent["roles"]) >= {"planner", "validator", "executor"}
     ledger = (repo / "SISYPHUS_LEDGER.md").read_text()
     assert "## Spend" in ledger and f"${total:.4f}" in ledger
+
+
+def test_a_budget_raised_in_the_config_lets_the_run_go_on(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    with_budget(repo, RUN_LIMIT)
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), model_of_the_swarm) as model:
+        env = claude_env(agent_env, model)
+        host = host_run(db, repo, env, tmp_path)
+        try:
+            paused_at = wait_for(lambda: control_by_swarm(db, "pause"), "the budget's pause")
+            with_budget(repo, 100.0)  # no unpause: the host reads the config again
+            out, err = host.communicate(timeout=300)
+        finally:
+            if host.poll() is None:
+                host.kill()
+                host.communicate()
+    assert host.returncode == 0, out + err
+    unpaused_at = control_by_swarm(db, "unpause")
+    assert unpaused_at is not None and unpaused_at > paused_at
+    events = events_of(db)
+    (reason,) = [p["reason"] for o, t, _, p in events if o == unpaused_at]
+    assert "raised" in reason
+    assert [(p["level"], p["limit_usd"]) for _, t, _, p in events if t == "BUDGET"] == [
+        ("warn", RUN_LIMIT), ("exceeded", RUN_LIMIT)]
+    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
 
 
 def test_claude_reports_its_own_cost(repo: Path, tmp_path: Path,
