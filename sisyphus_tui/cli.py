@@ -808,6 +808,16 @@ async def cmd_resume(args: argparse.Namespace) -> int:
                           f"resume {args.agent}")
 
 
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    return await _control(args, {"action": "cancel", "agent": args.agent},
+                          f"cancel of {args.agent}'s turn")
+
+
+async def cmd_restart(args: argparse.Namespace) -> int:
+    return await _control(args, {"action": "restart", "agent": args.agent},
+                          f"restart of {args.agent}'s turn")
+
+
 async def cmd_answer(args: argparse.Namespace) -> int:
     """Answer an agent's permission request (its oldest waiting, or ``--request``)."""
     from sisyphus_tui import permissions
@@ -1333,6 +1343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", parents=[db, actor], help="resume a wiped or failed agent")
     p.add_argument("agent")
     p.set_defaults(run=cmd_resume)
+
+    p = sub.add_parser("cancel", parents=[db, actor], help="stop an agent's running turn "
+                       "(its agent asked to stop, then SIGINT, then SIGKILL); it waits "
+                       "for `sisyphus restart`")
+    p.add_argument("agent")
+    p.set_defaults(run=cmd_cancel)
+
+    p = sub.add_parser("restart", parents=[db, actor], help="do a cancelled (or failed) "
+                       "agent's turn again, from its checkpoint")
+    p.add_argument("agent")
+    p.set_defaults(run=cmd_restart)
 
     p = sub.add_parser("answer", parents=[db, actor], help="answer an agent's permission "
                        "request (the oldest it waits on)")

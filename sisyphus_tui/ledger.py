@@ -156,6 +156,8 @@ class PlanView:
 
 
 # What an agent's live output says about it while its turn runs.
+# The states of an agent in the middle of a turn (what a cancel can stop).
+IN_A_TURN = frozenset({"working", "stalled", "queued", "needs input"})
 LIVE_KINDS = frozenset({"session", "text", "thinking", "tool_call", "tool_result",
                         "permission"})
 
@@ -644,6 +646,8 @@ class Ledger:
             if not view.human:
                 return f"{gate} is a command gate: it runs itself, nothing to approve"
             return f"gate {gate} is already approved" if view.passed else None
+        if action in ("cancel", "restart"):
+            return self._turn_refusal(action, agent)
         if action not in ("wipe", "resume"):
             return None
         assert agent is not None
@@ -655,6 +659,28 @@ class Ledger:
         if action == "resume" and view_of.state not in ("wiped", "failed"):
             return (f"{agent} is not wiped (it is {self.shown_state(view_of)}): "
                     "nothing to resume")
+        return None
+
+    def _turn_refusal(self, action: str, agent: str | None) -> str | None:
+        """Why a cancel (of the turn an agent is running) or a restart (of a cancelled
+        or failed agent's turn) would not be carried out; None if it would."""
+        if not agent:
+            return f"{_a(action)} needs an agent"
+        view = self.agents.get(agent)
+        if view is None:
+            return f"unknown agent '{agent}': no such agent in this run"
+        if not view.spawned or view.role in NOT_RUN:
+            return f"{agent} is not an agent the swarm runs: nothing to {action}"
+        state = self.shown_state(view)
+        if action == "cancel":
+            if view.state == "cancelled":
+                return f"{agent}'s turn is cancelled already: restart it to do it again"
+            # (A turn in progress: TURN_STARTED not yet passed, or what its output says.)
+            if view.turn_message is None and view.state not in IN_A_TURN:
+                return f"{agent} has no turn running (it is {state}): nothing to cancel"
+            return None
+        if view.state not in ("cancelled", "failed"):
+            return f"{agent} is not cancelled (it is {state}): nothing to restart"
         return None
 
     # -- rendering -----------------------------------------------------------------
