@@ -1,4 +1,4 @@
-"""A small app holding one pane as the main screen lays it out (the agents pane about 38
+"""A small app holding one pane as the main screen lays it out (the agents pane 34
 cells wide at 120 columns, the whole width at 80), fed by a ledger folded from a real
 SQLite log, so a test sets the clock and the hosting state it shows."""
 
@@ -55,9 +55,9 @@ class PaneApp(App[None]):
 
 
 def pane_width(size: tuple[int, int]) -> str:
-    """The agents pane's width in the main screen at ``size``: ~38 cells at 120 columns,
-    the whole screen on a narrow terminal (one pane at a time)."""
-    return "38" if size[0] >= 100 else "1fr"
+    """The agents pane's width in the main screen at ``size``: 34 cells at 120 columns
+    (app.tcss), the whole screen on a narrow terminal (one pane at a time)."""
+    return "34" if size[0] >= 100 else "1fr"
 
 
 def lines_of(pane: Widget) -> list[str]:

@@ -17,6 +17,8 @@ from sisyphus_tui.tui.widgets.panes import (
     InboxPane,
     InboxView,
     age,
+    short_cost,
+    turn_time,
 )
 from tests.tui.panes_app import SIZES, PaneApp, append, fold, lines_of, pane_width
 from tests.tui.test_app import app_for, until
@@ -51,7 +53,7 @@ async def swarm(tmp_path: Path) -> tuple[Path, float]:
         ("AGENT_OUTPUT", {"agent": "validator", "message": 1, "sequence": 0,
                           "kind": "tool_call", "data": {"name": "Read"}}, "validator", None),
         note("planner"), note("planner"),
-        status("executor", "working", "step 3: writing the failing test"))
+        status("executor", "working", "step 3: write a failing test"))
     return db, stamps[-1]
 
 
@@ -79,7 +81,7 @@ async def test_rows_say_state_action_pending_and_age_without_sideways_scrolling(
         await show_log(pilot, table, db, last + 2)
         first, action = row_lines(table, "executor")
         assert first[2:].split()[:4] == ["executor", "working", "0", "2s"]
-        assert action.strip() == "step 3: writing the failing test"
+        assert action.strip() == "step 3: write a failing test"  # 28 cells: it fits
         assert row_lines(table, "validator")[1].strip() == "tool_call: Read"
         # Pending messages, not lag: the planner has two unread, the others none.
         assert row_lines(table, "planner")[0][2:].split()[2] == "2"
@@ -92,7 +94,7 @@ async def test_rows_say_state_action_pending_and_age_without_sideways_scrolling(
         header = lines_of(table)[0]
         assert header.split()[:4] == ["agent", "state", "inbox", "age"]
         if size == (120, 40):
-            assert 34 <= width <= 40
+            assert width == 32  # the 34-cell pane inside its border
             # A name longer than its column is cut, not pushing the others out.
             long_first = row_lines(table, LONG_NAME)[0]
             assert "…" in long_first and "idle" in long_first
@@ -168,7 +170,7 @@ async def test_a_wipe_then_its_resume_are_shown_for_a_few_seconds(
             action.endswith("…") and text.startswith(action[:-1]))
         assert (await at(wiped + WIPED_SHOWN_S + RESUMED_SHOWN_S - 0.1))[0] == "resumed"
         assert await at(wiped + WIPED_SHOWN_S + RESUMED_SHOWN_S + 0.1) == (
-            "idle", "step 3: writing the failing test")
+            "idle", "step 3: write a failing test")
         # Opened long after: no story of an old wipe.
         assert (await at(wiped + 3600))[0] == "idle"
 
@@ -317,3 +319,121 @@ async def test_an_agent_run_on_its_own_is_never_said_to_have_no_host(tmp_path: P
     async with PaneApp(table, "1fr").run_test(size=(120, 40)) as pilot:
         await show_log(pilot, table, db, None, hosted=False)
         assert row_lines(table, "asker")[0][2:].split()[1] == "working"
+
+
+# -- issue 11: what each real agent is doing ------------------------------------------
+
+
+def usage(agent: str, tokens_in: int, tokens_out: int, cost: float, estimate: bool
+          ) -> tuple[str, dict[str, Any], str, None]:
+    return ("AGENT_OUTPUT", {"agent": agent, "message": 1, "sequence": 9, "kind": "usage",
+                             "data": {"tokens_in": tokens_in, "tokens_out": tokens_out,
+                                      "tokens_cached": 0, "cost_usd": cost,
+                                      "cost_is_estimate": estimate}}, agent, None)
+
+
+def turn(agent: str) -> tuple[str, dict[str, Any], str, None]:
+    return ("TURN_STARTED", {"agent": agent, "message": 1, "attempt": 1,
+                             "backend": "claude", "prompt_sha256": "0" * 64}, agent, None)
+
+
+@pytest.fixture
+async def agents(tmp_path: Path) -> tuple[Path, float]:
+    """An agent in each state a supervised run shows, short names (a 34-cell pane keeps
+    8 cells for them); the worker's turn start time."""
+    db = tmp_path / "swarm.db"
+    names = ("ask", "work", "stall", "queue", "wipe", "fail", "done", "cancel")
+    stamps = await append(
+        db, ("TASK_INIT", {"goal": "refactor"}, "human", None),
+        *[spawned(name, "executor") for name in names],
+        turn("work"),
+        ("AGENT_OUTPUT", {"agent": "work", "message": 1, "sequence": 0, "kind": "tool_call",
+                          "data": {"name": "Bash", "input": {"command": "ls"}}}, "work", None),
+        usage("work", 12_000, 3_100, 0.12, True),
+        turn("ask"),
+        ("PERMISSION_REQUESTED", {"agent": "ask", "request": "r1", "message": 1,
+                                  "tool": "Bash", "input": {}}, "ask", None),
+        usage("ask", 900, 40, 1.5, False),
+        turn("stall"), ("AGENT_OUTPUT", {"agent": "stall", "message": 1, "sequence": 0,
+                                         "kind": "text", "text": "thinking"}, "stall", None),
+        ("AGENT_STALLED", {"agent": "stall", "message": 1, "silent_s": 300}, "swarm", None),
+        ("AGENT_QUEUED", {"agent": "queue", "backend": "claude", "running": 2, "cap": 2},
+         "swarm", None),
+        ("CONTEXT_WIPED", {"agent": "wipe", "lost": {}}, "swarm", None),
+        ("AGENT_FAILED", {"agent": "fail", "error": "boom"}, "swarm", None),
+        ("AGENT_STOPPED", {"agent": "done", "reason": "finished"}, "swarm", None),
+        turn("cancel"),
+        ("AGENT_CANCELLED", {"agent": "cancel", "message": 1, "how": "sigint"}, "swarm", None))
+    return db, stamps[9]
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_each_state_with_time_on_turn_cost_and_tokens_fits_the_pane(
+        agents: tuple[Path, float], size: tuple[int, int]) -> None:
+    db, started = agents
+    table = AgentsTable()
+    async with PaneApp(table, pane_width(size)).run_test(size=size) as pilot:
+        await show_log(pilot, table, db, started + 42, hosted=True)
+        # Waiting for a permission first, then the others that need someone, marked.
+        assert table.rows[0] == "ask"
+        assert set(table.rows[1:5]) == {"stall", "wipe", "fail", "cancel"}
+        for name, state in (("ask", "needs input"), ("work", "working"),
+                            ("stall", "stalled"), ("queue", "queued"), ("wipe", "wiped"),
+                            ("fail", "failed"), ("done", "done"), ("cancel", "cancelled")):
+            first = row_lines(table, name)[0]
+            # The state whole, "needs input" too (11 cells): name, state, inbox, age.
+            assert f" {state} " in first, (name, first)
+            assert first[1] == ("!" if name in ("ask", "stall", "wipe", "fail", "cancel")
+                                else " "), (name, first)
+        width = table.scrollable_content_region.width
+        assert all(len(line) <= width for line in lines_of(table))
+        assert not table.show_horizontal_scrollbar
+        action = " ".join(row_lines(table, "work")[1].split())
+        # The time on the turn, the cost (an estimate: ~), the action; tokens where the
+        # action keeps its room (the whole width at 80 columns).
+        if size == (120, 40):
+            assert width == 32
+            assert action == "0:42 ~$0.12 tool_call: Bash"
+        else:
+            assert action == "0:42 ~$0.12 12.0k/3.1k tok tool_call: Bash"
+        ask = " ".join(row_lines(table, "ask")[1].split())
+        assert ask.endswith("$1.50" + (" 900/40 tok" if size[0] < 100 else "")
+                            + " asks to use Bash"), ask
+        assert ask.split()[0].count(":") == 1  # its turn's time too
+        # A queued agent's turn waits: no time yet; the stalled one says for how long.
+        assert row_lines(table, "queue")[1].split()[:1] == ["waits"]
+        stall = " ".join(row_lines(table, "stall")[1].split())
+        assert stall.startswith("0:41 no output for 3")  # (cut in the 34-cell pane)
+        assert "turn cancelled (sigint): restart to redo it" in " ".join(
+            row_lines(table, "cancel")[1].split()) or row_lines(table, "cancel")[1].endswith(
+            "…")
+        # Live: a minute on, the action lines drawn again are those whose turn's clock
+        # moved (every age moved: the first lines all change).
+        actions = range(2, 2 * len(table.rows) + 1, 2)
+        before = {y: table.render_line(y) for y in actions}
+        await show_log(pilot, table, db, started + 102, hosted=True)
+        assert " ".join(row_lines(table, "work")[1].split()).startswith("1:42 ~$0.12")
+        after = {y: table.render_line(y) for y in actions}
+        changed = {table.rows[y // 2 - 1] for y in actions if after[y] is not before[y]}
+        assert changed == {"work", "ask", "stall"}, changed
+
+
+async def test_a_paused_swarm_shows_its_working_agents_paused_their_turn_time_on(
+        agents: tuple[Path, float]) -> None:
+    db, started = agents
+    await append(db, ("CONTROL", {"action": "pause"}, "human", None))
+    table = AgentsTable()
+    async with PaneApp(table, "34").run_test(size=(120, 40)) as pilot:
+        await show_log(pilot, table, db, started + 5, hosted=True)
+        assert " paused " in row_lines(table, "work")[0]
+        assert row_lines(table, "work")[1].split()[0] == "0:05"
+        # needs input is not paused away: the request still waits for someone.
+        assert " needs input " in row_lines(table, "ask")[0]
+
+
+def test_costs_and_turn_times_are_short() -> None:
+    assert [turn_time(s) for s in (0, 5.9, 65, 3599, 3600, 3725)] == [
+        "0:00", "0:05", "1:05", "59:59", "1:00:00", "1:02:05"]
+    assert [short_cost(c, e) for c, e in ((0.0, False), (0.123, True), (15.4, False),
+                                          (123.4, True))] == [
+        "$0.00", "~$0.12", "$15.40", "~$123"]

@@ -232,10 +232,15 @@ class AgentsTable(ScrollView, can_focus=True):
         for row, (old, new) in enumerate(zip(self._views, views, strict=True)):
             if old != new:
                 self._views[row] = new
-                for line in (2 * row, 2 * row + 1):
+                # Only the line that changed: every age moves each second, the time on
+                # a turn too, and each line is a Rich render.
+                lines = [2 * row] if old[:5] + old[6:7] != new[:5] + new[6:7] else []
+                if (old.action, old.spend) != (new.action, new.spend):
+                    lines.append(2 * row + 1)
+                for line in lines:
                     self._strips.pop((line, False), None)
                     self._strips.pop((line, True), None)
-                self._refresh_row(row)
+                self._refresh_lines(lines)
 
     def _row_of(self, agent: AgentView, ledger: Ledger, now: float,
                 hosted: bool | None) -> AgentRow:
@@ -312,8 +317,11 @@ class AgentsTable(ScrollView, can_focus=True):
     # -- drawing ------------------------------------------------------------------
 
     def _refresh_row(self, row: int) -> None:
+        self._refresh_lines([2 * row, 2 * row + 1])
+
+    def _refresh_lines(self, lines: list[int]) -> None:
         width = self.size.width
-        for line in (2 * row, 2 * row + 1):
+        for line in lines:
             y = line + 1 - self.scroll_offset.y  # below the header
             if 1 <= y < self.scrollable_content_region.height:
                 self.refresh(Region(0, y, width, 1))

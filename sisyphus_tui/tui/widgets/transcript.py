@@ -33,6 +33,7 @@ from sisyphus_tui.safe_text import printable, printable_lines
 from sisyphus_tui.stream.base import Event, EventStore
 from sisyphus_tui.timefmt import clock
 from sisyphus_tui.tui.widgets.event_stream import FIRST_SCAN, MAX_SCAN, Offsets, _strip
+from sisyphus_tui.usage import Usage, cost_text, tokens_of, tokens_text
 
 PAGE = 100
 CACHED_EVENTS = 2000
@@ -72,13 +73,20 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
-def _tokens(data: dict[str, Any]) -> str:
-    parts = [f"{data[key]} {label}" for key, label in (
-        ("input_tokens", "in"), ("output_tokens", "out"), ("cached_tokens", "cached"))
-        if isinstance(data.get(key), int)]
-    if isinstance(data.get("cost_usd"), int | float):
-        parts.append(f"${float(data['cost_usd']):.4f}")
-    return ", ".join(parts) or "no figures"
+def _usage(data: dict[str, Any]) -> str:
+    """A usage output's figures: as accounted when appended (``tokens_in``...), or as
+    the backend gave them (``input_tokens``...)."""
+    if "tokens_in" in data:
+        counts = [data.get(k) for k in ("tokens_in", "tokens_out", "tokens_cached")]
+        tokens = tuple(c if isinstance(c, int) else 0 for c in counts)
+    else:
+        tokens = tokens_of(None, data)
+    cost = data.get("cost_usd")
+    used = Usage(tokens[0], tokens[1], tokens[2],
+                 float(cost) if isinstance(cost, int | float) else 0.0,
+                 bool(data.get("cost_is_estimate")))
+    return (f"{tokens_text(used.tokens_in)} in, {tokens_text(used.tokens_out)} out, "
+            f"{tokens_text(used.tokens_cached)} cached, {cost_text(used)}")
 
 
 def block_parts(event: Event) -> tuple[Text, str, str, str]:
@@ -111,7 +119,7 @@ def block_parts(event: Event) -> tuple[Text, str, str, str]:
                         f"{printable(str(data.get('decision') or '?'))}", "yellow")
             return head, _json(data.get("input", {})), "dim", "permission"
         if kind == "usage":
-            head.append(f"usage: {_tokens(data)}", "dim")
+            head.append(f"usage: {_usage(data)}", "dim")
             return head, "", "", ""
         if kind == "session":
             head.append(f"session {printable(str(data.get('session_id') or '?'))}", "dim")
