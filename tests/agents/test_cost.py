@@ -11,6 +11,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,51 +79,64 @@ def control_by_swarm(db: Path, action: str) -> int | None:
                  and p["action"] == action and a == "swarm"), None)
 
 
-def host_run(db: Path, repo: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    """``sisyphus run`` on the goal, headless, as a user starts it."""
-    return subprocess.Popen([sys.executable, "-m", "sisyphus_tui", "run", "--headless",
-                             "--db", str(db), "--workspace", str(repo), "--goal", GOAL],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+@dataclass
+class PausedRun:
+    """A ``sisyphus run`` on claude (as a user starts it) that its budget has paused."""
+
+    model: FakeModel
+    env: dict[str, str]
+    db: Path
+    host: subprocess.Popen[str]
+    paused_at: int
 
 
-def test_a_budget_pauses_the_run_until_it_is_unpaused(repo: Path, tmp_path: Path,
-                                                       agent_env: dict[str, str]) -> None:
+@contextmanager
+def paused_run(repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> Iterator[PausedRun]:
+    """The run, once the budget's pause is in its log; the host killed if still there."""
     with_budget(repo, RUN_LIMIT)
     db = tmp_path / "swarm.db"
     with FakeModel(Anthropic(), model_of_the_swarm) as model:
         env = claude_env(agent_env, model)
-        host = host_run(db, repo, env, tmp_path)
+        host = subprocess.Popen([sys.executable, "-m", "sisyphus_tui", "run", "--headless",
+                                 "--db", str(db), "--workspace", str(repo), "--goal", GOAL],
+                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
         try:
             paused_at = wait_for(lambda: control_by_swarm(db, "pause"), "the budget's pause")
-
-            def settled() -> bool:
-                # The turn in hand when the budget ran out finishes (never lost)...
-                rows = cli_json("agents", "--db", str(db), "--json", env=env, cwd=tmp_path)
-                return all(r["state"] not in ("working", "needs_input") for r in rows)
-
-            wait_for(settled, "the turns in hand finished")
-            rows = cli_json("agents", "--db", str(db), "--json", env=env, cwd=tmp_path)
-            assert {r["state"] for r in rows if r["role"] in ("planner", "kernel")} \
-                == {"paused"}
-            # ... and nothing new starts: no model call, no agent output, for a while.
-            calls, head = len(model.posts()), len(events_of(db))
-            time.sleep(3.0)  # (proving an absence: a bounded look, not a race papered over)
-            assert len(model.posts()) == calls
-            later = events_of(db)[head:]
-            assert not [t for _, t, _, p in later if t == "AGENT_OUTPUT"], later
-            assert host.poll() is None  # paused, not stopped
-            spent = cli_json("cost", "--db", str(db), "--json", env=env, cwd=tmp_path)
-            assert spent["run"]["cost_usd"] >= RUN_LIMIT
-            assert spent["run"]["cost_is_estimate"] is False  # claude's own cost
-
-            unpaused = sisyphus("unpause", "--db", str(db), env=env, cwd=tmp_path)
-            assert unpaused.returncode == 0, unpaused.stderr
-            out, err = host.communicate(timeout=300)
+            yield PausedRun(model, env, db, host, paused_at)
         finally:
             if host.poll() is None:
                 host.kill()
                 host.communicate()
+
+
+def test_a_budget_pauses_the_run_until_it_is_unpaused(repo: Path, tmp_path: Path,
+                                                       agent_env: dict[str, str]) -> None:
+    with paused_run(repo, tmp_path, agent_env) as run:
+        db, env, host = run.db, run.env, run.host
+
+        def settled() -> bool:
+            # The turn in hand when the budget ran out finishes (never lost)...
+            rows = cli_json("agents", "--db", str(db), "--json", env=env, cwd=tmp_path)
+            return all(r["state"] not in ("working", "needs_input") for r in rows)
+
+        wait_for(settled, "the turns in hand finished")
+        rows = cli_json("agents", "--db", str(db), "--json", env=env, cwd=tmp_path)
+        assert {r["state"] for r in rows if r["role"] in ("planner", "kernel")} == {"paused"}
+        # ... and nothing new starts: no model call, no agent output, for a while.
+        calls, head = len(run.model.posts()), len(events_of(db))
+        time.sleep(3.0)  # (proving an absence: a bounded look, not a race papered over)
+        assert len(run.model.posts()) == calls
+        later = events_of(db)[head:]
+        assert not [t for _, t, _, p in later if t == "AGENT_OUTPUT"], later
+        assert host.poll() is None  # paused, not stopped
+        spent = cli_json("cost", "--db", str(db), "--json", env=env, cwd=tmp_path)
+        assert spent["run"]["cost_usd"] >= RUN_LIMIT
+        assert spent["run"]["cost_is_estimate"] is False  # claude's own cost
+
+        unpaused = sisyphus("unpause", "--db", str(db), env=env, cwd=tmp_path)
+        assert unpaused.returncode == 0, unpaused.stderr
+        out, err = host.communicate(timeout=300)
     assert host.returncode == 0, out + err
     assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
     events = events_of(db)
@@ -130,7 +146,7 @@ def test_a_budget_pauses_the_run_until_it_is_unpaused(repo: Path, tmp_path: Path
         ("warn", None, RUN_LIMIT), ("exceeded", None, RUN_LIMIT)]
     assert budgets[1]["spent_usd"] >= RUN_LIMIT
     pauses = [(o, p) for o, t, _, p in events if t == "CONTROL" and p["action"] == "pause"]
-    assert [o for o, _ in pauses] == [paused_at]
+    assert [o for o, _ in pauses] == [run.paused_at]
     assert "the run's budget is spent" in pauses[0][1]["reason"]
     assert "sisyphus unpause" in pauses[0][1]["reason"]
     assert "the run's budget is spent" in err  # said on the host's stderr
@@ -147,22 +163,13 @@ def test_a_budget_pauses_the_run_until_it_is_unpaused(repo: Path, tmp_path: Path
 
 def test_a_budget_raised_in_the_config_lets_the_run_go_on(
         repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
-    with_budget(repo, RUN_LIMIT)
-    db = tmp_path / "swarm.db"
-    with FakeModel(Anthropic(), model_of_the_swarm) as model:
-        env = claude_env(agent_env, model)
-        host = host_run(db, repo, env, tmp_path)
-        try:
-            paused_at = wait_for(lambda: control_by_swarm(db, "pause"), "the budget's pause")
-            with_budget(repo, 100.0)  # no unpause: the host reads the config again
-            out, err = host.communicate(timeout=300)
-        finally:
-            if host.poll() is None:
-                host.kill()
-                host.communicate()
+    with paused_run(repo, tmp_path, agent_env) as run:
+        db, host = run.db, run.host
+        with_budget(repo, 100.0)  # no unpause: the host reads the config again
+        out, err = host.communicate(timeout=300)
     assert host.returncode == 0, out + err
     unpaused_at = control_by_swarm(db, "unpause")
-    assert unpaused_at is not None and unpaused_at > paused_at
+    assert unpaused_at is not None and unpaused_at > run.paused_at
     events = events_of(db)
     (reason,) = [p["reason"] for o, t, _, p in events if o == unpaused_at]
     assert "raised" in reason
