@@ -22,6 +22,13 @@ from sisyphus_tui.stream.base import Event, EventStore
 BEFORE = "def add(a, b):\n    return a - b\n"
 
 
+def _workspace(tmp_path: Path) -> Path:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "calc.py").write_text(BEFORE)
+    return workspace
+
+
 async def _executor(store: EventStore, workspace: Path,
                     said: list[str]) -> tuple[Executor, Event]:
     swarm = Swarm(store, workspace, write_ledger=False, on_fault=said.append)
@@ -38,9 +45,7 @@ async def _turns(store: EventStore) -> list[dict[str, object]]:
 
 
 async def test_an_attempt_in_doubt_is_rolled_back_and_the_turn_redone(tmp_path: Path) -> None:
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    (workspace / "calc.py").write_text(BEFORE)
+    workspace = _workspace(tmp_path)
     said: list[str] = []
     async with await open_store(tmp_path / "swarm.db") as store:
         executor, message = await _executor(store, workspace, said)
@@ -84,9 +89,7 @@ async def test_an_attempt_in_doubt_is_rolled_back_and_the_turn_redone(tmp_path: 
 
 async def test_a_shadow_that_is_gone_leaves_the_redo_without_a_rollback(
         tmp_path: Path) -> None:
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
-    (workspace / "calc.py").write_text(BEFORE)
+    workspace = _workspace(tmp_path)
     said: list[str] = []
     async with await open_store(tmp_path / "swarm.db") as store:
         executor, message = await _executor(store, workspace, said)
@@ -109,8 +112,7 @@ async def test_a_shadow_that_is_gone_leaves_the_redo_without_a_rollback(
 
 
 async def test_the_primer_says_the_checkpoint_and_the_inbox_bounded(tmp_path: Path) -> None:
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
+    workspace = _workspace(tmp_path)
     async with await open_store(tmp_path / "swarm.db") as store:
         executor, message = await _executor(store, workspace, [])
         await store.append("CHECKPOINT", {"agent": "executor", "cursor": 0, "step": 3,

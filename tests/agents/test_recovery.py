@@ -83,8 +83,7 @@ class Executor:
         if "TEST half" in prompt:
             self.reds.append(body)
             if self.hold == "red":
-                self.held.set()
-                self.release.wait(60)
+                return self._held()
         if "Now make" not in prompt:
             return swarm.model_of_the_swarm(index, body)
         if not tools:
@@ -98,10 +97,15 @@ class Executor:
             step = Step(tool="edit", args={"path": "calc.py", "old": "a - b", "new": "a + b"})
         else:
             point, step = "edited", DONE
-        if self.hold == point:
-            self.held.set()
-            self.release.wait(60)  # the host is killed while the agent waits here
-        return step
+        return self._held() if self.hold == point else step
+
+    def _held(self) -> Step:
+        """Hold the call until the host is killed; then what is left of its agent (its
+        CLI gets a few seconds to save its session) is told the turn is over, so it
+        edits nothing more."""
+        self.held.set()
+        self.release.wait(60)
+        return DONE
 
 
 def events_of(db: Path) -> Events:
