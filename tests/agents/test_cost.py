@@ -1,8 +1,9 @@
 """Tokens, cost and budgets on the real agent CLIs against the fake model servers: a
 budget that pauses a real ``sisyphus run`` on claude until ``sisyphus unpause``; claude's
 own cost through ``sisyphus agent``, ``sisyphus cost`` and ``agents --json``; opencode's
-steps summed once and priced from the config's table (marked as an estimate); a codex
-thread resumed twice, whose CLI counts the whole thread, counted turn by turn."""
+steps summed once and priced from the config's table (marked as an estimate); gemini
+resumed, priced by the model it names; a codex thread resumed twice, whose CLI counts the
+whole thread, counted turn by turn."""
 
 from __future__ import annotations
 
@@ -17,20 +18,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sisyphus_tui.agents.base import AgentEvent
 from sisyphus_tui.agents.codex import CodexBackend, codex_home, thread_usage
 from sisyphus_tui.agents.config import Price
+from sisyphus_tui.agents.gemini import GeminiBackend
 from sisyphus_tui.agents.runner import run_agent
 from sisyphus_tui.ledger import Ledger
 from sisyphus_tui.stream.base import Event
 from sisyphus_tui.usage import account, estimate
 from tests.agents.fakemodel import FakeModel, Step
 from tests.agents.fakemodel.anthropic import Anthropic
+from tests.agents.fakemodel.gemini import Gemini
 from tests.agents.fakemodel.openai_chat import OpenAIChat
 from tests.agents.fakemodel.openai_responses import OpenAIResponses
 from tests.agents.test_codex import MODEL as CODEX_MODEL
 from tests.agents.test_codex import configure as configure_codex
 from tests.agents.test_codex import request as codex_request
+from tests.agents.test_gemini import gemini_env, workspace
+from tests.agents.test_gemini import request_for as gemini_request
 from tests.agents.test_swarm_on_agents import (
     GOAL,
     claude_env,
@@ -40,7 +47,7 @@ from tests.agents.test_swarm_on_agents import (
     sisyphus,
 )
 
-__all__ = ["repo"]  # (the fixture, shared with the swarm's tests)
+__all__ = ["gemini_env", "repo", "workspace"]  # (fixtures shared with the backends' tests)
 
 RUN_LIMIT = 0.001  # USD: claude's first model call (about $0.0013 here) goes over it
 
@@ -269,24 +276,53 @@ def test_a_model_with_no_price_is_counted_unpriced(repo: Path, tmp_path: Path,
     assert "~$0.0000" in text and '[prices."MODEL"]' in text
 
 
+class Folded:
+    """An agent's events folded as a turn appends them (usage accounted with
+    ``prices``): call it with each event; ``ledger`` is the fold."""
+
+    def __init__(self, backend: str, model: str | None, prices: dict[str, Price]) -> None:
+        self.backend, self.model, self.prices = backend, model, prices
+        self.ledger = Ledger()
+        self.offset = 0
+
+    def __call__(self, event: AgentEvent) -> None:
+        self.offset += 1
+        data = account(self.backend, event.data, model=self.model, prices=self.prices) \
+            if event.kind == "usage" else event.data
+        self.ledger.apply(Event(offset=self.offset, type="AGENT_OUTPUT", actor="coder",
+                                to=None, ts=1.0, key=None, payload={
+                                    "agent": "coder", "message": 1, "sequence": self.offset,
+                                    "kind": event.kind, "text": event.text, "data": data}))
+
+
+async def test_gemini_resumed_is_priced_by_the_model_it_names(
+        workspace: Path, gemini_env: dict[str, str]) -> None:
+    # No model asked for ("auto"): each turn is a routing call and the turn's own.
+    fold = Folded("gemini", None, {"gemini-fake": Price(input=2.0, output=12.0)})
+    with FakeModel(Gemini(), [Step(text="17.", input_tokens=1000, output_tokens=100)]) \
+            as model:
+        first = await run_agent(GeminiBackend(), gemini_request(
+            model, workspace, gemini_env, model=None, prompt="Remember 17."), fold)
+        second = await run_agent(GeminiBackend(), gemini_request(
+            model, workspace, gemini_env, model=None, prompt="Which?",
+            session=first.session), fold)
+    assert first.ok and second.ok, (first.error, second.error)
+    # Each turn's stats are its own calls (a resumed session's are not carried over).
+    assert first.usage["input_tokens"] == 1000 + 10 and second.usage["input_tokens"] == 130
+    view = fold.ledger.agents["coder"]
+    assert (view.tokens_in, view.tokens_out) == (1010 + 130, 101 + 31)
+    price = Price(input=2.0, output=12.0)
+    assert view.cost_usd == pytest.approx(estimate(1140, 132, 0, price))
+    assert view.cost_is_estimate
+
+
 def test_a_codex_thread_resumed_twice_is_counted_turn_by_turn(
         tmp_path: Path, agent_env: dict[str, str]) -> None:
     turns = [Step(text="first", input_tokens=1000, output_tokens=10, cached_tokens=100),
              Step(text="second", input_tokens=2000, output_tokens=20, cached_tokens=500),
              Step(text="third", input_tokens=4000, output_tokens=40, cached_tokens=1500)]
     prices = {"gpt-5": Price(input=1.25, output=10.0, cached=0.125)}
-    ledger = Ledger()
-    offset = 0
-
-    def fold(event: AgentEvent) -> None:
-        nonlocal offset
-        offset += 1
-        data = account("codex", event.data, model=CODEX_MODEL, prices=prices) \
-            if event.kind == "usage" else event.data
-        ledger.apply(Event(offset=offset, type="AGENT_OUTPUT", actor="coder", to=None,
-                           ts=1.0, key=None, payload={
-                               "agent": "coder", "message": 1, "sequence": offset,
-                               "kind": event.kind, "text": event.text, "data": data}))
+    fold = Folded("codex", CODEX_MODEL, prices)
 
     async def three_turns() -> str:
         session: str | None = None
@@ -306,7 +342,7 @@ def test_a_codex_thread_resumed_twice_is_counted_turn_by_turn(
     totals = thread_usage(codex_home(req), session)
     assert totals is not None and totals["input_tokens"] == 7000
     # ... and each usage event is its turn's share, so the sum is the thread's once.
-    view = ledger.agents["coder"]
+    view = fold.ledger.agents["coder"]
     assert (view.tokens_in, view.tokens_out, view.tokens_cached) == (7000, 70, 2100)
     expected = sum(estimate(s.input_tokens, s.output_tokens, s.cached_tokens,
                             prices["gpt-5"]) for s in turns)
