@@ -11,7 +11,7 @@ Run from the project root::
    plain git repository (the peer); every change below is made to both.
 2. Snapshot: the first one (the shadow repository made, every file hashed) against
    ``git init && git add -A && git commit -q``; then a checkpoint after ~10 files
-   changed (8 edited, 1 made, 1 removed) against ``git add -A && git commit -q``;
+   changed (9 edited, 1 removed, 1 made) against ``git add -A && git commit -q``;
    then one with nothing changed. Rounds interleaved, the order alternating.
 3. Restore after ~10 and ~1000 files changed (uncommitted, as an agent leaves them):
    ``Shadow.restore`` of the last checkpoint against ``git reset -q --hard && git clean
