@@ -14,7 +14,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
-from dataclasses import dataclass
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from sisyphus_tui.faults import is_passing
 from sisyphus_tui.shadow import REF, GitMissing, Shadow, ShadowError, UnknownCommit
 from sisyphus_tui.stream import open_store
 from tests.conftest import run_cli
-from tests.swarm.conftest import run_demo
+from tests.swarm.conftest import Reference, run_demo
 
 
 def git(repo: Path, *args: str) -> str:
@@ -404,22 +404,17 @@ async def test_a_passing_git_fault_says_it_passes(tmp_path: Path,
 # -- the CLI, on the log of a real scripted demo run --------------------------------
 
 
-@dataclass
-class Demo:
-    """A scripted demo run, through the real command."""
-
-    db: Path
-    workspace: Path
+Demo = Reference
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
-    """One demo run to its end (the module's tests take turns with its workspace)."""
+    """One demo run to its end, of this module's own: its tests restore the workspace,
+    which the swarm tests' shared reference run must never see."""
     root = tmp_path_factory.mktemp("demo")
-    db, workspace = root / "swarm.db", root / "workspace"
-    done = run_demo(db, workspace)
+    done = run_demo(root / "swarm.db", root / "workspace")
     assert done.returncode == 0, done.stdout + done.stderr
-    return Demo(db, workspace)
+    return Demo(root / "swarm.db", root / "workspace", done)
 
 
 def checkpoints_in(db: Path) -> list[tuple[int, str, dict[str, Any]]]:
@@ -595,3 +590,18 @@ def test_checkpoints_of_a_log_without_them_or_with_an_unknown_commit(tmp_path: P
     assert unknown.returncode == 2
     assert unknown.stderr.startswith(f"sisyphus: error: unknown checkpoint commit: {'ab' * 20}")
     assert (ws / "a").read_text() == "a\n"
+
+
+def test_a_demo_without_git_goes_on_without_workspace_commits(tmp_path: Path) -> None:
+    db, ws = tmp_path / "swarm.db", tmp_path / "ws"
+    argv = [sys.executable, "-m", "sisyphus_tui", "demo", "--headless", "--speed", "0",
+            "--db", str(db), "--workspace", str(ws)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                          env=os.environ | {"PATH": str(tmp_path / "no-bin")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr == ("sisyphus: executor: no workspace checkpoints: git is not "
+                           "installed (workspace checkpoints need it)\n")  # said once
+    every = checkpoints_in(db)
+    assert any(actor == "executor" for _, actor, _ in every)
+    assert not any(payload.get("workspace") for _, _, payload in every)
+    assert "no workspace checkpoints" in run_cli("checkpoints", db=db).stdout
