@@ -11,6 +11,7 @@ finishes the step."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -320,6 +321,11 @@ def test_a_turn_killed_again_and_again_is_rolled_back_and_resumed_with_a_note(
     history = json.dumps(last["messages"])
     assert JUNK in history and "TEST half" in history
     assert NOTE_MARK in since_prompt(last)[0] and "attempt 3" in since_prompt(last)[0]
+    # The record's hash is the prompt's the CLI was given.
+    said = [str(b["text"]) for b in last["messages"][-1]["content"]
+            if isinstance(b, dict) and PROMPT_MARK in str(b.get("text", ""))]
+    assert [hashlib.sha256(t.encode()).hexdigest() for t in said] == [
+        attempts[-1]["prompt_sha256"]]
     # The agent's live output of every attempt is kept, numbered on: no key twice.
     sequences = [p["sequence"] for _, t, a, p in events if t == "AGENT_OUTPUT"
                  and a == "executor" and p["message"] == message]
@@ -365,6 +371,7 @@ def test_a_new_session_is_primed_from_the_log_and_finishes_the_step(
                 host.kill()
             script.release.set()
         first, last = script.firsts[0], script.firsts[-1]
+        reds = len(script.reds)
     events = assert_effects_once(repo, db)
     message = green_message(events)
     assert message is not None
@@ -383,6 +390,8 @@ def test_a_new_session_is_primed_from_the_log_and_finishes_the_step(
     assert primed.index(PRIMER_MARK) < primed.index("## Your task now") < primed.index(
         "Now make")
     assert primed.count("## Your task now") == 1
+    # It carries on from the checkpoint: the red half, committed, is not done again.
+    assert reds == 1
     # ... in a new conversation: nothing of the old session's (its red half, its junk).
     history = json.dumps(last["messages"])
     assert "TEST half" not in history and JUNK not in history
