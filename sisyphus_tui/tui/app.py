@@ -430,8 +430,12 @@ class SisyphusApp(App[None]):
         keys = frozenset(key for key, _ in needs)
         fresh = [text for key, text in needs if key not in self._needs_keys]
         self._needs_keys = keys  # one that goes and comes back rings again
+        covered = self.screen is not self.screen_stack[0] and not isinstance(
+            self.screen, ModalScreen)  # (a transcript hides the banner: a toast says it)
         for text in fresh[:ALERTS_PER_DRAW]:  # each request told once
             self.alert(text)
+            if covered:
+                self.notify(text, title="needs you", severity="warning")
         texts = tuple(text for _, text in needs)
         if texts == self._needs_shown:
             return

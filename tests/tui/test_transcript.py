@@ -112,7 +112,8 @@ async def test_the_transcript_tells_the_turn_literally_and_folds_a_long_result(
         row = next(r for r in range(view.total) if "thinks" in (
             view._lines_of(r) or [""])[0].__str__())
         lines = view._lines_of(row)
-        assert lines is not None and "dim" in str(lines[1].style)
+        assert lines is not None and lines[1].plain.strip() == "I should run the tests first."
+        assert any("dim" in str(span.style) for span in lines[1].spans)
         # The result's block unfolds with enter, and folds again.
         result_row = next(r for r in range(view.total) if "↳ result" in str(
             (view._lines_of(r) or [""])[0]))
@@ -189,3 +190,25 @@ async def test_what_the_agent_says_while_open_joins_at_the_bottom(
         assert "live 60" not in text_of(view)
         await pilot.press("G")
         await until(pilot, lambda: "live 60" in text_of(view))
+
+
+async def test_a_request_arriving_over_the_transcript_is_said_and_answered_there(
+        log: Path) -> None:
+    from sisyphus_tui.tui.screens.permission import PermissionScreen
+
+    app = SisyphusApp(db=log, clock=lambda: NOW)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        view = await open_transcript(pilot)
+        async with await open_store(log) as store:
+            await store.append("PERMISSION_REQUESTED", {
+                "agent": "executor", "request": "r1", "message": 14, "tool": "Bash",
+                "input": {"command": "ls"}}, actor="executor")
+        # The banner is on the main screen, under this one: a toast says it.
+        await until(pilot, lambda: "executor asks to use Bash: press a" in [
+            n.message for n in app._notifications])
+        await until(pilot, lambda: "? asks to use Bash" in text_of(view))
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, PermissionScreen))
+        await pilot.press("1")
+        await until(pilot, lambda: "✓ allowed by human" in text_of(view))
+        assert isinstance(app.screen, TranscriptScreen)

@@ -36,9 +36,9 @@ class TranscriptScreen(Screen[None]):
         yield Static(title, id="transcript-title")
         self.view.border_title = printable(self.agent)
         yield self.view
-        yield Static(Text("↑↓ j k: event  pgup pgdn: page  g G: first, last  "
-                          "enter: fold/unfold  escape: back", no_wrap=True,
-                          overflow="ellipsis"), id="transcript-hint")
+        yield Static(Text("escape: back  ↑↓ j k: event  pgup pgdn: page  g G: first, "
+                          "last  enter: fold, unfold", no_wrap=True, overflow="ellipsis"),
+                     id="transcript-hint")
 
     def on_mount(self) -> None:
         self.view.focus()

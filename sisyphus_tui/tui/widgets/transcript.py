@@ -49,6 +49,7 @@ BY_PAYLOAD = ("PERMISSION_ANSWERED", "PERMISSION_REQUESTED", "AGENT_CANCELLED",
 FOLDS = {"tool_result": 4, "tool_call": 6, "thinking": 6, "permission": 6, "raw": 2,
          "MESSAGE": 8}
 GUTTER = 2
+BODY_INDENT = 2  # a block's body under its heading
 SCROLL_LINES = 3  # a turn of the mouse wheel
 
 
@@ -174,13 +175,14 @@ def block_lines(event: Event, width: int, console: Console, *, unfolded: bool
     lines = [head]
     if body.strip():
         text = Text(printable_lines(body.rstrip("\n")), style)
-        lines += list(text.wrap(console, max(width, 1)))
+        for line in text.wrap(console, max(width - BODY_INDENT, 1)):
+            lines.append(Text(" " * BODY_INDENT) + line)
     limit = FOLDS.get(fold)
     folded = limit is not None and not unfolded and len(lines) > limit + 2
     if folded and limit is not None:
         hidden = len(lines) - 1 - limit
-        lines = lines[:1 + limit] + [Text(f"… {hidden} more lines (enter shows them)",
-                                          "dim italic")]
+        lines = lines[:1 + limit] + [Text(" " * BODY_INDENT + f"… {hidden} more lines "
+                                          "(enter shows them)", "dim italic")]
     for line in lines:
         line.truncate(max(width, 1), overflow="ellipsis")
     return lines, folded
@@ -284,7 +286,7 @@ class TranscriptView(Widget, can_focus=True):
 
     def _update_subtitle(self) -> None:
         where = "following" if self.following else f"{self.cursor + 1}/{self.total}"
-        self.border_subtitle = f"{where} · {self.total} events"
+        self.border_subtitle = f"{where} · {self.total - len(self.hidden)} events"
 
     # -- reading ------------------------------------------------------------------
 
