@@ -263,7 +263,9 @@ class Turn:
     async def snapshot_before(self) -> dict[str, str]:
         """The workspace as it was before this turn's agent first acted: taken once per
         message and kept beside the agent's own files, so a turn done again after a
-        crash still sees (and records) what the first attempt changed."""
+        crash still sees (and records) what the first attempt changed. (Where that
+        attempt was rolled back, ``TurnLog.roll_back`` drops the kept one: the workspace
+        is back as it was, and only the redo's own edits are seen.)"""
         root = self.swarm.workspace.resolve()
         return await asyncio.to_thread(_kept_snapshot, root, self.actor.name,
                                        self.message.offset)
