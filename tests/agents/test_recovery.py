@@ -1,6 +1,9 @@
 """Recovery with real agents: ``sisyphus run`` on the real ``claude`` CLI against the fake
 Anthropic server, its host killed (SIGKILL of its process group) at several points of
-the executor's turn, one after another, then a host that completes the run. Each kill
+the agents' turns, one after another (the planner's, which only reads, right after its
+TURN_STARTED; the executor's right after its first session event, right after a
+TURN_STARTED, once its first edit is on disk and right after a resumed session's
+event), then a host that completes the run. Each kill
 point is waited for in the log or on disk (the fake model holds the agent there until
 the host is dead). The turn in doubt is rolled back to the shadow commit it started
 from (the junk file an interrupted attempt wrote never reaches the final tree), done
@@ -78,9 +81,14 @@ class Executor:
         self.release = threading.Event()
         self.firsts: list[dict[str, Any]] = []  # each green attempt's first call
         self.reds: list[dict[str, Any]] = []  # each call of the red half
+        self.plans: list[dict[str, Any]] = []  # each call of the planner
 
     def __call__(self, index: int, body: dict[str, Any]) -> Step:
         prompt, tools = since_prompt(body)
+        if "write the plan" in prompt:
+            self.plans.append(body)
+            if self.hold == "plan":
+                return self._held()
         if "TEST half" in prompt:
             self.reds.append(body)
             if self.hold == "red":
@@ -153,10 +161,12 @@ def session_after(events: Events, message: int, offset: int) -> str | None:
                  and p["message"] == message and p["kind"] == "session"), None)
 
 
-def turns(events: Events, message: int) -> list[tuple[int, dict[str, Any]]]:
-    """The executor's TURN_STARTED records for ``message``: (offset, payload)."""
-    return [(o, p) for o, t, _, p in events if t == "TURN_STARTED"
-            and p["agent"] == "executor" and p["message"] == message]
+def turns(events: Events, message: int | None = None,
+          agent: str = "executor") -> list[tuple[int, dict[str, Any]]]:
+    """The TURN_STARTED records of ``agent`` (for ``message``, if given): (offset,
+    payload)."""
+    return [(o, p) for o, t, _, p in events if t == "TURN_STARTED" and p["agent"] == agent
+            and message in (None, p["message"])]
 
 
 def run_args(tmp_path: Path, repo: Path, db: Path) -> list[str]:
@@ -235,6 +245,11 @@ def test_a_turn_killed_again_and_again_is_rolled_back_and_resumed_with_a_note(
             script.release = threading.Event()
             return found
 
+        # -1. The planner (it reads, never edits): killed right after its TURN_STARTED.
+        script.hold = "plan"
+        killed(Host(first, env, tmp_path, -1), lambda: turns(events_of(db), agent="planner"),
+               "the planner's TURN_STARTED")
+
         # 0. The executor's first turn (its red half, a new session): killed right
         # after its session event, the session is resumed by the next attempt.
         script.hold = "red"
@@ -244,8 +259,15 @@ def test_a_turn_killed_again_and_again_is_rolled_back_and_resumed_with_a_note(
             red = message_of(events, "execute_step")
             return red is not None and session_after(events, red, 0)
 
-        new_session = killed(Host(first, env, tmp_path, 0), red_session,
+        new_session = killed(Host(again, env, tmp_path, 0), red_session,
                              "the red half's session")
+        # The plan was asked again, told so; nothing to roll back for a turn that reads.
+        planned = [p for _, p in turns(events_of(db), agent="planner")]
+        assert [(p["attempt"], p["recovering"], p["workspace"]) for p in planned] == [
+            (1, False, None), (2, True, None)]
+        replan = since_prompt(script.plans[-1])[0]
+        assert NOTE_MARK in replan and "Answer again, from the start." in replan
+        assert ROLLED_MARK not in replan
         red = message_of(events_of(db), "execute_step")
         assert red is not None
 
