@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,12 +90,23 @@ def thread_usage(home: Path, thread_id: str) -> dict[str, int] | None:
     return totals
 
 
+def configured_model(home: Path) -> str | None:
+    """The model ``$CODEX_HOME/config.toml`` sets (its top-level ``model``), or None."""
+    try:
+        data = tomllib.loads((home / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    model = data.get("model")
+    return model if isinstance(model, str) and model else None
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """What ``prepare`` found for one request."""
 
     schema_file: Path | None
     baseline: dict[str, int] | None
+    model: str | None = None  # the model it runs: the request's, else its config's
 
 
 class CodexParser(Parser):
@@ -104,9 +116,11 @@ class CodexParser(Parser):
     name: ClassVar[str] = "codex"
     NORMAL_STOPS: ClassVar[frozenset[str]] = frozenset({"end_turn"})  # turn.completed
 
-    def __init__(self, baselines: dict[str, dict[str, int] | None] | None = None) -> None:
+    def __init__(self, baselines: dict[str, dict[str, int] | None] | None = None, *,
+                 model: str | None = None) -> None:
         super().__init__()
         self._baselines = baselines if baselines is not None else {}
+        self._model = model  # said with the usage: what prices it (its events never say)
         self._baseline: dict[str, int] | None = None
         self._resumed = False
         self._started: set[str] = set()  # items whose tool_call was said
@@ -174,7 +188,7 @@ class CodexParser(Parser):
                 "output_tokens": totals["output_tokens"],
                 "cached_tokens": totals["cached_input_tokens"],
                 "reasoning_tokens": totals["reasoning_output_tokens"],
-                "scope": scope}
+                "scope": scope, **({"model": self._model} if self._model else {})}
 
     def _item(self, phase: str, item: dict[str, Any]) -> list[AgentEvent]:
         kind = item.get("type")
@@ -282,7 +296,8 @@ class CodexBackend(Backend):
             schema_file.write_text(json.dumps(request.schema), encoding="utf-8")
         baseline = (thread_usage(codex_home(request), request.session)
                     if request.session else None)
-        return _Prepared(schema_file, baseline)
+        return _Prepared(schema_file, baseline,
+                         request.model or configured_model(codex_home(request)))
 
     def argv(self, request: AgentRequest) -> list[str]:
         """``exec [resume] --json`` with the policy, the model, the instructions, the
@@ -348,3 +363,9 @@ class CodexBackend(Backend):
     def parser(self) -> CodexParser:
         """A parser that knows the resumed threads' totals so far."""
         return CodexParser(self._baselines)
+
+    def parser_for(self, request: AgentRequest) -> CodexParser:
+        """A parser that also knows the model the request runs (for its usage)."""
+        prepared = self._prepared.get(request)
+        return CodexParser(self._baselines, model=request.model or (
+            prepared.model if prepared is not None else None))

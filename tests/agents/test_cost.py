@@ -322,7 +322,8 @@ def test_a_codex_thread_resumed_twice_is_counted_turn_by_turn(
              Step(text="second", input_tokens=2000, output_tokens=20, cached_tokens=500),
              Step(text="third", input_tokens=4000, output_tokens=40, cached_tokens=1500)]
     prices = {"gpt-5": Price(input=1.25, output=10.0, cached=0.125)}
-    fold = Folded("codex", CODEX_MODEL, prices)
+    # No model asked for: the one Codex's own config.toml sets prices the turns.
+    fold = Folded("codex", None, prices)
 
     async def three_turns() -> str:
         session: str | None = None
@@ -347,3 +348,4 @@ def test_a_codex_thread_resumed_twice_is_counted_turn_by_turn(
     expected = sum(estimate(s.input_tokens, s.output_tokens, s.cached_tokens,
                             prices["gpt-5"]) for s in turns)
     assert abs(view.cost_usd - expected) < 1e-9 and view.cost_is_estimate
+    assert not fold.ledger.spend().run.unpriced and CODEX_MODEL.startswith("gpt-5")
