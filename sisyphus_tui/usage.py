@@ -231,8 +231,9 @@ class UsageFold:
         self._seen: dict[str, dict[str, float]] = {}
 
     def add(self, data: Mapping[str, Any], session: str | None) -> Usage:
-        """Fold one usage event's data in (as ``account`` wrote it; an older event's
-        ``input_tokens``... read as they are); returns its share."""
+        """Fold one usage event's data in (as ``account`` wrote it; one appended
+        without it, by an older version, read from its ``input_tokens``,
+        ``output_tokens``, ``cached_tokens`` and ``cost_usd``); returns its share."""
         if "tokens_in" not in data:
             tokens = tokens_of(None, data)
             values = {"tokens_in": tokens[0], "tokens_out": tokens[1],
