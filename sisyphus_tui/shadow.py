@@ -30,11 +30,15 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sisyphus_tui.agents.config import GITIGNORE
 from sisyphus_tui.errors import SisyphusError
+from sisyphus_tui.faults import describe, is_passing
+
+T = TypeVar("T")
 
 REF = "refs/sisyphus/checkpoints"
 SHADOW_DIR = "shadow.git"
@@ -97,29 +101,38 @@ class Shadow:
     async def snapshot(self, label: str) -> str:
         """Commit the workspace as it is now (chained on REF, ``label`` its message);
         returns the commit's sha."""
-        return await asyncio.to_thread(self._locked_snapshot, label)
+        return await self._off_loop(self._locked_snapshot, label)
 
     async def changes(self, sha: str) -> list[tuple[str, str]]:
         """What restoring ``sha`` would do to the workspace now, sorted by path: ``A``
         (made again), ``M`` (content, mode or kind changed back), ``D`` (removed: a file
         made since, or one ``sha`` did not have)."""
-        return await asyncio.to_thread(self._locked_changes, sha)
+        return await self._off_loop(self._locked_changes, sha)
 
     async def restore(self, sha: str) -> list[tuple[str, str]]:
         """Put the workspace's non-ignored files back as they were in ``sha`` (contents,
         executable bits, symbolic links; files made since removed, removed ones made
         again); returns what it changed, as ``changes`` does. The workspace as it was
         just before is committed on REF first, so a restore can be undone."""
-        return await asyncio.to_thread(self._locked_restore, sha)
+        return await self._off_loop(self._locked_restore, sha)
 
     async def compare(self, shas: Sequence[str]) -> dict[str, list[tuple[str, str]] | None]:
         """``changes`` for many commits, the workspace read once: by sha, None for one
         the shadow repository does not have."""
-        return await asyncio.to_thread(self._locked_compare, list(shas))
+        return await self._off_loop(self._locked_compare, list(shas))
 
     async def latest(self) -> str | None:
         """The last checkpoint's commit, or None before the first."""
-        return await asyncio.to_thread(self._locked_latest)
+        return await self._off_loop(self._locked_latest)
+
+    async def _off_loop(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work`` in a thread; an error of the operating system (a folder that
+        cannot be written, a full disk) becomes a ShadowError, passing if it may pass."""
+        try:
+            return await asyncio.to_thread(work, *args)
+        except OSError as exc:
+            raise ShadowError(f"shadow repository {self.git_dir}: {describe(exc)}",
+                              passing=is_passing(exc)) from None
 
     # The work, in a thread, under a lock on the shadow repository (across processes).
 

@@ -372,6 +372,12 @@ async def test_unknown_commits_and_missing_git_are_one_line_errors(
     assert (ws / "a").read_text() == "a\n"
     with pytest.raises(ShadowError, match="workspace not found"):
         await Shadow(tmp_path / "nowhere").snapshot("x")
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / ".sisyphus").write_text("a file where the swarm's folder goes")
+    with pytest.raises(ShadowError, match="^shadow repository .*: File exists") as caught:
+        await Shadow(blocked).snapshot("x")
+    assert not is_passing(caught.value)
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     with pytest.raises(GitMissing, match="git is not installed"):
         await shadow.snapshot("no git")
