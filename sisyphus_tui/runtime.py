@@ -57,6 +57,10 @@ HUMAN = "human"
 LEDGER_WRITE_INTERVAL_S = 0.2
 BUDGET_WARN_AT = 0.8  # of a budget's limit: BUDGET warn
 BUDGET_REREAD_S = 2.0  # how often a run the budget paused re-reads the config
+# What resets an agent's silence: it says something, or asks a person (the wait for the
+# answer is not the agent's), or has its answer.
+SPEAKS = frozenset({"AGENT_OUTPUT", "TURN_STARTED", "PERMISSION_REQUESTED",
+                    "PERMISSION_ANSWERED"})
 STALL_CHECK_MAX_S = 5.0  # how long, at most, between two looks for a stalled agent
 # The agents the run cannot go on without: if one fails, the host stops (loudly, and
 # resumably), instead of waiting for ever for what it will never send.
@@ -692,7 +696,7 @@ class Swarm:
                 continue
             if event.offset >= self._live_from:
                 self._report(event)
-                if event.type == "AGENT_OUTPUT":
+                if event.type in SPEAKS:
                     self._spoke[str(event.payload.get("agent"))] = time.monotonic()
             if self._started:
                 await self._react(event)
@@ -942,14 +946,14 @@ class Swarm:
             for name, turn in list(self._thinking.items()):
                 last = max(turn.began, self._spoke.get(name, 0.0))
                 silent = now - last
-                if turn.flagged == last:
-                    continue  # (this silence is said already)
+                view = self.ledger.agents.get(name)
+                if turn.flagged == last or (view is not None and view.asking):
+                    continue  # (this silence is said already; or a person is asked)
                 if silent < turn.stall_s:
                     wait = min(wait, turn.stall_s - silent)
                     continue
                 turn.flagged = last
                 turn.stalls += 1
-                view = self.ledger.agents.get(name)
                 attempt = view.turn_attempt if view is not None and \
                     view.turn_message == turn.message else self._thoughts[(name,
                                                                            turn.message)]

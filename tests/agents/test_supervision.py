@@ -340,3 +340,41 @@ def test_a_host_killed_with_sigkill_leaves_no_agent_process(
             for pid in group_pids(repo) | set(processes_named(marker)):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+async def test_slots_are_first_come_first_served_and_a_cancelled_wait_gives_way(
+        tmp_path: Path) -> None:
+    async with await open_store(tmp_path / "swarm.db") as store:
+        swarm = Swarm(store, tmp_path, config=RunConfig(concurrency={"claude": 1}),
+                      write_ledger=False)
+        order: list[str] = []
+        held = {name: asyncio.Event() for name in ("one", "two", "three", "four")}
+
+        async def turn(name: str) -> None:
+            async with swarm.agent_turn(name, "claude", 1):
+                order.append(name)
+                await held[name].wait()
+
+        async def queued() -> list[str]:
+            page = await store.read(1, 100, types=["AGENT_QUEUED"])
+            return [e.payload["agent"] for e in page.events]
+
+        tasks = {"one": asyncio.create_task(turn("one"))}
+        await until(lambda: order == ["one"], within_s=10)
+        for name in ("two", "three", "four"):  # each queued before the next comes
+            tasks[name] = asyncio.create_task(turn(name))
+            await first(store, "AGENT_QUEUED", agent=name, within_s=10)
+        assert order == ["one"]
+        tasks["two"].cancel()  # (a cancel of a queued turn: no process to stop)
+        with pytest.raises(asyncio.CancelledError):
+            await tasks["two"]
+        held["one"].set()
+        await until(lambda: order == ["one", "three"], within_s=10)
+        held["three"].set()
+        await until(lambda: order == ["one", "three", "four"], within_s=10)
+        held["four"].set()
+        await asyncio.gather(tasks["one"], tasks["three"], tasks["four"])
+        # One AGENT_QUEUED per wait; and the slot is free again.
+        assert await queued() == ["two", "three", "four"]
+        assert swarm._slots["claude"].running == set()
+        assert not swarm._slots["claude"].waiting
