@@ -324,6 +324,34 @@ async def test_nested_repositories_are_their_own(tmp_path: Path) -> None:
     assert (odd / "o.py").exists() and (committed / "lib.py").exists()
 
 
+async def test_a_submodule_is_its_own(tmp_path: Path) -> None:
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    git(upstream, "init", "-q")
+    (upstream / "lib.py").write_text("lib\n")
+    git(upstream, "add", "lib.py")
+    git(upstream, "commit", "-qm", "lib")
+    ws = tmp_path / "repo"
+    ws.mkdir()
+    git(ws, "init", "-q")
+    (ws / "app.py").write_text("app\n")
+    git(ws, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(upstream),
+        "vendor/lib")
+    git(ws, "commit", "-qam", "with a submodule")
+    assert (ws / "vendor" / "lib" / ".git").is_file()  # (a gitdir: file)
+    agent_folder(ws, "executor")
+    before = user_state(ws)
+    shadow = Shadow(ws)
+    first = await shadow.snapshot("first")
+    assert tree_paths(shadow, first) == {"app.py", ".gitmodules"}
+    (ws / "vendor" / "lib" / "lib.py").write_text("edited in the submodule\n")
+    (ws / "app.py").write_text("edited\n")
+    assert await shadow.restore(first) == [("M", "app.py")]
+    assert (ws / "vendor" / "lib" / "lib.py").read_text() == "edited in the submodule\n"
+    (ws / "vendor" / "lib" / "lib.py").write_text("lib\n")
+    assert user_state(ws) == before
+
+
 async def test_a_big_file_and_many_snapshots_at_once(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
