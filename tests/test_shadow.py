@@ -38,6 +38,16 @@ def git(repo: Path, *args: str) -> str:
     return done.stdout.decode("utf-8", "surrogateescape")
 
 
+def repository_with(folder: Path, name: str, text: str) -> Path:
+    """A new git repository in ``folder`` with one file committed."""
+    folder.mkdir()
+    git(folder, "init", "-q")
+    (folder / name).write_text(text)
+    git(folder, "add", name)
+    git(folder, "commit", "-qm", name)
+    return folder
+
+
 def files_of(root: Path) -> dict[str, tuple[str, bytes]]:
     """Every file and link under ``root`` but .sisyphus and .git: kind+mode, content."""
     found: dict[str, tuple[str, bytes]] = {}
@@ -288,12 +298,7 @@ async def test_nested_repositories_are_their_own(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "top.py").write_text("t\n")
-    committed = ws / "vendored"
-    committed.mkdir()
-    git(committed, "init", "-q")
-    (committed / "lib.py").write_text("lib\n")
-    git(committed, "add", "lib.py")
-    git(committed, "commit", "-qm", "lib")
+    committed = repository_with(ws / "vendored", "lib.py", "lib\n")
     shadow = Shadow(ws)
     first = await shadow.snapshot("first")
     assert tree_paths(shadow, first) == {"top.py"}
@@ -302,12 +307,8 @@ async def test_nested_repositories_are_their_own(tmp_path: Path) -> None:
     git(later, "init", "-q")
     (later / "work.py").write_text("w\n")
     (committed / "lib.py").write_text("lib edited\n")
-    odd = ws / "also [a] repo*"  # one with a commit, made since, an awkward name
-    odd.mkdir()
-    git(odd, "init", "-q")
-    (odd / "o.py").write_text("o\n")
-    git(odd, "add", "o.py")
-    git(odd, "commit", "-qm", "o")
+    # One with a commit, made since, with an awkward name.
+    odd = repository_with(ws / "also [a] repo*", "o.py", "o\n")
     os.mkfifo(ws / "a-fifo")  # not content: never taken
     second = await shadow.snapshot("second")  # (git add -A fails on such a folder)
     assert tree_paths(shadow, second) == {"top.py"}
@@ -325,12 +326,7 @@ async def test_nested_repositories_are_their_own(tmp_path: Path) -> None:
 
 
 async def test_a_submodule_is_its_own(tmp_path: Path) -> None:
-    upstream = tmp_path / "upstream"
-    upstream.mkdir()
-    git(upstream, "init", "-q")
-    (upstream / "lib.py").write_text("lib\n")
-    git(upstream, "add", "lib.py")
-    git(upstream, "commit", "-qm", "lib")
+    upstream = repository_with(tmp_path / "upstream", "lib.py", "lib\n")
     ws = tmp_path / "repo"
     ws.mkdir()
     git(ws, "init", "-q")
