@@ -13,18 +13,18 @@ Its host holds the other end of the pipe ``FD``:
   it and everything it started are killed.
 
 SIGINT, SIGTERM and SIGHUP sent to the process group are the agent's (it is in the
-same group): the watchdog ignores them. It imports nothing but the standard library
-(started with ``-I -S``: a few milliseconds), and never the package it sits in.
+same group): the watchdog ignores them. It imports nothing but the standard library's
+builtin modules, and ctypes once the agent is started (``-I -S``: what it costs an
+agent's start is in benchmarks/watchdog.py; ``signal`` and ``contextlib`` would double
+it, through enum and functools), and never the package it sits in.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import _signal as signal  # type: ignore[import-not-found]  # (no enums: a third of the start)
 import errno
 import os
 import select
-import signal
 import sys
 import time
 
@@ -39,7 +39,6 @@ def main(args: list[str]) -> int:
     """Run the agent under watch; returns its exit code (or dies of its signal)."""
     control, path, argv = int(args[0]), args[1], args[2:]
     os.set_inheritable(control, False)
-    _become_subreaper()
     for signum in _IGNORED:
         signal.signal(signum, signal.SIG_IGN)
     wake_r, wake_w = os.pipe()
@@ -50,6 +49,9 @@ def main(args: list[str]) -> int:
     agent = os.fork()
     if agent == 0:
         _exec(path, argv)
+    # Once the agent is on its way (ctypes is most of the watchdog's own start): the
+    # agent must start, then start a process, then lose it before an orphan can exist.
+    _become_subreaper()
     # The agent's pipes are its own: holding them would keep its output open after it.
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -67,8 +69,10 @@ def _exec(path: str, argv: list[str]) -> None:
             signal.signal(signum, signal.SIG_DFL)
         os.execv(path, argv)
     except OSError as exc:
-        with contextlib.suppress(OSError):
+        try:
             os.write(2, f"sisyphus watchdog: cannot run {path!r}: {exc.strerror}\n".encode())
+        except OSError:
+            pass
     os._exit(127)
 
 
@@ -84,8 +88,10 @@ def _watch(agent: int, control: int, wake: int) -> int:
         except InterruptedError:
             ready = []
         if wake in ready:
-            with contextlib.suppress(BlockingIOError):
+            try:
                 os.read(wake, 512)
+            except BlockingIOError:
+                pass
         status = _reap(agent)
         if status is not None:
             break
@@ -123,15 +129,16 @@ def _reap(agent: int) -> int | None:
 def _end_tree() -> None:
     """Kill what the agent left running (all of it is below the watchdog) and reap it."""
     for _ in range(200):
-        if not _kill_all():
-            with contextlib.suppress(ChildProcessError):
-                while os.waitpid(-1, os.WNOHANG)[0] != 0:
-                    pass
-            return
-        time.sleep(0.005)
-        with contextlib.suppress(ChildProcessError):
+        killed = _kill_all()
+        if killed:
+            time.sleep(0.005)
+        try:
             while os.waitpid(-1, os.WNOHANG)[0] != 0:
                 pass
+        except ChildProcessError:
+            pass
+        if not killed:
+            return
 
 
 def _kill_all() -> bool:
@@ -165,32 +172,40 @@ def _kill_all() -> bool:
                 todo.append(child)
     order += [pid for pid in session if pid not in seen]
     for pid in order:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
+        try:
             os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     return bool(order)
 
 
 def _signal_group(signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    try:
         os.killpg(os.getpgid(0), signum)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _become_subreaper() -> None:
     """Orphans below the watchdog are handed to it (Linux 3.4+); elsewhere (or if it is
     refused) its session and the tree as it stands are still killed."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl")
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (ImportError, OSError, AttributeError):
+        pass
 
 
 def _exit_as(status: int) -> int:
     """End as the agent ended: its exit code, or the same signal."""
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        with contextlib.suppress(OSError, ValueError):  # (SIGKILL has no handler to reset)
+        try:
             signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+        except (OSError, ValueError):  # (SIGKILL has no handler to reset)
+            pass
         os.kill(os.getpid(), signum)
         return 128 + signum  # (a signal that does not end a process)
     return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
