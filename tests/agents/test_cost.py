@@ -2,8 +2,8 @@
 budget that pauses a real ``sisyphus run`` on claude until ``sisyphus unpause``; claude's
 own cost through ``sisyphus agent``, ``sisyphus cost`` and ``agents --json``; opencode's
 steps summed once and priced from the config's table (marked as an estimate); gemini
-resumed, priced by the model it names; a codex thread resumed twice, whose CLI counts the
-whole thread, counted turn by turn."""
+resumed, priced by the model it names; an ACP agent's turn counted once; a codex thread
+resumed twice, whose CLI counts the whole thread, counted turn by turn."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from sisyphus_tui.agents.base import AgentEvent
+from sisyphus_tui.agents import backend
+from sisyphus_tui.agents.base import AgentEvent, AgentRequest
 from sisyphus_tui.agents.codex import CodexBackend, codex_home, thread_usage
 from sisyphus_tui.agents.config import Price
 from sisyphus_tui.agents.gemini import GeminiBackend
@@ -33,6 +34,7 @@ from tests.agents.fakemodel.anthropic import Anthropic
 from tests.agents.fakemodel.gemini import Gemini
 from tests.agents.fakemodel.openai_chat import OpenAIChat
 from tests.agents.fakemodel.openai_responses import OpenAIResponses
+from tests.agents.test_acp import command as acp_command
 from tests.agents.test_codex import MODEL as CODEX_MODEL
 from tests.agents.test_codex import configure as configure_codex
 from tests.agents.test_codex import request as codex_request
@@ -314,6 +316,24 @@ async def test_gemini_resumed_is_priced_by_the_model_it_names(
     price = Price(input=2.0, output=12.0)
     assert view.cost_usd == pytest.approx(estimate(1140, 132, 0, price))
     assert view.cost_is_estimate
+
+
+async def test_an_acp_agents_turn_is_counted_once(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "input.txt").write_text("hello acp\n")
+    fold = Folded("acp", "acp-model", {"acp-model": Price(input=3.0, output=15.0,
+                                                          cached=0.3)})
+    result = await run_agent(backend("acp"), AgentRequest(
+        prompt="uppercase input.txt into output.txt", workspace=ws,
+        command=acp_command("edit", tmp_path), timeout_s=30, grace_s=1), fold)
+    assert result.ok, result.error
+    # Two usage events (the context's size, then the turn's tokens): counted once; its
+    # cache reads are apart from its input tokens (120 + 20 read).
+    view = fold.ledger.agents["coder"]
+    assert (view.tokens_in, view.tokens_out, view.tokens_cached) == (140, 30, 20)
+    assert view.cost_usd == pytest.approx(estimate(140, 30, 20, Price(
+        input=3.0, output=15.0, cached=0.3))) and view.cost_is_estimate
 
 
 def test_a_codex_thread_resumed_twice_is_counted_turn_by_turn(
