@@ -167,12 +167,15 @@ class Shadow:
             changed = self._diff(now, target + "^{tree}")
             if not changed:
                 return []
-            self._commit(now, f"before restoring {target}")
-            # A two-tree read-tree is what a checkout does: the index is ``now`` (just
-            # staged), so git updates only the files that differ, removes what ``target``
-            # lacks, prunes the folders that leaves empty, and refuses rather than
-            # overwrite a file it does not track (an ignored one in the way).
-            self._git("read-tree", "-m", "-u", now, target + "^{tree}")
+            undo = self._commit(now, f"before restoring {target}")
+            # A checkout from ``now`` (HEAD, and the index, just staged): git changes only
+            # the files that differ, removes what ``target`` lacks, prunes the folders
+            # that leaves empty, and refuses, before changing anything, to overwrite or
+            # remove a file it does not track (an ignored one in the way; read-tree -u
+            # and a plain checkout would overwrite it).
+            self._git("update-ref", "--no-deref", "HEAD", undo)
+            self._git("checkout", "-q", "--detach", "--no-overwrite-ignore",
+                      "--no-recurse-submodules", target)
             return changed
 
     def _locked_latest(self) -> str | None:
@@ -373,8 +376,14 @@ class Shadow:
 def _failure(args: list[str], done: subprocess.CompletedProcess[bytes]) -> ShadowError:
     """The one line that says why a git call failed (and whether that may pass)."""
     error = done.stderr.decode("utf-8", "replace").strip()
-    line = next((part for part in error.splitlines() if part.startswith(("fatal:", "error:"))),
-                error.splitlines()[0] if error else f"exit {done.returncode}")
+    lines = error.splitlines()
+    first = next((i for i, part in enumerate(lines) if part.startswith(("fatal:", "error:"))),
+                 0)
+    line = lines[first] if lines else f"exit {done.returncode}"
+    # git lists the paths a refusal is about on the lines after it, one a line, indented.
+    named = [part.strip() for part in lines[first + 1:first + 6] if part.startswith("\t")]
+    if named:
+        line = f"{line.rstrip(':')}: {', '.join(named)}"
     return ShadowError(f"shadow git {args[0]} failed: {line}",
                        passing=any(word in error for word in _PASSING))
 

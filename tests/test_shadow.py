@@ -33,7 +33,9 @@ def git(repo: Path, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env |= {"GIT_AUTHOR_NAME": "u", "GIT_AUTHOR_EMAIL": "u@x", "GIT_COMMITTER_NAME": "u",
             "GIT_COMMITTER_EMAIL": "u@x", "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull}
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            # (a status of the user's own would refresh its index: only we are watched)
+            "GIT_OPTIONAL_LOCKS": "0"}
     done = subprocess.run(["git", *args], cwd=repo, capture_output=True, env=env, check=True)
     return done.stdout.decode("utf-8", "surrogateescape")
 
@@ -267,7 +269,7 @@ async def test_a_file_ignored_since_is_dropped_and_left_alone(tmp_path: Path) ->
     ws.mkdir()
     (ws / "notes.txt").write_text("v1\n")
     shadow = Shadow(ws)
-    await shadow.snapshot("tracked")
+    first = await shadow.snapshot("tracked")
     (ws / ".gitignore").write_text("notes.txt\n")
     second = await shadow.snapshot("now ignored")
     assert tree_paths(shadow, second) == {".gitignore"}
@@ -275,6 +277,24 @@ async def test_a_file_ignored_since_is_dropped_and_left_alone(tmp_path: Path) ->
     (ws / ".gitignore").write_text("notes.txt\n# edited\n")
     assert await shadow.restore(second) == [("M", ".gitignore")]
     assert (ws / "notes.txt").read_text() == "v2, ignored\n"
+    # Going back to when it was tracked would overwrite the ignored file: refused,
+    # in one line, before anything changed.
+    assert await shadow.changes(first) == [("D", ".gitignore"), ("A", "notes.txt")]
+    with pytest.raises(ShadowError, match="would be overwritten by checkout: notes.txt$"):
+        await shadow.restore(first)
+    assert (ws / "notes.txt").read_text() == "v2, ignored\n"
+    assert (ws / ".gitignore").read_text() == "notes.txt\n"
+    # ... and so would one that removes a folder holding an ignored file.
+    (ws / "notes.txt").unlink()
+    (ws / ".gitignore").write_text("*.o\n")
+    (ws / "notes.txt").mkdir()
+    (ws / "notes.txt" / "kept.o").write_text("ignored, inside\n")
+    (ws / "notes.txt" / "tracked.py").write_text("t\n")
+    await shadow.snapshot("a folder now")
+    with pytest.raises(ShadowError, match="would lose untracked files in them: notes.txt$"):
+        await shadow.restore(first)
+    assert (ws / "notes.txt" / "kept.o").read_text() == "ignored, inside\n"
+    assert (ws / "notes.txt" / "tracked.py").exists()
 
 
 async def test_gitattributes_do_not_convert_what_is_restored(tmp_path: Path) -> None:
