@@ -124,9 +124,14 @@ def _turn(e: Event, p: dict[str, Any]) -> str:
             f"{attempt}{again})")
 
 
+def _usd(amount: float) -> str:
+    """``$4.00``; under a dollar with four decimals (a small budget is not ``$0.00``)."""
+    return f"${amount:.2f}" if amount >= 1 else f"${amount:.4f}"
+
+
 def _budget(p: dict[str, Any]) -> str:
     whose = f"{p['agent']}'s budget" if p.get("agent") else "the run's budget"
-    spent = f"${float(p['spent_usd']):.2f} of ${float(p['limit_usd']):.2f}"
+    spent = f"{_usd(float(p['spent_usd']))} of {_usd(float(p['limit_usd']))}"
     if p["level"] == "warn":
         return f"{whose}: {spent} spent (80%)"
     return f"{whose} is spent ({spent}): paused"

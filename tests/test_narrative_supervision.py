@@ -52,6 +52,8 @@ def event(type_: str, payload: dict[str, Any], actor: str = "executor") -> Event
      "the run's budget: $4.00 of $5.00 spent (80%)"),
     ("BUDGET", {"level": "exceeded", "agent": "planner", "spent_usd": 1.02,
                 "limit_usd": 1.0}, "swarm", "planner's budget is spent ($1.02 of $1.00): paused"),
+    ("BUDGET", {"level": "warn", "spent_usd": 0.0041, "limit_usd": 0.005}, "swarm",
+     "the run's budget: $0.0041 of $0.0050 spent (80%)"),
 ])
 def test_each_new_event_tells_its_story(type_: str, payload: dict[str, Any], actor: str,
                                         said: str) -> None:
