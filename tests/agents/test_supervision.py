@@ -30,6 +30,7 @@ from tests.agents.fakemodel.anthropic import Anthropic
 from tests.agents.fakemodel.gemini import Gemini
 from tests.agents.fakemodel.openai_chat import OpenAIChat
 from tests.agents.processes import alive, group_pids
+from tests.agents.test_gemini import gemini_env  # noqa: F401  (a fixture: quiet settings)
 
 GEMINI_MODEL = "gemini-2.5-flash"  # named: no routing call before each turn
 ANSWER = {"text": "calc.add is defined in calc.py", "data": {}}
@@ -42,21 +43,6 @@ def repo(tmp_path: Path) -> Path:
     root.mkdir()
     (root / "calc.py").write_text("def add(a, b):\n    return a - b\n")
     return root.resolve()
-
-
-def gemini_home(agent_env: dict[str, str]) -> dict[str, str]:
-    """The test's home with quiet Gemini settings, the API key as its auth method and
-    one attempt per model call (as tests/agents/test_gemini.py)."""
-    settings = Path(agent_env["HOME"]) / ".gemini" / "settings.json"
-    settings.parent.mkdir(parents=True, exist_ok=True)
-    settings.write_text(json.dumps({
-        "general": {"maxAttempts": 1, "enableAutoUpdate": False,
-                    "enableAutoUpdateNotification": False},
-        "privacy": {"usageStatisticsEnabled": False},
-        "telemetry": {"enabled": False},
-        "security": {"auth": {"selectedType": "gemini-api-key"}},
-    }))
-    return agent_env
 
 
 @contextlib.asynccontextmanager
@@ -137,8 +123,7 @@ def stalled_gemini(repo: Path, tmp_path: Path, agent_env: dict[str, str]
     """Gemini on a model that stalls (run without relaunching itself, Gemini 0.61 ends
     on SIGINT)."""
     model = FakeModel(Gemini(), [Step(text=json.dumps(ANSWER))], stall=True)
-    env = {**gemini_home(agent_env), "GOOGLE_GEMINI_BASE_URL": model.url,
-           "GEMINI_API_KEY": "fake-key"}
+    env = {**agent_env, "GOOGLE_GEMINI_BASE_URL": model.url, "GEMINI_API_KEY": "fake-key"}
     return model, BrainConfig(backend="gemini", model=GEMINI_MODEL, stall_s=1.5, env=env)
 
 
@@ -162,12 +147,12 @@ def stalled_deaf_opencode(repo: Path, tmp_path: Path, agent_env: dict[str, str]
                                             (stalled_gemini, "sigint")],
                          ids=["opencode-deaf-to-sigint", "gemini"])
 async def test_a_stalled_agent_is_cancelled_then_restarted_to_the_end(
-        repo: Path, tmp_path: Path, agent_env: dict[str, str], how: str,
+        repo: Path, tmp_path: Path, gemini_env: dict[str, str], how: str,  # noqa: F811
         setup: Callable[[Path, Path, dict[str, str]], tuple[FakeModel, BrainConfig]]
         ) -> None:
     db = tmp_path / "swarm.db"
     workspace = repo
-    server, brain = setup(repo, tmp_path, agent_env)
+    server, brain = setup(repo, tmp_path, gemini_env)  # (agent_env, and Gemini's settings)
     with server as model:
         config = RunConfig(brain=brain)
         async with hosted(db, repo, config) as (store, swarm):
