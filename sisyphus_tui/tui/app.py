@@ -522,13 +522,20 @@ class SisyphusApp(App[None]):
 
     def on_agents_table_opened(self, message: AgentsTable.Opened) -> None:
         """enter on an agent: its transcript."""
-        self.push_screen(TranscriptScreen(self.store, message.agent, self.head))
+        self._open_transcript(message.agent)
 
     def action_transcript(self) -> None:
         """Open the selected agent's transcript."""
         agent = self._selected_agent()
         if agent is not None:
-            self.push_screen(TranscriptScreen(self.store, agent, self.head))
+            self._open_transcript(agent)
+
+    def _open_transcript(self, agent: str) -> None:
+        # Its scan covers the log as far as the app has it, or as it was when the app
+        # opened it (a large log still being folded): what comes later reaches the
+        # transcript with the new events of each frame.
+        head = max(self.head, self._initial_head)
+        self.push_screen(TranscriptScreen(self.store, agent, head))
 
     # -- permission requests ----------------------------------------------------------
 

@@ -103,7 +103,7 @@ async def test_a_budget_warns_then_pauses_the_run_and_says_how_to_go_on(
         await until(pilot, lambda: "the run is paused by its budget (executor spent $5.02 "
                     "of $5.00): raise the budget in the config, or press p to go on"
                     in banner(app))
-        assert "PAUSED" in app.query_one(StatusLine).shown_text
+        await until(pilot, lambda: "PAUSED" in app.query_one(StatusLine).shown_text)
         await pilot.press("p")
         await until(pilot, lambda: controls(log)[-1]["action"] == "unpause")
         await until(pilot, lambda: banner(app) == "")

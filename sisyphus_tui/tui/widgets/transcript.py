@@ -311,6 +311,9 @@ class TranscriptView(Widget, can_focus=True):
             self.events.set(event.offset, event)
             if not concerns(event, self.agent):
                 self.hidden.add(event.offset)
+        # (Following, the selection is the last block the agent's: not a hidden one.)
+        while self.following and self.cursor > 0 and self.offsets[self.cursor] in self.hidden:
+            self.cursor -= 1
         self._loading.pop(page, None)
         self._changed()
 
