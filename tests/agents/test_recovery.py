@@ -10,7 +10,7 @@ from (the junk file an interrupted attempt wrote never reaches the final tree), 
 again in the session the log recorded with a note that it was interrupted (or in a
 fresh, primed one, by the role's ``on_interrupt``); each step's effects are in the log
 once and the gates pass. A wipe in the middle of the turn: the re-primed new session
-finishes the step."""
+finishes the step. The executor on codex, killed mid-edit: resumed in its thread."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ import pytest
 from tests.agents import test_swarm_on_agents as swarm
 from tests.agents.fakemodel import DONE, FakeModel, Step
 from tests.agents.fakemodel.anthropic import Anthropic
+from tests.agents.fakemodel.openai_responses import OpenAIResponses
+from tests.agents.test_codex import MODEL as CODEX_MODEL
+from tests.agents.test_codex import configure as codex_configure
 
 repo = swarm.repo  # (the fixture: a small repository whose one test fails)
 FIXED = "def add(a, b):\n    return a + b\n"
@@ -51,20 +54,34 @@ def _text(message: dict[str, Any]) -> str:
     if isinstance(content, str):
         return content
     return "\n".join(str(b.get("text", "")) for b in content or []
-                     if isinstance(b, dict) and b.get("type") == "text")
+                     if isinstance(b, dict) and b.get("type") in ("text", "input_text"))
+
+
+def conversation(body: dict[str, Any]) -> list[tuple[str, str, list[str]]]:
+    """A request's history as (role, text, tools called): the Anthropic API's
+    ``messages`` (claude) or the Responses API's ``input`` items (codex)."""
+    found: list[tuple[str, str, list[str]]] = []
+    for item in body.get("messages") or body.get("input") or []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") in ("function_call", "custom_tool_call", "local_shell_call"):
+            found.append(("assistant", "", [str(item.get("name"))]))
+            continue
+        blocks = item.get("content") if isinstance(item.get("content"), list) else []
+        tools = [str(b.get("name")) for b in blocks
+                 if isinstance(b, dict) and b.get("type") == "tool_use"]
+        found.append((str(item.get("role")), _text(item), tools))
+    return found
 
 
 def since_prompt(body: dict[str, Any]) -> tuple[str, list[str]]:
     """The last prompt sisyphus gave the agent in this conversation, and the tools the
     model called after it."""
-    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
-    for index in range(len(messages) - 1, -1, -1):
-        if messages[index].get("role") == "user" and PROMPT_MARK in _text(messages[index]):
-            tools = [str(block.get("name")) for later in messages[index + 1:]
-                     if later.get("role") == "assistant" and isinstance(later.get("content"), list)
-                     for block in later["content"]
-                     if isinstance(block, dict) and block.get("type") == "tool_use"]
-            return _text(messages[index]), tools
+    history = conversation(body)
+    for index in range(len(history) - 1, -1, -1):
+        role, text, _ = history[index]
+        if role == "user" and PROMPT_MARK in text:
+            return text, [tool for _, _, tools in history[index + 1:] for tool in tools]
     return "", []
 
 
@@ -95,18 +112,18 @@ class Executor:
                 return self._held()
         if "Now make" not in prompt:
             return swarm.model_of_the_swarm(index, body)
-        if not tools:
+        steps = [Step(tool="read", args={"path": "calc.py"})]
+        if self.junk:
+            steps.append(Step(tool="write", args={"path": JUNK, "content": "half an attempt\n"}))
+        # (Whole lines: what Codex's apply_patch replaces.)
+        steps.append(Step(tool="edit", args={"path": "calc.py", "old": "    return a - b",
+                                             "new": "    return a + b"}))
+        done = len(tools)  # (the tool calls of this attempt so far)
+        if not done:
             self.firsts.append(body)
-            point, step = "first", Step(tool="read", args={"path": "calc.py"})
-        elif tools[-1] == "Read" and self.junk:
-            point, step = "read", Step(tool="write", args={"path": JUNK,
-                                                           "content": "half an attempt\n"})
-        elif tools[-1] in ("Read", "Write"):
-            point = "junk" if tools[-1] == "Write" else "read"
-            step = Step(tool="edit", args={"path": "calc.py", "old": "a - b", "new": "a + b"})
-        else:
-            point, step = "edited", DONE
-        return self._held() if self.hold == point else step
+        point = "first" if not done else "junk" if self.junk and done == 2 else "later"
+        return self._held() if self.hold == point else (
+            steps[done] if done < len(steps) else DONE)
 
     def _held(self) -> Step:
         """Hold the call until the host is killed; then what is left of its agent (its
@@ -169,13 +186,14 @@ def turns(events: Events, message: int | None = None,
             and message in (None, p["message"])]
 
 
-def run_args(tmp_path: Path, repo: Path, db: Path) -> list[str]:
-    """The first host's arguments: the goal, on claude, with the suite as its gate."""
+def run_args(tmp_path: Path, repo: Path, db: Path, *, brain: bool = True) -> list[str]:
+    """The first host's arguments: the goal, with the suite as its gate, every role on
+    claude (unless ``brain`` is False: then as the workspace's config says)."""
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"gates": [{"name": "tests", "argv": [
         "{python}", "-m", "pytest", "-q", "-p", "no:cacheprovider"]}]}))
     return ["--db", str(db), "--workspace", str(repo), "--goal", swarm.GOAL, "--spec",
-            str(spec), "--brain", "claude"]
+            str(spec), *(["--brain", "claude"] if brain else [])]
 
 
 class Host:
@@ -420,3 +438,46 @@ def test_a_new_session_is_primed_from_the_log_and_finishes_the_step(
     assert "TEST half" in json.dumps(first["messages"])
     if how == "fresh":
         assert "was in doubt" in out
+
+
+def test_a_codex_turn_killed_mid_edit_is_rolled_back_and_resumed_in_its_thread(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    """The executor on codex (``exec resume`` of its thread), the other roles on
+    claude: the host killed once the junk file is on disk, then a host that completes."""
+    db = tmp_path / "swarm.db"
+    (repo / ".sisyphus").mkdir()
+    (repo / ".sisyphus" / "config.toml").write_text(
+        f'[brain]\nbackend = "claude"\n\n[roles.executor]\nbackend = "codex"\n'
+        f'model = "{CODEX_MODEL}"\n')
+    script = Executor()
+    script.junk, script.hold = True, "junk"
+    with FakeModel(Anthropic(), script) as claude_model, \
+            FakeModel(OpenAIResponses(), script) as codex_model:
+        env = codex_configure(swarm.claude_env(agent_env, claude_model), codex_model.url)
+        host = Host(run_args(tmp_path, repo, db, brain=False), env, tmp_path, 1)
+        try:
+            until(lambda: (repo / JUNK).exists() and script.held.is_set(), "the junk file")
+            host.kill()
+        finally:
+            if host.proc.poll() is None:
+                host.kill()
+            script.junk, script.hold = False, None
+            script.release.set()
+        out = Host(["--db", str(db), "--workspace", str(repo)], env, tmp_path, 2).finish()
+        last = script.firsts[-1]
+    assert "was in doubt" in out
+    events = assert_effects_once(repo, db)
+    assert {p["brain"] for _, t, _, p in events if t == "AGENT_SPAWNED"
+            and p["agent"] == "executor"} == {"codex"}
+    message = green_message(events)
+    assert message is not None
+    one, two = [p for _, p in turns(events, message)]
+    assert (one["backend"], one["model"]) == ("codex", CODEX_MODEL)
+    assert (two["attempt"], two["recovering"], two["workspace"]) == (2, True, one["workspace"])
+    # Resumed in the thread the log recorded: the redo's history holds the first
+    # attempt's junk, and its prompt the note.
+    threads = {p["data"]["session_id"] for _, t, a, p in events if t == "AGENT_OUTPUT"
+               and a == "executor" and p["kind"] == "session"}
+    assert len(threads) == 1 and two["session"] in threads
+    assert JUNK in json.dumps(last["input"])
+    assert NOTE_MARK in since_prompt(last)[0] and ROLLED_MARK in since_prompt(last)[0]
