@@ -14,6 +14,7 @@ finishes the step. The executor on codex, killed mid-edit: resumed in its thread
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -29,6 +30,9 @@ from typing import Any
 
 import pytest
 
+from sisyphus_tui.cli import _ledger_from_log
+from sisyphus_tui.ledger import Ledger
+from sisyphus_tui.stream import open_store
 from tests.agents import test_swarm_on_agents as swarm
 from tests.agents.fakemodel import DONE, FakeModel, Step
 from tests.agents.fakemodel.anthropic import Anthropic
@@ -186,6 +190,13 @@ def turns(events: Events, message: int | None = None,
             and message in (None, p["message"])]
 
 
+async def ledger_of(db: Path) -> Ledger:
+    """The log folded, as the CLI folds it."""
+    async with await open_store(db) as store:
+        ledger: Ledger = await _ledger_from_log(store)
+        return ledger
+
+
 def run_args(tmp_path: Path, repo: Path, db: Path, *, brain: bool = True) -> list[str]:
     """The first host's arguments: the goal, with the suite as its gate, every role on
     claude (unless ``brain`` is False: then as the workspace's config says)."""
@@ -288,6 +299,9 @@ def test_a_turn_killed_again_and_again_is_rolled_back_and_resumed_with_a_note(
         assert ROLLED_MARK not in replan
         red = message_of(events_of(db), "execute_step")
         assert red is not None
+        # The log's fold has the session the moment it was said (the turn unfinished).
+        view = asyncio.run(ledger_of(db)).agents["executor"]
+        assert (view.session, view.turn_message, view.turn_attempt) == (new_session, red, 1)
 
         # 1. Killed right after the green turn's TURN_STARTED is on the record.
         script.junk, script.hold = True, "first"
