@@ -23,6 +23,7 @@ from sisyphus_tui.agents.runner import RUNNING_FILE
 from sisyphus_tui.errors import SisyphusError
 from sisyphus_tui.faults import describe, is_passing
 from sisyphus_tui.process import end_leftover
+from sisyphus_tui.shadow import Shadow
 
 if TYPE_CHECKING:
     from sisyphus_tui.actors.base import Turn
@@ -94,8 +95,6 @@ class TurnLog:
         self._rolled = False
         if not isinstance(sha, str) or not sha:
             return False
-        from sisyphus_tui.shadow import Shadow
-
         workspace = self.turn.swarm.workspace.resolve()
         folder = await asyncio.to_thread(agent_folder, workspace, self.agent)
         await asyncio.to_thread(end_leftover, folder / RUNNING_FILE)
@@ -124,8 +123,6 @@ class TurnLog:
     async def _snapshot(self, attempt: int) -> str | None:
         """The shadow commit of the workspace now, or None if it cannot be taken (no
         git): said, and the turn goes on without a rollback point."""
-        from sisyphus_tui.shadow import Shadow
-
         try:
             return await Shadow(self.turn.swarm.workspace.resolve()).snapshot(
                 f"turn {self.agent} #{self.message} attempt {attempt}")
