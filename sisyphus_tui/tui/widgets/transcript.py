@@ -218,6 +218,7 @@ class TranscriptView(Widget, can_focus=True):
         self.cursor = -1  # the selected block's row
         self.top = Anchor(0, 0)
         self.following = True
+        self.at_first = False  # g: the first block stays on top while older ones are found
         self.scanned = asyncio.Event()
         self.reads = 0  # pages read from the store (tests: only what is on screen)
         self._scan_top = head
@@ -257,7 +258,9 @@ class TranscriptView(Widget, can_focus=True):
             return
         self.offsets.add_older(found)
         added = len(found)
-        if not self.following:
+        if self.at_first:
+            self.cursor, self.top = 0, Anchor(0, 0)
+        elif not self.following:
             self.cursor += added
             self.top = Anchor(self.top.row + added, self.top.line)
         else:
@@ -412,6 +415,7 @@ class TranscriptView(Widget, can_focus=True):
             return
         row = max(0, min(row, self.total - 1))
         self.cursor = row
+        self.at_first = False
         self.following = row == self.total - 1
         if not self.following and not self._shown(row):
             if row < self.top.row or (row == self.top.row and self.top.line):
@@ -450,6 +454,7 @@ class TranscriptView(Widget, can_focus=True):
                 line -= self._height(row)
                 row += 1
         tail = self._tail_anchor(self.total - 1)
+        self.at_first = False
         self.following = (row, line) >= tail
         self.top = tail if self.following else Anchor(row, line)
         self._frame = None
@@ -471,6 +476,7 @@ class TranscriptView(Widget, can_focus=True):
         else:
             self.top = Anchor(0, 0)
             self.select(0)
+            self.at_first = True
 
     def action_toggle_fold(self) -> None:
         """Unfold the selected block's folded lines, or fold them again."""
