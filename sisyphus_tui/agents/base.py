@@ -223,6 +223,11 @@ class AgentRequest:
     grace_s: float = 5.0  # between the steps of a cancel
     # Who answers what ``permissions`` leaves to ask (None: nobody, it is denied).
     ask: Asker | None = field(default=None, compare=False, repr=False)
+    # The prompt for a new session, should ``session`` not come back (a resumed prompt
+    # assumes the conversation it continues; a new session needs it told): made only
+    # then. None: the same prompt.
+    fresh_prompt: Callable[[], Awaitable[str]] | None = field(default=None, compare=False,
+                                                              repr=False)
 
 
 class Parser:

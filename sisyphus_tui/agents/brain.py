@@ -87,11 +87,27 @@ class AgentBrain(Brain):
                 # A new session for an agent with a past: primed from the log (its
                 # last session's conversation is not this one's).
                 sections.append(await record.primer())
+            rolled = False
             if interrupted is not None:
                 rolled = not request.read_only and await record.roll_back()
                 sections.append(interruption_note(
                     interrupted, rolled_back=rolled, resumed=session is not None,
                     edits=not request.read_only))
+            if session is not None:
+                task = request.prompt
+                # Should the session not come back, the new one is primed as after a
+                # wipe (and told of the interruption), not handed a prompt that
+                # assumes a conversation it never had.
+                async def fresh_prompt() -> str:
+                    assert record is not None
+                    parts = [await record.primer()]
+                    if interrupted is not None:
+                        parts.append(interruption_note(
+                            interrupted, rolled_back=rolled, resumed=False,
+                            edits=not request.read_only))
+                    return "\n\n".join([*parts, "## Your task now", task])
+
+                request = replace(request, fresh_prompt=fresh_prompt)
             if sections:
                 request = replace(request, prompt="\n\n".join(
                     [*sections, "## Your task now", request.prompt]))

@@ -320,4 +320,6 @@ async def run_resuming(backend: Backend, request: AgentRequest,
     await say(AgentEvent("error", f"could not resume session {request.session} "
                                   f"({result.error}): starting a new session",
                          {"session_id": request.session, "resumed": False}))
-    return await run_agent(backend, replace(request, session=None), on_event)
+    prompt = await request.fresh_prompt() if request.fresh_prompt else request.prompt
+    return await run_agent(backend, replace(request, session=None, prompt=prompt,
+                                            fresh_prompt=None), on_event)

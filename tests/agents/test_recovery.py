@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -386,12 +387,14 @@ def test_a_turn_killed_again_and_again_is_rolled_back_and_resumed_with_a_note(
     assert sequences == list(range(len(sequences)))
 
 
-@pytest.mark.parametrize("how", ["fresh", "wipe"])
+@pytest.mark.parametrize("how", ["fresh", "wipe", "lost"])
 def test_a_new_session_is_primed_from_the_log_and_finishes_the_step(
         how: str, repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
     """``fresh``: the role's on_interrupt says a turn in doubt starts a new session
     (the host killed after the junk edit); ``wipe``: the executor's context is wiped
-    while its agent is in the middle of the turn (the same host carries on)."""
+    while its agent is in the middle of the turn (the same host carries on); ``lost``:
+    the host killed after the junk edit and the CLI's own session store gone with it, so
+    the resume the policy asks for cannot happen and the new session is primed."""
     db = tmp_path / "swarm.db"
     if how == "fresh":
         (repo / ".sisyphus").mkdir()
@@ -405,10 +408,16 @@ def test_a_new_session_is_primed_from_the_log_and_finishes_the_step(
         host = Host(args, env, tmp_path, 1)
         try:
             until(lambda: (repo / JUNK).exists() and script.held.is_set(), "the junk file")
-            if how == "fresh":
+            if how in ("fresh", "lost"):
                 host.kill()
                 script.junk, script.hold = False, None
                 script.release.set()
+                if how == "lost":
+                    sessions_store = Path(agent_env["HOME"]) / ".claude" / "projects"
+                    # (once the killed host's CLI is gone: it may save on its way out)
+                    until(lambda: not swarm.processes_in(repo.resolve()), "the CLI's end")
+                    assert sessions_store.is_dir()
+                    shutil.rmtree(sessions_store)
                 host = Host(["--db", str(db), "--workspace", str(repo)], env, tmp_path, 2)
             else:
                 script.junk, script.hold = False, None
@@ -430,7 +439,9 @@ def test_a_new_session_is_primed_from_the_log_and_finishes_the_step(
     message = green_message(events)
     assert message is not None
     one, two = [p for _, p in turns(events, message)]
-    assert (two["attempt"], two["recovering"], two["session"]) == (2, True, None)
+    # (lost: the resume was tried, as the policy says, and could not happen)
+    tried = one["session"] if how == "lost" else None
+    assert (two["attempt"], two["recovering"], two["session"]) == (2, True, tried)
     assert one["session"] is not None and two["workspace"] == one["workspace"]
     sessions = [p["data"]["session_id"] for _, t, a, p in events if t == "AGENT_OUTPUT"
                 and a == "executor" and p["message"] == message and p["kind"] == "session"]
@@ -450,7 +461,7 @@ def test_a_new_session_is_primed_from_the_log_and_finishes_the_step(
     history = json.dumps(last["messages"])
     assert "TEST half" not in history and JUNK not in history
     assert "TEST half" in json.dumps(first["messages"])
-    if how == "fresh":
+    if how in ("fresh", "lost"):
         assert "was in doubt" in out
 
 
