@@ -38,6 +38,7 @@ from sisyphus_tui.usage import Usage, cost_text, tokens_of, tokens_text
 PAGE = 100
 CACHED_EVENTS = 2000
 CACHED_BLOCKS = 400
+CACHED_STRIPS = 300  # a few screens of lines
 # The types an agent's transcript shows: found by the agent as actor or recipient...
 TYPES = ("AGENT_OUTPUT", "TURN_STARTED", "MESSAGE", "PERMISSION_REQUESTED",
          "PERMISSION_ANSWERED", "AGENT_CANCELLED", "AGENT_STALLED")
@@ -213,6 +214,8 @@ class TranscriptView(Widget, can_focus=True):
         self.events: LRUCache[int, Event] = LRUCache(maxsize=CACHED_EVENTS)
         self._blocks: LRUCache[tuple[int, int, bool], tuple[list[Text], bool]] = \
             LRUCache(maxsize=CACHED_BLOCKS)
+        self._strips: LRUCache[tuple[int, int, int, bool, bool], Strip] = LRUCache(
+            maxsize=CACHED_STRIPS)
         self.unfolded: set[int] = set()
         self.hidden: set[int] = set()  # found by the text scan, another agent's
         self.cursor = -1  # the selected block's row
@@ -384,6 +387,13 @@ class TranscriptView(Widget, can_focus=True):
         row, line = frame[y]
         lines = self._lines_of(row)
         selected = row == self.cursor
+        # Rendered lines are kept: following the tail moves every line up as the agent
+        # streams, and a line's rendering does not change with its place.
+        offset = self.offsets[row]
+        key = (offset, line, width, selected, offset in self.unfolded)
+        strip = self._strips.get(key) if lines is not None else None
+        if strip is not None:
+            return strip
         out = Text(no_wrap=True, end="")
         if line == 0:
             out.append("▸ " if selected else "  ", "bold reverse" if selected else "")
@@ -394,7 +404,14 @@ class TranscriptView(Widget, can_focus=True):
         elif line < len(lines):
             out.append_text(lines[line])
         out.truncate(width)
-        return _strip(out, self.app.console).crop_extend(0, width, self.rich_style)
+        strip = _strip(out, self.app.console).crop_extend(0, width, self.rich_style)
+        if lines is not None:
+            self._strips.set(key, strip)
+        return strip
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()  # the theme changed
 
     def on_resize(self, event: events.Resize) -> None:
         self._changed()
