@@ -413,13 +413,14 @@ class SisyphusApp(App[None]):
 
     def needs(self) -> list[tuple[str, str]]:
         """What the run waits for the user to do now, as (key, what to say): every
-        human gate waiting, a host that stopped. A new key rings the bell."""
+        permission request (oldest first), every human gate waiting, the budget that
+        paused the run, a host that stopped. A new key rings the bell."""
         out = [(f"permission:{agent}:{request}",
                 f"{agent} asks to use {asked.get('tool')}: press a")
                for agent, request, asked in pending(self.ledger)]
         out += [(f"gate:{gate}", f"{gate} needs your approval: press a")
                 for gate in self.ledger.waiting_for_human()]
-        if self.budget_stop is not None:
+        if self.budget_stop is not None and not self.ledger.over():
             out.append(("budget", self._budget_text(self.budget_stop, "exceeded")))
         if self.host_fault is not None:
             out.append(("host", f"the host stopped: {headline(str(self.host_fault))}"))
