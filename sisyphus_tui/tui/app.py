@@ -331,8 +331,11 @@ class SisyphusApp(App[None]):
     def _budget_text(p: dict[str, Any], level: str) -> str:
         """``the run spent $4.02 of its $5.00 budget`` (an agent's: ``executor spent``)."""
         who = f"{p['agent']}" if p.get("agent") else "the run"
-        spent = short_cost(float(p.get("spent_usd") or 0.0))
-        limit = short_cost(float(p.get("limit_usd") or 0.0))
+        spent_usd, limit_usd = float(p.get("spent_usd") or 0.0), float(p.get("limit_usd")
+                                                                      or 0.0)
+        # A budget under a dollar in four decimals ($0.0041 of $0.0050, not $0.00 of $0.01).
+        money = (lambda usd: f"${usd:.4f}") if limit_usd < 1 else short_cost
+        spent, limit = money(spent_usd), money(limit_usd)
         if level == "warn":
             return f"{who} spent {spent} of its {limit} budget"
         return (f"the run is paused by its budget ({who} spent {spent} of {limit}): "

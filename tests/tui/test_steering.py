@@ -107,6 +107,10 @@ async def test_a_budget_warns_then_pauses_the_run_and_says_how_to_go_on(
         await pilot.press("p")
         await until(pilot, lambda: controls(log)[-1]["action"] == "unpause")
         await until(pilot, lambda: banner(app) == "")
+        # A budget under a dollar is said in four decimals, not as $0.00 of $0.01.
+        await append(log, "BUDGET", {"level": "exceeded", "agent": None, "spent_usd": 0.0052,
+                                     "limit_usd": 0.005})
+        await until(pilot, lambda: "(the run spent $0.0052 of $0.0050)" in banner(app))
 
 
 async def test_a_budget_exceeded_long_ago_and_gone_on_from_is_no_banner(log: Path) -> None:

@@ -92,9 +92,11 @@ def turn_time(seconds: float) -> str:
 
 def short_cost(usd: float, estimate: bool = False) -> str:
     """A cost in a few cells (``usage.cost_text`` has four decimals): ``$0.12``,
-    ``$15.40``, ``$120``; ``~`` before an estimate (priced from the config's table: the
-    backend gave tokens, not cost)."""
-    amount = f"${usd:.0f}" if usd >= 100 else f"${usd:.2f}"
+    ``$15.40``, ``$120``, and under a cent ``$0.0041`` (never a spend shown as $0.00);
+    ``~`` before an estimate (priced from the config's table: the backend gave tokens,
+    not cost)."""
+    amount = f"${usd:.0f}" if usd >= 100 else (
+        f"${usd:.2f}" if usd >= 0.01 or usd <= 0 else f"${usd:.4f}")
     return ("~" if estimate else "") + amount
 
 
