@@ -453,8 +453,14 @@ class Ledger:
         asked = agent.asking.pop(p["request"], None)
         if p.get("always") and p["decision"] == "allow" and asked is not None:
             agent.always.add(str(asked.get("tool")))
+        if asked is not None:
+            done = "allowed" if p["decision"] == "allow" else "denied"
+            agent.detail = " ".join(f"{done} {asked.get('tool')}".split())[:160]
         if not agent.asking and agent.state == "needs input":
             agent.state = "working"
+        elif agent.asking:  # (the next question is what it waits on now)
+            waiting = min(agent.asking.values(), key=lambda a: float(a.get("ts") or 0.0))
+            agent.detail = " ".join(f"asks to use {waiting.get('tool')}".split())[:160]
 
     def _on_AGENT_QUEUED(self, event: Event, p: dict[str, Any]) -> None:
         agent = self._agent(p["agent"])
