@@ -777,6 +777,9 @@ class Swarm:
             await self.spawn(p["skill"], p["agent"], p.get("prompt", ""),
                              thinking=p.get("thinking"), parent=p.get("parent") or HUMAN)
         elif action == "stop":
+            # Acked first: the run's end cancels this loop, and a stop the next host
+            # read again would end it at once.
+            await self.mail.ack(SWARM, event.offset)
             self._finished.set()
         elif action == "cancel":
             await self.cancel(p["agent"])

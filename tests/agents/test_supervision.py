@@ -34,6 +34,18 @@ from tests.agents.test_gemini import gemini_env  # noqa: F401  (a fixture: quiet
 
 GEMINI_MODEL = "gemini-2.5-flash"  # named: no routing call before each turn
 ANSWER = {"text": "calc.add is defined in calc.py", "data": {}}
+# (Claude answers a schema through its StructuredOutput tool.)
+CLAUDE_ANSWER = Step(tool="StructuredOutput", args=ANSWER)
+
+
+def claude_answers(index: int, body: dict[str, Any]) -> Step:
+    """The answer, whatever the conversation held before (a resumed, interrupted one);
+    once the tool has run, the turn is over."""
+    last = (body.get("messages") or [{}])[-1].get("content")
+    if isinstance(last, list) and any(isinstance(b, dict) and b.get("type") == "tool_result"
+                                      for b in last):
+        return Step(text="Done.")
+    return CLAUDE_ANSWER
 
 
 @pytest.fixture
@@ -204,16 +216,17 @@ def claude_env(agent_env: dict[str, str], model: FakeModel) -> dict[str, str]:
     return {**agent_env, "ANTHROPIC_BASE_URL": model.url, "ANTHROPIC_API_KEY": "sk-fake"}
 
 
-async def test_a_stalled_claude_is_cancelled_by_its_protocol(
+async def test_a_stalled_claude_is_cancelled_by_its_protocol_and_stays_cancelled(
         repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
     db = tmp_path / "swarm.db"
-    with FakeModel(Anthropic(), [Step(text=json.dumps(ANSWER))], stall=True) as model:
+    with FakeModel(Anthropic(), claude_answers, stall=True) as model:
         config = RunConfig(brain=BrainConfig(backend="claude", stall_s=1.0,
                                              env=claude_env(agent_env, model)))
         async with hosted(db, repo, config) as (store, swarm):
             await swarm.spawn("researcher", "looker", "Where is calc.add defined?",
                               thinking=None, parent="human")
-            await first(store, "AGENT_STALLED", agent="looker")
+            await until(lambda: bool(model.posts()), within_s=60)
+            await asyncio.wait_for(stall_since_it_spoke(store, "looker"), 60)
             code, _, err = await sisyphus("restart", "looker", db=db)
             assert code == 2 and "looker is not cancelled (it is stalled)" in err
             code, _, err = await sisyphus("cancel", "looker", db=db)
@@ -225,6 +238,20 @@ async def test_a_stalled_claude_is_cancelled_by_its_protocol(
             # What the swarm does not run has no turn to cancel.
             code, _, err = await sisyphus("cancel", "swarm", db=db)
             assert code == 2 and "not an agent the swarm runs" in err
+        model.stall = False
+        # The next host runs its agents, but not the cancelled one, until its restart.
+        async with hosted(db, repo, config) as (store, swarm):
+            await swarm.spawn("researcher", "other", "Where are the tests?", thinking=None,
+                              parent="human")
+            await first(store, "MESSAGE", kind="result", by="other")
+            assert await shown_state(db, "looker") == "cancelled"
+            code, _, err = await sisyphus("restart", "looker", db=db)
+            assert code == 0, err
+            restarted = (await first(store, "CONTROL", action="restart")).offset
+            await first(store, "MESSAGE", kind="result", by="looker", within_s=120)
+            events = (await store.read(1, 10_000, types=["TURN_STARTED"])).events
+    redone = [e.offset for e in events if e.payload["agent"] == "looker"]
+    assert len(redone) == 2 and redone[1] > restarted  # redone only once restarted
 
 
 async def test_the_cap_holds_the_second_agent_queued_until_the_first_is_done(
@@ -237,7 +264,7 @@ async def test_the_cap_holds_the_second_agent_queued_until_the_first_is_done(
         if "first question" in json.dumps(body.get("messages")):
             thinking.set()
             release.wait(60)  # the first agent's turn goes on until the test lets it
-        return Step(text=json.dumps(ANSWER))
+        return claude_answers(index, body)
 
     with FakeModel(Anthropic(), script) as model:
         config = RunConfig(brain=BrainConfig(backend="claude",
