@@ -284,6 +284,16 @@ async def test_the_cap_holds_the_second_agent_queued_until_the_first_is_done(
             # Only the first agent's CLI runs, and only it has asked the model.
             assert all("second question" not in json.dumps(body)
                        for body in model.posts())
+            # A turn waiting for its slot is cancelled with no process to stop; its
+            # restart waits for the slot again (and says so again).
+            code, _, err = await sisyphus("cancel", "two", db=db)
+            assert code == 0, err
+            cancelled = await first(store, "AGENT_CANCELLED", agent="two")
+            assert cancelled.payload["how"] == "none"
+            assert await shown_state(db, "two") == "cancelled"
+            code, _, err = await sisyphus("restart", "two", db=db)
+            assert code == 0, err
+            await first(store, "AGENT_QUEUED", agent="two", after=cancelled.offset)
             release.set()
             await first(store, "MESSAGE", kind="result", by="two", within_s=120)
             events = (await store.read(1, 10_000)).events
@@ -293,7 +303,7 @@ async def test_the_cap_holds_the_second_agent_queued_until_the_first_is_done(
     first_done = max(e.offset for e in outputs if e.payload["agent"] == "one")
     second_began = min(e.offset for e in outputs if e.payload["agent"] == "two")
     assert first_done < second_began  # the second ran once the first had finished
-    assert [e.payload["agent"] for e in events if e.type == "AGENT_QUEUED"] == ["two"]
+    assert [e.payload["agent"] for e in events if e.type == "AGENT_QUEUED"] == ["two", "two"]
 
 
 def processes_named(prefix: str) -> list[int]:
