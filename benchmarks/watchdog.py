@@ -82,7 +82,7 @@ async def _measure(argv: list[str], reps: int) -> dict[str, list[tuple[float, fl
     ways: dict[str, Start] = {"watchdog": _watched, "before (pdeathsig)": _old_way,
                               "plain": _plain}
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
-    for name, way in ways.items():  # (one warm-up each: the page cache, not the start)
+    for way in ways.values():  # (one warm-up each: the page cache, not the start)
         await way(argv)
     for rep in range(reps):
         order = list(ways)
