@@ -300,8 +300,9 @@ class AgentStalled(Payload):
 
 class AgentCancelled(Payload):
     """An agent's turn was cancelled (``how``: the last step the cancel needed: the
-    protocol's own cancel, SIGINT, SIGKILL of its process group; ``none``: it had no
-    turn running). The message stays unhandled until the agent is restarted."""
+    protocol's own cancel, SIGINT, SIGKILL of its process group; ``none``: no process
+    of its was running, e.g. a turn still waiting for its slot). The message stays
+    unhandled until the agent is restarted."""
 
     agent: AgentName
     message: int | None = Field(default=None, ge=1)

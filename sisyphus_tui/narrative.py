@@ -188,7 +188,7 @@ _LINES: dict[str, Callable[[Event, dict[str, Any]], str]] = {
                                   f"{float(p['silent_s']):.0f}s",
     "AGENT_CANCELLED": lambda e, p: f"{p['agent']}'s turn cancelled"
                                     + (f" ({p['how']})" if p.get("how", "none") != "none" else
-                                       " (no turn was running)"),
+                                       " (before any process ran)"),
     "BUDGET": lambda e, p: _budget(p),
 }
 

@@ -47,7 +47,7 @@ def event(type_: str, payload: dict[str, Any], actor: str = "executor") -> Event
     ("AGENT_CANCELLED", {"agent": "executor", "message": 12, "how": "sigkill"}, "swarm",
      "executor's turn cancelled (sigkill)"),
     ("AGENT_CANCELLED", {"agent": "executor"}, "swarm",
-     "executor's turn cancelled (no turn was running)"),
+     "executor's turn cancelled (before any process ran)"),
     ("BUDGET", {"level": "warn", "spent_usd": 4.0, "limit_usd": 5.0}, "swarm",
      "the run's budget: $4.00 of $5.00 spent (80%)"),
     ("BUDGET", {"level": "exceeded", "agent": "planner", "spent_usd": 1.02,
