@@ -1012,6 +1012,29 @@ def _confirm(question: str) -> bool:
     return sys.stdin.readline().strip().lower() in ("y", "yes")
 
 
+def _agents_running(workspace: Path) -> list[str]:
+    """The agents ``sisyphus agent`` runs in ``workspace`` now (each holds a lock on its
+    folder's running.lock while it runs): ``name (pid N)``."""
+    import fcntl
+
+    from sisyphus_tui.agents.config import AGENTS_FOLDER
+
+    found = []
+    for lock in sorted((workspace / AGENTS_FOLDER).glob("*/running.lock")):
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
+            found.append(f"{lock.parent.name} (pid {holder})")
+        finally:
+            os.close(fd)
+    return found
+
+
 async def cmd_restore(args: argparse.Namespace) -> int:
     """Put the workspace back as a checkpoint left it, after saying what that changes."""
     from sisyphus_tui.shadow import Shadow
@@ -1029,6 +1052,10 @@ async def cmd_restore(args: argparse.Namespace) -> int:
             raise SisyphusError(f"event {args.offset} is not a checkpoint with a workspace "
                                 "commit (`sisyphus checkpoints` lists them)")
         workspace = await _checkpoint_workspace(store, args)
+        running = await asyncio.to_thread(_agents_running, workspace)
+        if running:
+            raise SisyphusError(f"agent {running[0]} is running in {workspace} (`sisyphus "
+                                "agent`): wait for it before restoring")
         shadow = Shadow(workspace)
         changes = await shadow.changes(sha)
         name = _checkpoint_name(event, sha)

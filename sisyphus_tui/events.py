@@ -261,6 +261,7 @@ class PermissionRequested(Payload):
     request: str = Field(min_length=1, max_length=200)
     message: int | None = Field(default=None, ge=1)
     tool: str = Field(min_length=1)
+    kind: str | None = None  # what "always" allows when not the tool (an ACP call's kind)
     input: dict[str, Any] = Field(default_factory=dict)
     reason: str = ""  # why the agent's CLI asks, as it says
     timeout_s: float | None = Field(default=None, gt=0)

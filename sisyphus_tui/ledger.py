@@ -452,7 +452,7 @@ class Ledger:
         agent = self._agent(p["agent"])
         asked = agent.asking.pop(p["request"], None)
         if p.get("always") and p["decision"] == "allow" and asked is not None:
-            agent.always.add(str(asked.get("tool")))
+            agent.always.add(str(asked.get("kind") or asked.get("tool")))
         if asked is not None:
             done = "allowed" if p["decision"] == "allow" else "denied"
             agent.detail = " ".join(f"{done} {asked.get('tool')}".split())[:160]
@@ -541,6 +541,7 @@ class Ledger:
         if isinstance(p.get("message"), int):
             self.failed_on.add((agent.name, p["message"]))
         agent.state, agent.detail = "failed", p["error"]
+        agent.asking.clear()  # (its turn is over: nobody waits for those answers)
 
     def _on_AGENT_STOPPED(self, event: Event, p: dict[str, Any]) -> None:
         _texts(p, optional=("reason",))

@@ -59,12 +59,12 @@ async def ask(store: EventStore, agent: str, question: Question, *, message: int
     """Put ``question`` to a person and wait for the answer (or the policy's, once its
     timeout passes). A tool a person allowed ``always`` for this run is allowed at once.
     Cancelled, it leaves the request unanswered in the log (the next attempt asks anew)."""
-    if question.tool in always:
+    if (question.kind or question.tool) in always:
         return Answer("allow", always=True, by="policy")
     request = request_id(question.request)
     head = await store.append(REQUESTED, {
         "agent": agent, "request": request, "message": message, "tool": question.tool,
-        "input": question.input, "reason": question.reason[:1000],
+        "kind": question.kind, "input": question.input, "reason": question.reason[:1000],
         "timeout_s": policy.timeout_s, "on_timeout": policy.on_timeout},
         actor=agent, key=f"permission:{agent}:{request}")
     try:
@@ -132,7 +132,7 @@ async def permission_ledger(store: EventStore) -> Ledger:
     ledger = Ledger()
     offset = 0
     types = ["AGENT_SPAWNED", "AGENT_REGISTERED", REQUESTED, ANSWERED, "TURN_STARTED",
-             "CHECKPOINT", "AGENT_CANCELLED"]
+             "CHECKPOINT", "AGENT_CANCELLED", "AGENT_FAILED"]
     while True:
         page = await store.read(offset, 5000, types=types)
         for event in page.events:

@@ -436,6 +436,8 @@ class _Run:
         decision = str(event.data["decision"])
         wanted = ("allow_once", "allow_always") if decision == "allow" else (
             "reject_once", "reject_always")
+        if event.data.get("always") and decision == "allow":
+            wanted = ("allow_always", "allow_once")  # (a person allowed it for the run)
         for option_kind in wanted:
             for option in options:
                 if option.kind == option_kind:

@@ -139,6 +139,9 @@ class Question:
     tool: str
     input: dict[str, Any]
     reason: str = ""  # why the CLI asks, as it says
+    # What an "always" answer allows from now on, when not the tool's name: an ACP
+    # call's kind (``execute``; its title is the command itself, never the same twice).
+    kind: str | None = None
 
 
 @dataclass(frozen=True)

@@ -162,8 +162,8 @@ def interruption_note(started: Mapping[str, Any], *, rolled_back: bool, resumed:
     attempt = started.get("attempt") or 1
     whose = "Your" if resumed else "A"
     text = (f"## Note: this turn was interrupted\n\n{whose} previous attempt at this "
-            f"turn (attempt {attempt}) was interrupted before it finished: the supervisor "
-            "stopped.")
+            f"turn (attempt {attempt}) was interrupted before it finished (the supervisor "
+            "stopped, or the attempt failed).")
     if rolled_back:
         return (text + " The workspace was rolled back to where that attempt started: "
                 "none of its edits are there any more. Do the whole task again, from "

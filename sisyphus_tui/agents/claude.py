@@ -253,8 +253,13 @@ class ClaudeBackend(Backend):
         if deny:
             # Denied outright, so the model is not even offered them.
             args.append(f"--disallowedTools={','.join(deny)}")
+        # A tool an ask rule names must reach us to be asked: Claude's own allow rule
+        # would run it unasked (what the allow rules cover is still allowed, by
+        # Permissions.decide, when Claude asks).
+        asking = {_tool_of(rule) for rule in request.permissions.ask}
         allow = [tool for tool in request.permissions.allow if tool != "*" and not (
-            request.read_only and _tool_of(tool) in EDIT_TOOLS)]
+            request.read_only and _tool_of(tool) in EDIT_TOOLS) and
+            _tool_of(tool) not in asking]
         if allow:
             # Claude's own rules (``Bash(pytest:*)``): what they allow runs without
             # asking; what still asks is answered by Permissions.decide.

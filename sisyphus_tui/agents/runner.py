@@ -105,10 +105,12 @@ async def settle(event: AgentEvent, request: AgentRequest) -> AgentEvent:
                                     "reason": "not allowed (nobody to ask)"})
     data = event.data
     tool_input = data.get("input")
+    kind = data.get("kind")
     answer = await request.ask(Question(
         str(data.get("id") or ""), str(data.get("name") or "?"),
         tool_input if isinstance(tool_input, dict) else {"input": tool_input},
-        str(data.get("reason") or event.text or "")))
+        str(data.get("reason") or event.text or ""),
+        kind if isinstance(kind, str) and kind and kind != "other" else None))
     who = {"human": "a person", "timeout": "the timeout", "policy": "the policy"}.get(
         answer.by, answer.by)
     why = f"{'allowed' if answer.decision == 'allow' else 'denied'} by {who}" + (

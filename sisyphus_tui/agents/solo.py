@@ -111,6 +111,13 @@ async def _run(store: EventStore, mail: SwarmMail, backend: Backend, config: Bra
          "payload": {"agent": name, "role": ROLE}},
     ])
     session = known.session if known is not None else None
+    if known is not None and known.asking:
+        # What a run of it killed while it waited asked is not asked any more: closed,
+        # so an answer meant for this run never goes to that one.
+        await store.append_many([NewEvent.of("PERMISSION_ANSWERED", {
+            "agent": name, "request": request, "decision": "deny", "by": "policy",
+            "message": "the run that asked ended before an answer"}, actor=name,
+            key=permissions.answer_key(name, request)) for request in known.asking])
     message = await store.append("MESSAGE", {"kind": "task", "text": prompt, "data": {}},
                                  actor="human", to=name)
     sequence = 0
@@ -135,12 +142,22 @@ async def _run(store: EventStore, mail: SwarmMail, backend: Backend, config: Bra
     always: set[str] = set()  # what a person allowed for the rest of this run
 
     async def ask(question: Question) -> Answer:
+        # The person running this command is told at once (the log and any TUI on it
+        # say so too): the run waits for the answer.
+        subject = next((str(question.input[key]) for key in ("command", "file_path",
+                        "path", "url") if key in question.input), "")
+        bell = "\a" if sys.stderr.isatty() else ""
+        print(printable(f"{name} asks to use {question.tool}"
+                        + (f": {' '.join(subject.split())[:200]}" if subject else "")),
+              file=sys.stderr)
+        print(printable(f"  answer it: sisyphus answer {name} allow|deny --db "
+                        f"{store.location}") + bell, file=sys.stderr, flush=True)
         answer = await permissions.ask(
             store, name, question, message=message,
             policy=permissions.Policy(config.ask_timeout_s, config.on_timeout),
             always=always)
         if answer.always and answer.decision == "allow":
-            always.add(question.tool)
+            always.add(question.kind or question.tool)
         return answer
 
     request = AgentRequest(

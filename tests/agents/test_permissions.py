@@ -103,6 +103,9 @@ def test_a_shell_command_waits_for_an_answer_from_another_shell(
             agent.kill()
     assert code == 0, err
     assert out == "Wrote it.\n"
+    # The person who ran it was told, on stderr, what it asks and how to answer.
+    assert f"asker asks to use Bash: {WRITE_A}" in err
+    assert f"answer it: sisyphus answer asker allow|deny --db {db}" in err
     assert (repo / "a.txt").read_text() == "a"
     assert len(model.posts()) > posts  # the model was asked again only after the answer
     events = events_of(db)
@@ -190,15 +193,21 @@ async def test_an_acp_agents_request_is_asked_and_answered(
     ws = tmp_path / "ws"
     ws.mkdir()
     store = await open_store(tmp_path / "swarm.db")
-    steps = [Step(tool="shell", args={"command": WRITE_A}), Step(text="Done.")]
+    steps = [Step(tool="shell", args={"command": WRITE_A}),
+             Step(tool="shell", args={"command": WRITE_B}), Step(text="Done.")]
     seen: list[AgentEvent] = []
+    always: set[str] = set()
 
     async def ask(question: Question) -> Answer:
-        return await permissions.ask(store, "gem", question, message=None)
+        answer = await permissions.ask(store, "gem", question, message=None, always=always)
+        if answer.always:
+            always.add(question.kind or question.tool)  # (what Turn.ask's ledger keeps)
+        return answer
 
     async def answer_when_asked() -> None:
         async for event in store.tail(1, types=["PERMISSION_REQUESTED"]):
-            await permissions.answer(store, "gem", "allow", request=event.payload["request"])
+            await permissions.answer(store, "gem", "allow", always=True,
+                                     request=event.payload["request"])
             return
 
     try:
@@ -212,8 +221,11 @@ async def test_an_acp_agents_request_is_asked_and_answered(
         await store.close()
     assert result.ok, (result.error, result.stderr_tail)
     asked = [e for e in seen if e.kind == "permission"]
+    # Allowed always: the agent was answered with its allow_always option, so it did
+    # not ask again for the second command (and, would it have, its kind is allowed).
     assert [(e.data["decision"], e.data["by"]) for e in asked] == [("allow", "human")]
-    assert (ws / "a.txt").read_text() == "a"
+    assert asked[0].data["kind"] == "execute" and always == {"execute"}
+    assert (ws / "a.txt").read_text() == "a" and (ws / "b.txt").read_text() == "b"
 
 
 def test_no_asker_denies_what_would_ask() -> None:
@@ -273,3 +285,89 @@ def test_a_swarms_executor_asks_and_the_run_goes_on_once_answered(
     ran = [p for _, t, a, p in events if t == "AGENT_OUTPUT" and a == "executor"
            and p["kind"] == "tool_result"]
     assert any("passed" in p["text"] or "failed" in p["text"] for p in ran)  # pytest ran
+
+
+def test_a_question_of_a_killed_run_is_closed_by_the_next_run(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    steps = [Step(tool="shell", args={"command": WRITE_A}), Step(text="Wrote it.")]
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), steps) as model:
+        env = claude_env(agent_env, model)
+        agent = start_agent(repo, db, env)
+        try:
+            wait_for(db, "PERMISSION_REQUESTED")
+        finally:
+            agent.kill()  # (SIGKILL: nothing of the run says it ended)
+            agent.communicate(timeout=60)
+    with FakeModel(Anthropic(), [Step(text="Nothing to do.")]) as model:
+        env = claude_env(agent_env, model)
+        again = sisyphus("agent", "claude", "anything?", "--workspace", str(repo), "--db",
+                         str(db), "--name", "asker", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    (closed,) = [p for _, t, _, p in events_of(db) if t == "PERMISSION_ANSWERED"]
+    assert (closed["decision"], closed["by"]) == ("deny", "policy")
+    late = sisyphus("answer", "asker", "allow", "--db", str(db), env=env, cwd=tmp_path)
+    assert late.returncode == 2 and "not waiting" in late.stderr
+    assert agents_json(db, env, tmp_path)["asker"]["state"] == "done"
+
+
+def test_an_ask_rule_keeps_its_tool_out_of_claudes_own_allow_rules(tmp_path: Path) -> None:
+    from sisyphus_tui.agents.claude import ClaudeBackend
+
+    rules = Permissions(allow=("Bash", "Read"), ask=("Bash(git push*)",))
+    argv = ClaudeBackend().argv(AgentRequest(prompt="x", workspace=tmp_path,
+                                             permissions=rules))
+    assert "--allowedTools=Read" in argv  # Bash reaches us, where the ask rule decides
+    assert rules.decide("Bash", {"command": "git push origin"}) == "ask"
+    assert rules.decide("Bash", {"command": "ls"}) == "allow"
+
+
+def test_restore_refuses_while_an_agent_runs_in_the_workspace(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    from sisyphus_tui.cli import _agents_running
+
+    folder = tmp_path / ".sisyphus" / "agents" / "asker"
+    folder.mkdir(parents=True)
+    assert _agents_running(tmp_path) == []
+    fd = os.open(folder / "running.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, b"4242")
+        assert _agents_running(tmp_path) == ["asker (pid 4242)"]
+    finally:
+        os.close(fd)
+    assert _agents_running(tmp_path) == []
+
+
+async def test_an_always_kind_is_allowed_without_asking_and_the_first_answer_wins(
+        tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "swarm.db")
+    try:
+        shell = Question("call-1", "echo hi", {"command": "echo hi"}, kind="execute")
+        answer = await permissions.ask(store, "gem", shell, message=None,
+                                       always={"execute"})
+        assert (answer.decision, answer.by) == ("allow", "policy")
+        assert await store.head() == 0  # nothing asked, nothing written
+
+        async def two_people() -> list[object]:
+            async for event in store.tail(1, types=["PERMISSION_REQUESTED"]):
+                request = event.payload["request"]
+                return list(await asyncio.gather(
+                    permissions.answer(store, "gem", "deny", request=request),
+                    permissions.answer(store, "gem", "allow", request=request),
+                    return_exceptions=True))
+            raise AssertionError("unreachable")
+
+        people = asyncio.create_task(two_people())
+        answer = await permissions.ask(store, "gem", shell, message=None)
+        results = await people
+    finally:
+        await store.close()
+    # One of the two answers is the answer; the other was told it came second.
+    assert sum(isinstance(r, int) for r in results) == 1
+    loser = next(r for r in results if not isinstance(r, int))
+    assert "was answered already" in str(loser)
+    won = "deny" if isinstance(results[0], int) else "allow"
+    assert (answer.decision, answer.by) == (won, "human")
