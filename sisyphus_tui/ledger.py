@@ -686,7 +686,7 @@ class Ledger:
             if view.turn_message is None and view.state not in IN_A_TURN:
                 return f"{agent} has no turn running (it is {state}): nothing to cancel"
             return None
-        if view.state not in ("cancelled", "failed"):
+        if view.state not in ("cancelled", "failed", "stalled"):
             return f"{agent} is not cancelled (it is {state}): nothing to restart"
         return None
 

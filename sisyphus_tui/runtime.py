@@ -225,6 +225,9 @@ class Swarm:
         self._stall_wake = asyncio.Event()
         self._children: dict[str, list[Child]] = {}  # the processes each actor started
         self._cancelled: set[str] = set()  # cancelled here, not restarted yet
+        # A cancel or restart in progress, by agent: its own task, so the grace periods
+        # of a cancel never hold the other requests; one agent's run in order.
+        self._steering: dict[str, asyncio.Task[None]] = {}
 
     # -- what actors see (SwarmContext) ---------------------------------------------
 
@@ -472,6 +475,8 @@ class Swarm:
         for task in self._helpers:
             if task.get_name() == "swarm-control":
                 task.cancel()
+        for steering in list(self._steering.values()):
+            steering.cancel()
         for handle in list(self.tasks.values()):
             handle.cancel()
         for handle in list(self.tasks.values()):
@@ -666,6 +671,8 @@ class Swarm:
                                 or f"{name} is not an agent the swarm runs: nothing to "
                                 "restart")
         handle = self.tasks.get(name)
+        if handle is not None and not handle.done() and view.state == "stalled":
+            await self.cancel(name)  # (a stuck turn: stopped first, then done again)
         if handle is not None and not handle.done():
             state = self.ledger.shown_state(view) if view.state != "cancelled" \
                 else "running"
@@ -781,10 +788,45 @@ class Swarm:
             # read again would end it at once.
             await self.mail.ack(SWARM, event.offset)
             self._finished.set()
-        elif action == "cancel":
-            await self.cancel(p["agent"])
-        elif action == "restart":
-            await self.restart(p["agent"])
+        elif action in ("cancel", "restart"):
+            self._steer(event)
+
+    def _steer(self, event: Event) -> None:
+        """Carry out a cancel or restart in a task of its own (after the agent's previous
+        one): refused, it is answered on the record as any control request is."""
+        agent, action = str(event.payload["agent"]), str(event.payload["action"])
+        before = self._steering.get(agent)
+
+        async def carry() -> None:
+            if before is not None:
+                with contextlib.suppress(BaseException):
+                    await before
+
+            async def attempt() -> None:
+                if action == "cancel":
+                    await self.cancel(agent)
+                else:
+                    await self.restart(agent)
+
+            def said(exc: BaseException, tries: int, delay: float) -> None:
+                self.fault(f"{action} of {agent} failed ({describe(exc)}); retry {tries} "
+                           f"in {delay:.1f}s")
+
+            try:
+                await retrying(attempt, said)
+            except Exception as exc:
+                why = describe(exc) if isinstance(exc, SisyphusError) else \
+                    f"{type(exc).__name__}: {describe(exc)}"
+                self.say(f"control request {event.offset} refused: {why}")
+                await self._append("STATUS_UPDATE", {
+                    "agent": SWARM, "state": "refused",
+                    "detail": f"control {event.offset}: {why}"[:500]}, actor=SWARM)
+            finally:
+                if self._steering.get(agent) is task:
+                    del self._steering[agent]
+
+        task = asyncio.create_task(carry(), name=f"swarm-{action}-{agent}")
+        self._steering[agent] = task
 
     async def skill_agent(self, skill_name: str, agent_name: str, prompt: str,
                           run_in_background: bool = True, thinking: str | None = None,

@@ -227,8 +227,6 @@ async def test_a_stalled_claude_is_cancelled_by_its_protocol_and_stays_cancelled
                               thinking=None, parent="human")
             await until(lambda: bool(model.posts()), within_s=60)
             await asyncio.wait_for(stall_since_it_spoke(store, "looker"), 60)
-            code, _, err = await sisyphus("restart", "looker", db=db)
-            assert code == 2 and "looker is not cancelled (it is stalled)" in err
             code, _, err = await sisyphus("cancel", "looker", db=db)
             assert code == 0, err
             cancelled = await first(store, "AGENT_CANCELLED", agent="looker")
@@ -252,6 +250,30 @@ async def test_a_stalled_claude_is_cancelled_by_its_protocol_and_stays_cancelled
             events = (await store.read(1, 10_000, types=["TURN_STARTED"])).events
     redone = [e.offset for e in events if e.payload["agent"] == "looker"]
     assert len(redone) == 2 and redone[1] > restarted  # redone only once restarted
+
+
+async def test_a_stalled_agent_restarted_is_cancelled_then_done_again(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    """R on a stuck agent: its turn is stopped (AGENT_CANCELLED) and done again from its
+    checkpoint, in one request."""
+    db = tmp_path / "swarm.db"
+    with FakeModel(Anthropic(), claude_answers, stall=True) as model:
+        config = RunConfig(brain=BrainConfig(backend="claude", stall_s=1.0,
+                                             env=claude_env(agent_env, model)))
+        async with hosted(db, repo, config) as (store, swarm):
+            await swarm.spawn("researcher", "looker", "Where is calc.add defined?",
+                              thinking=None, parent="human")
+            await until(lambda: bool(model.posts()), within_s=60)
+            await asyncio.wait_for(stall_since_it_spoke(store, "looker"), 60)
+            model.stall = False  # (the redo's model answers)
+            code, out, err = await sisyphus("restart", "looker", db=db)
+            assert code == 0, err
+            cancelled = await first(store, "AGENT_CANCELLED", agent="looker")
+            assert cancelled.payload["how"] == "protocol"
+            await first(store, "MESSAGE", kind="result", by="looker", within_s=120)
+            events = (await store.read(1, 10_000, types=["TURN_STARTED"])).events
+    attempts = [e.payload["attempt"] for e in events if e.payload["agent"] == "looker"]
+    assert attempts == [1, 2]
 
 
 async def test_the_cap_holds_the_second_agent_queued_until_the_first_is_done(
