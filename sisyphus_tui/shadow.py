@@ -250,6 +250,9 @@ class Shadow:
         nested = self._nested(root)
         if nested:
             parts += [b"# nested repositories (their own)", *map(_pattern, nested)]
+        enclosing = _enclosing_ignored(root)
+        if enclosing:
+            parts += [b"# ignored by the repository the workspace is in", *enclosing]
         text = b"\n".join(parts) + b"\n"
         target = self.git_dir / "info" / "exclude"
         try:
@@ -395,6 +398,36 @@ def _global_excludes() -> Path | None:
                                                                ".config")
     path = Path(base, "git", "ignore")
     return path if path.is_file() else None
+
+
+def _enclosing_ignored(root: Path) -> list[bytes]:
+    """What the repository the workspace sits inside (a folder above it holds the
+    ``.git``) ignores within the workspace, as exact patterns: its .gitignore files
+    above the workspace are outside the shadow's work tree, so only that repository's
+    git can say (``ls-files``, which reads its index and never writes it). Empty when
+    the workspace is no such folder, or that git cannot tell."""
+    if _user_git_dir(root) is not None:
+        return []  # (the workspace's own repository: its rules are in the work tree)
+    if not any((folder / ".git").exists() for folder in root.parents):
+        return []
+    git = shutil.which("git")
+    if git is None:
+        return []
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GIT_")}
+    try:
+        done = subprocess.run([git, "-c", "core.quotePath=false", "ls-files", "-z",
+                               "--others", "--ignored", "--exclude-standard", "--directory"],
+                              cwd=root, env=env, capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if done.returncode != 0:
+        return []
+    out = []
+    for path in filter(None, done.stdout.split(b"\0")):
+        folder = path.endswith(b"/")
+        pattern = _pattern(path.rstrip(b"/"))
+        out.append(pattern if folder else pattern[:-1])
+    return out
 
 
 def _pattern(path: bytes) -> bytes:

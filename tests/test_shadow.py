@@ -247,6 +247,34 @@ async def test_ignored_files_are_never_taken_nor_removed(tmp_path: Path) -> None
     assert (ws / "node_modules" / "x" / "i.js").exists()
 
 
+async def test_a_workspace_inside_a_repository_keeps_what_that_repository_ignores(
+        tmp_path: Path) -> None:
+    outer = repository_with(tmp_path / "outer", "README", "r\n")
+    (outer / ".gitignore").write_text("build/\n*.secret\n/ws/local.cfg\n")
+    ws = outer / "ws"
+    (ws / "build").mkdir(parents=True)
+    (ws / "build" / "x.o").write_bytes(b"\0obj")
+    (ws / "key.secret").write_text("TOKEN=1\n")
+    (ws / "local.cfg").write_text("mine\n")
+    (ws / "keep.py").write_text("k\n")
+    before = user_state(outer)
+    shadow = Shadow(ws)
+    first = await shadow.snapshot("first")
+    assert tree_paths(shadow, first) == {"keep.py"}  # the secret never copied
+    (ws / "key.secret").write_text("TOKEN=2\n")
+    (ws / "build" / "y.o").write_bytes(b"more")
+    (ws / "keep.py").write_text("changed\n")
+    assert await shadow.changes(first) == [("M", "keep.py")]
+    assert await shadow.restore(first) == [("M", "keep.py")]
+    assert (ws / "key.secret").read_text() == "TOKEN=2\n"  # never touched by a restore
+    assert (ws / "build" / "y.o").read_bytes() == b"more"
+    assert (ws / "keep.py").read_text() == "k\n"
+    after = user_state(outer)
+    # (the swarm's folder says what of it a team shares: its .gitignore, the one new file)
+    after["status"] = str(after["status"]).replace("? ws/.sisyphus/.gitignore\n", "")
+    assert after == before
+
+
 async def test_the_users_global_excludes_file_is_honoured(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "config"
