@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import sqlite3
@@ -506,3 +507,55 @@ def test_a_codex_turn_killed_mid_edit_is_rolled_back_and_resumed_in_its_thread(
     assert len(threads) == 1 and two["session"] in threads
     assert JUNK in json.dumps(last["input"])
     assert NOTE_MARK in since_prompt(last)[0] and ROLLED_MARK in since_prompt(last)[0]
+
+
+def test_the_host_killed_at_random_points_of_the_turn_repeatedly(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    """The executor's green turn on the real claude with the host SIGKILLed at a random
+    instant of it, three times (the seed is said when it fails), then a host that
+    finishes: the gates pass, every effect of the step is in the log once, each attempt
+    started from the same workspace. (The junk file a killed attempt leaves, rolled
+    back, is proven at chosen points by the test above: a random kill may come after
+    the turn committed, when what it wrote is the step's own effect.)"""
+    seed = random.randrange(1 << 30)
+    chance = random.Random(seed)
+    db = tmp_path / "swarm.db"
+    script = Executor()
+    args = run_args(tmp_path, repo, db)
+    kills: list[float] = []
+    with FakeModel(Anthropic(), script) as model:
+        env = swarm.claude_env(agent_env, model)
+        for n in range(3):
+            host = Host(args if n == 0 else ["--db", str(db), "--workspace", str(repo)],
+                        env, tmp_path, n)
+            try:
+                def started(n: int = n, host: Host = host) -> bool:
+                    events = events_of(db)
+                    message = green_message(events)
+                    # (or the host ended: the turn had committed before the last kill)
+                    return host.proc.poll() is not None or (
+                        message is not None and len(turns(events, message)) > n)
+
+                until(started, f"attempt {n + 1} of the green turn (seed {seed})")
+                if host.proc.poll() is not None:
+                    break
+                # A random instant of the turn: the CLI starting, reading, the junk
+                # written or not yet, the fix half made (the whole turn takes ~2-4 s).
+                delay = chance.uniform(0.0, 3.0)
+                kills.append(round(delay, 2))
+                time.sleep(delay)  # (the point of the kill, chosen at random)
+            finally:
+                if host.proc.poll() is None:
+                    host.kill()
+        last = Host(["--db", str(db), "--workspace", str(repo)], env, tmp_path, 9)
+        try:
+            last.finish()
+        finally:
+            if last.proc.poll() is None:
+                last.kill()
+    events = assert_effects_once(repo, db)
+    message = green_message(events)
+    attempts = [p["attempt"] for _, p in turns(events, message)]
+    assert attempts == list(range(1, len(attempts) + 1)), (seed, kills)
+    # Every attempt of the turn started from the same workspace: the one before it.
+    assert len({p["workspace"] for _, p in turns(events, message)}) == 1, (seed, kills)
