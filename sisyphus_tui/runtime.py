@@ -444,6 +444,9 @@ class Swarm:
             self._supervised("control", self._control)
             self._supervised("liveness", self._liveness)
             self._supervised("budget", self._budget_timer)
+            # A pause the budget asked for under a host before this one still holds:
+            # this host lifts it too once the budget is raised.
+            self._budget_pause = await self._budget_pause_in_force()
             await self._watch_budget()  # (a budget lowered since, or a pause not yet made)
             self._supervised("stalls", self._stalls)
         if self.write_ledger:
@@ -921,6 +924,21 @@ class Swarm:
                 self._running.clear()  # (the control loop says so, and pauses again)
                 self._budget_pause = key
                 self.fault(reason)
+
+    async def _budget_pause_in_force(self) -> str | None:
+        """The key of the budget's pause the run is held by (the last pause, not
+        unpaused since, was the budget's), else None."""
+        if not self.ledger.paused:
+            return None
+        offsets = await self.store.match_offsets(types=["CONTROL"])
+        for event in reversed(await self.store.read_offsets(offsets[-200:])):
+            action = event.payload.get("action")
+            if action == "unpause":
+                return None
+            if action == "pause":
+                key = event.key or ""
+                return key if key.startswith("budget-pause:") else None
+        return None
 
     async def _reread_budget(self) -> bool:
         """Take the budget and the prices from ``.sisyphus/config.toml`` as it is now;

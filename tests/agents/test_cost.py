@@ -187,6 +187,33 @@ def test_a_budget_raised_in_the_config_lets_the_run_go_on(
     assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
 
 
+def test_a_budget_raised_after_the_host_restarted_lets_the_run_go_on(
+        repo: Path, tmp_path: Path, agent_env: dict[str, str]) -> None:
+    """The host that paused is gone; the next one, still paused by that budget, lifts
+    the pause itself once the budget is raised."""
+    with paused_run(repo, tmp_path, agent_env) as run:
+        db, env = run.db, run.env
+        run.host.kill()
+        run.host.communicate()
+        host = subprocess.Popen([sys.executable, "-m", "sisyphus_tui", "run", "--headless",
+                                 "--db", str(db), "--workspace", str(repo)], cwd=tmp_path,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            wait_for(lambda: any(t == "RUN_RESUMED" for _, t, _, _ in events_of(db)),
+                     "the second host's start")
+            with_budget(repo, 100.0)
+            out, err = host.communicate(timeout=300)
+        finally:
+            if host.poll() is None:
+                host.kill()
+                host.communicate()
+    assert host.returncode == 0, out + err
+    unpaused_at = control_by_swarm(db, "unpause")
+    assert unpaused_at is not None and unpaused_at > run.paused_at
+    assert (repo / "calc.py").read_text() == "def add(a, b):\n    return a + b\n"
+
+
 def test_claude_reports_its_own_cost(repo: Path, tmp_path: Path,
                                      agent_env: dict[str, str]) -> None:
     steps = [Step(tool="read", args={"path": "calc.py"}, input_tokens=1000,
