@@ -595,7 +595,7 @@ async def cmd_agents(args: argparse.Namespace) -> int:
                 _emit_line(json.dumps(row, separators=(",", ":")))
             return 0
         _emit_line(printable(_host_line(host, ledger)))
-        _emit_line(f"{'AGENT':<16} {'ROLE':<11} {'STATE':<10} {'PENDING':>7} {'ACTIVE':>8} "
+        _emit_line(f"{'AGENT':<16} {'ROLE':<11} {'STATE':<11} {'PENDING':>7} {'ACTIVE':>8} "
                    f"{'COST':>9}  DOING")
         for row in rows:
             age = "-" if row["last_active_s"] is None else f"{row['last_active_s']:.0f}s ago"
@@ -603,7 +603,7 @@ async def cmd_agents(args: argparse.Namespace) -> int:
             cost = "-" if not (spent.cost_usd or spent.tokens_in or spent.tokens_out) else \
                 ("~" if spent.cost_is_estimate else "") + f"${spent.cost_usd:.4f}"
             _emit_line(printable(
-                f"{row['agent']:<16} {row['role']:<11} {row['shown']:<10} {row['pending']:>7} "
+                f"{row['agent']:<16} {row['role']:<11} {row['shown']:<11} {row['pending']:>7} "
                 f"{age:>8} {cost:>9}  {narrative.headline(row['detail'], 80)}"))
         return 0
 
@@ -1377,8 +1377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("agent")
     p.set_defaults(run=cmd_cancel)
 
-    p = sub.add_parser("restart", parents=[db, actor], help="do a cancelled (or failed) "
-                       "agent's turn again, from its checkpoint")
+    p = sub.add_parser("restart", parents=[db, actor], help="do a cancelled, stalled or "
+                       "failed agent's turn again, from its checkpoint")
     p.add_argument("agent")
     p.set_defaults(run=cmd_restart)
 

@@ -542,6 +542,7 @@ class Ledger:
             self.failed_on.add((agent.name, p["message"]))
         agent.state, agent.detail = "failed", p["error"]
         agent.asking.clear()  # (its turn is over: nobody waits for those answers)
+        agent.turn_message = agent.turn_ts = None  # (a restart does it again, not a cancel)
 
     def _on_AGENT_STOPPED(self, event: Event, p: dict[str, Any]) -> None:
         _texts(p, optional=("reason",))

@@ -102,7 +102,7 @@ def _asked(p: dict[str, Any]) -> str:
     data: dict[str, Any] = raw if isinstance(raw, dict) else {}
     subject = next((str(data[key]) for key in ("command", "file_path", "path", "url",
                                                 "pattern", "query") if key in data), "")
-    waits = f" (answered {p.get('on_timeout', 'deny')} after {p['timeout_s']:g}s)" \
+    waits = f" ({p.get('on_timeout', 'deny')} if unanswered in {p['timeout_s']:g}s)" \
         if p.get("timeout_s") else ""
     return f"asks to use {p['tool']}" + (f": {headline(subject)}" if subject else "") + waits
 

@@ -92,3 +92,19 @@ def test_queued_and_stalled() -> None:
     log.add("AGENT_OUTPUT", {"agent": "executor", "message": 3, "sequence": 0,
                              "kind": "tool_call", "data": {"name": "Read"}})
     assert view.state == "working"  # it spoke again
+
+
+def test_a_failed_agent_has_no_turn_to_cancel_but_one_to_restart() -> None:
+    log = Log()
+    log.add("AGENT_SPAWNED", {"agent": "executor", "role": "executor"}, actor="swarm")
+    log.add("TURN_STARTED", {"agent": "executor", "message": 3, "backend": "claude",
+                             "prompt_sha256": SHA})
+    log.add("PERMISSION_REQUESTED", asked("r1"))
+    assert log.ledger.refusal("cancel", "executor") is None
+    log.add("AGENT_FAILED", {"agent": "executor", "error": "claude: 401", "message": 3})
+    view = log.ledger.agents["executor"]
+    assert (view.state, view.asking, view.turn_message, view.turn_ts) == (
+        "failed", {}, None, None)
+    refused = log.ledger.refusal("cancel", "executor")
+    assert refused is not None and "no turn running" in refused
+    assert log.ledger.refusal("restart", "executor") is None

@@ -26,7 +26,7 @@ def event(type_: str, payload: dict[str, Any], actor: str = "executor") -> Event
      "executor", "asks to use Bash: pytest -q … rm -rf x"),
     ("PERMISSION_REQUESTED", {"agent": "executor", "request": "r1", "tool": "WebFetch",
                               "input": {}, "timeout_s": 30, "on_timeout": "allow"},
-     "executor", "asks to use WebFetch (answered allow after 30s)"),
+     "executor", "asks to use WebFetch (allow if unanswered in 30s)"),
     ("PERMISSION_ANSWERED", {"agent": "executor", "request": "r1", "decision": "allow",
                              "always": True}, "human",
      "executor's request allowed by human for the rest of the run"),

@@ -141,6 +141,21 @@ async def test_a_request_is_said_rung_once_and_allowed_once_from_the_dialog(
         assert len(writes) == 1
 
 
+async def test_a_long_reason_never_pushes_the_answers_off_an_80x24_screen(
+        hosted: Path) -> None:
+    app = SisyphusApp(db=hosted, clock=lambda: NOW, env=ITERM)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app._caught_up)
+        await ask(hosted, reason="\n".join(f"reason line {n}" for n in range(12)),
+                  command="\n".join(f"echo {n}" for n in range(40)))
+        await until(pilot, lambda: "executor asks to use Bash" in banner(app))
+        screen = await opened(pilot)
+        await pilot.pause()
+        for part in ("#allow-once", "#allow-always", "#deny", "#deny-message"):
+            region = screen.query_one(part).region
+            assert region.height > 0 and region.bottom <= 24, (part, region)
+
+
 async def test_several_requests_come_oldest_first_allow_always_then_deny_with_a_message(
         log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writes = captured(monkeypatch)
@@ -199,8 +214,9 @@ async def test_an_answer_from_another_process_closes_the_dialog_and_the_banner(
         out, err = await process.communicate()
         assert process.returncode == 0, err
         await until(pilot, lambda: dialog(app) is None and banner(app) == "")
-        said = [n.message for n in app._notifications]
-        assert any("was answered elsewhere: deny by human" in m for m in said), said
+        # (the toast is posted as the dialog closes: waited for, not read at once)
+        await until(pilot, lambda: any("was answered elsewhere: deny by human" in n.message
+                                       for n in app._notifications))
         (given,) = answers(log)
         assert given["decision"] == "deny" and given["message"] == "not now"
 

@@ -138,3 +138,19 @@ async def test_readable_with_no_color(gated: Path, monkeypatch: pytest.MonkeyPat
         # Words and marks, not colours, say the states.
         for word in ("PAUSED", "⏸ signoff", "scrolled", "⚠"):
             assert word in screen
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_runs_cost_outlasts_the_gates_marks(gated: Path, size: tuple[int, int]
+                                                      ) -> None:
+    await append(gated, ("AGENT_OUTPUT", {
+        "agent": "executor", "message": 3, "sequence": 0, "kind": "usage",
+        "data": {"input_tokens": 1200, "output_tokens": 300, "cached_tokens": 0,
+                 "cost_usd": 5.1}}, "executor", None))
+    ledger, head = await fold(gated)
+    line, show = status_of(following=True, filter_text="")
+    async with PaneApp(line, "1fr", border=False).run_test(size=size) as pilot:
+        line.show(LOCATION, ledger, head, **show)
+        await pilot.pause()
+        text = line.shown_text
+        assert "$5.10" in text and len(text) <= size[0], text

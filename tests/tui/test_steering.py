@@ -61,6 +61,13 @@ async def test_x_cancels_the_turn_and_R_restarts_it_each_asked_first(
         assert controls(log) == []
         for no in ("n", "escape"):
             assert await question(pilot, "x") == "Cancel executor's turn?"
+            # What it does is said whole: wrapped in the box, never cut at its edge.
+            await pilot.pause()
+            detail = app.screen.query_one(".detail")
+            said = str(detail.render())
+            assert "R restarts the turn from its checkpoint" in said
+            assert detail.region.width * detail.region.height >= len(said), detail.region
+            assert detail.region.right <= size[0]
             await pilot.press(no)
             await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
         assert controls(log) == []

@@ -59,8 +59,9 @@ class PermissionScreen(ModalScreen[PermissionAnswer | None]):
     }
     PermissionScreen .title { text-style: bold; }
     PermissionScreen .detail { color: $text-muted; }
+    PermissionScreen #permission-reason { height: auto; max-height: 3; overflow: hidden; }
     PermissionScreen #permission-input {
-        height: auto; max-height: 10; border: round $primary 40%;
+        height: auto; max-height: 8; border: round $primary 40%;
     }
     PermissionScreen .buttons { height: auto; width: auto; }
     PermissionScreen Button { margin-right: 1; }

@@ -578,8 +578,9 @@ class StatusLine(Static):
             parts.append(_Part(Text(f"{printable(gate.name)} {mark}", gate_style), drop=drop))
         spent = ledger.spend().run
         if spent.spent:
+            # (what the run costs is never dropped: the long forms are shortened first)
             parts.append(_Part(Text(short_cost(spent.cost_usd, spent.cost_is_estimate),
-                                    "bold"), drop=4))
+                                    "bold")))
         parts.append(_Part(Text(f"head {head}", "dim"), drop=3))
         return parts
 
