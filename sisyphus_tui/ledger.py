@@ -228,6 +228,8 @@ class Ledger:
         self.phase_reason = ""
         self.phase_before = "idle"  # the phase before the current one (to resume a block)
         self.paused = False
+        # The last budget line the run crossed (BUDGET: 80% or all of a limit spent).
+        self.budget: dict[str, Any] | None = None
         self.plans: dict[str, PlanView] = {}
         self.approved_plan: str | None = None
         self.reviews: list[dict[str, Any]] = []
@@ -432,6 +434,10 @@ class Ledger:
         agent.tokens_in, agent.tokens_out = total.tokens_in, total.tokens_out
         agent.tokens_cached, agent.cost_usd = total.tokens_cached, total.cost_usd
         agent.cost_is_estimate = total.cost_is_estimate
+
+    def _on_BUDGET(self, event: Event, p: dict[str, Any]) -> None:
+        if p["level"] in ("warn", "exceeded") and float(p["limit_usd"]) > 0:
+            self.budget = dict(p)
 
     def _on_TURN_STARTED(self, event: Event, p: dict[str, Any]) -> None:
         agent = self._agent(p["agent"])

@@ -154,3 +154,24 @@ async def test_the_runs_cost_outlasts_the_gates_marks(gated: Path, size: tuple[i
         await pilot.pause()
         text = line.shown_text
         assert "$5.10" in text and len(text) <= size[0], text
+
+
+@pytest.mark.parametrize("size", SIZES)
+async def test_a_budget_past_80_percent_stays_said(gated: Path, size: tuple[int, int]
+                                                   ) -> None:
+    await append(gated, ("BUDGET", {"level": "warn", "spent_usd": 4.1, "limit_usd": 5.0},
+                         "swarm", None))
+    ledger, head = await fold(gated)
+    line, show = status_of(following=True, filter_text="")
+    async with PaneApp(line, "1fr", border=False).run_test(size=size) as pilot:
+        line.show(LOCATION, ledger, head, **show)
+        await pilot.pause()
+        text = line.shown_text
+        assert ("⚠ budget 82%" if size[0] >= 120 else "⚠ budget") in text, text
+        await append(gated, ("BUDGET", {"level": "exceeded", "agent": "executor",
+                                        "spent_usd": 1.2, "limit_usd": 1.0}, "swarm", None))
+        ledger, head = await fold(gated)
+        line.show(LOCATION, ledger, head, **show)
+        await pilot.pause()
+        assert ("⚠ executor's budget spent" if size[0] >= 120 else "⚠ budget") in \
+            line.shown_text, line.shown_text

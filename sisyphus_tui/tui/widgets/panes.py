@@ -581,6 +581,14 @@ class StatusLine(Static):
             # (what the run costs is never dropped: the long forms are shortened first)
             parts.append(_Part(Text(short_cost(spent.cost_usd, spent.cost_is_estimate),
                                     "bold")))
+        crossed = ledger.budget
+        if crossed is not None:
+            # Past 80% of a budget: said as long as it holds, not only in a toast.
+            whose = f"{printable(str(crossed['agent']))}'s " if crossed.get("agent") else ""
+            share = float(crossed["spent_usd"]) / float(crossed["limit_usd"])
+            said = f"⚠ {whose}budget {share:.0%}" if crossed["level"] == "warn" else \
+                f"⚠ {whose}budget spent"
+            parts.append(_Part(Text(said, "bold yellow"), Text("⚠ budget", "bold yellow")))
         parts.append(_Part(Text(f"head {head}", "dim"), drop=3))
         return parts
 
