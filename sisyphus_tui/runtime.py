@@ -751,13 +751,17 @@ class Swarm:
                     if is_passing(exc):
                         raise  # tried again when the helper restarts
                     # A request that cannot be carried out is answered, not retried.
-                    why = describe(exc) if isinstance(exc, SisyphusError) else \
-                        f"{type(exc).__name__}: {describe(exc)}"
-                    self.say(f"control request {event.offset} refused: {why}")
-                    await self._append("STATUS_UPDATE", {
-                        "agent": SWARM, "state": "refused",
-                        "detail": f"control {event.offset}: {why}"[:500]}, actor=SWARM)
+                    await self._refuse(event, exc)
             await self.mail.ack(SWARM, event.offset)
+
+    async def _refuse(self, event: Event, exc: Exception) -> None:
+        """Say, on stderr and on the record, why a control request was not carried out."""
+        why = describe(exc) if isinstance(exc, SisyphusError) else \
+            f"{type(exc).__name__}: {describe(exc)}"
+        self.say(f"control request {event.offset} refused: {why}")
+        await self._append("STATUS_UPDATE", {
+            "agent": SWARM, "state": "refused",
+            "detail": f"control {event.offset}: {why}"[:500]}, actor=SWARM)
 
     async def _carry_out(self, event: Event) -> None:
         p = event.payload
@@ -818,12 +822,7 @@ class Swarm:
             try:
                 await retrying(attempt, said)
             except Exception as exc:
-                why = describe(exc) if isinstance(exc, SisyphusError) else \
-                    f"{type(exc).__name__}: {describe(exc)}"
-                self.say(f"control request {event.offset} refused: {why}")
-                await self._append("STATUS_UPDATE", {
-                    "agent": SWARM, "state": "refused",
-                    "detail": f"control {event.offset}: {why}"[:500]}, actor=SWARM)
+                await self._refuse(event, exc)
             finally:
                 if self._steering.get(agent) is task:
                     del self._steering[agent]
