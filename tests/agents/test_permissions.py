@@ -27,6 +27,7 @@ from tests.agents.fakemodel.gemini import Gemini
 from tests.agents.test_acp import gemini_request
 from tests.agents.test_swarm_on_agents import (
     GOAL,
+    calc_repo,
     claude_env,
     events_of,
     last_tool,
@@ -241,12 +242,7 @@ def test_a_swarms_executor_asks_and_the_run_goes_on_once_answered(
         tmp_path: Path, agent_env: dict[str, str]) -> None:
     """`sisyphus run` on claude: the executor's agent runs the tests itself (Bash, which
     no rule allows) before its edit: the run waits for the answer, then completes."""
-    root = tmp_path / "repo"
-    (root / "tests").mkdir(parents=True)
-    (root / "calc.py").write_text("def add(a, b):\n    return a - b\n")
-    (root / "tests" / "test_calc.py").write_text(
-        "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n")
-    (root / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
+    root = calc_repo(tmp_path / "repo")
     pytest_cmd = "python3 -m pytest -q -p no:cacheprovider"
 
     def model(index: int, body: dict[str, Any]) -> Step:

@@ -79,7 +79,11 @@ def model_of_the_swarm(index: int, body: dict[str, Any]) -> Step:
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     """A small repository whose one test fails."""
-    root = tmp_path / "repo"
+    return calc_repo(tmp_path / "repo")
+
+
+def calc_repo(root: Path) -> Path:
+    """``root`` made a small repository whose one test fails (calc.add subtracts)."""
     (root / "tests").mkdir(parents=True)
     (root / "calc.py").write_text("def add(a, b):\n    return a - b\n")
     (root / "tests" / "test_calc.py").write_text(
