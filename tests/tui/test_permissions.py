@@ -241,8 +241,9 @@ async def test_escape_leaves_the_request_waiting_and_an_answer_given_first_wins(
                 "by": "timeout", "message": "no answer within 600s"},
                 actor="executor", key="answer:executor:toolu_1")
         await until(pilot, lambda: dialog(app) is None and banner(app) == "")
-        assert any("answered elsewhere: deny by timeout" in n.message
-                   for n in app._notifications)
+        # (the toast is posted as the dialog closes: waited for, not read at once)
+        await until(pilot, lambda: any("answered elsewhere: deny by timeout" in n.message
+                                       for n in app._notifications))
         assert len(answers(log)) == 1
 
 
