@@ -229,8 +229,11 @@ async def run_agent(backend: Backend, request: AgentRequest,
         watched: set[asyncio.Task[Any]] = {feeding, reader, exited, finished}
         done: set[asyncio.Task[Any]] = set()
         while not done and time.monotonic() < limit():
-            done, _ = await asyncio.wait(watched, timeout=limit() - time.monotonic(),
-                                         return_when=asyncio.FIRST_COMPLETED)
+            # (while a person is asked, the limit moves with the clock: a second's wait
+            # at least, never a spin when the question came at the deadline itself)
+            left = limit() - time.monotonic()
+            done, _ = await asyncio.wait(watched, timeout=max(left, 1.0) if waiting_since
+                                         else left, return_when=asyncio.FIRST_COMPLETED)
             if feeding in done:  # the prompt is in: now the turn itself
                 watched.discard(feeding)
                 done.discard(feeding)

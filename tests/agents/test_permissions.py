@@ -367,3 +367,27 @@ async def test_an_always_kind_is_allowed_without_asking_and_the_first_answer_win
     assert "was answered already" in str(loser)
     won = "deny" if isinstance(results[0], int) else "allow"
     assert (answer.decision, answer.by) == (won, "human")
+
+
+async def test_a_persons_time_does_not_count_against_the_turns(
+        tmp_path: Path, agent_env: dict[str, str]) -> None:
+    """A turn limited to 6 s whose question a person takes 8 s to answer still ends
+    well: the turn's clock stops while the question waits."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    steps = [Step(tool="shell", args={"command": WRITE_A}), Step(text="Wrote it.")]
+    asked: list[float] = []
+
+    async def slow_person(question: Question) -> Answer:
+        asked.append(time.monotonic())
+        await asyncio.sleep(8.0)  # (the person thinking: the point of the test)
+        return Answer("allow", by="human")
+
+    with FakeModel(Anthropic(), steps) as model:
+        env = claude_env(agent_env, model)
+        request = AgentRequest(prompt="write a.txt", workspace=ws, env=env, timeout_s=6.0,
+                               grace_s=1.0, ask=slow_person)
+        result = await run_agent(backend("claude"), request)
+    assert result.ok and not result.timed_out, (result.error, result.stderr_tail)
+    assert asked and (ws / "a.txt").read_text() == "a"
+    assert result.duration_s > 8.0
