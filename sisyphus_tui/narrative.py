@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from sisyphus_tui.agents.base import subject_of
 from sisyphus_tui.stream.base import Event
 
 # The events that keep the log durable but tell no story: an agent's checkpoint, its
@@ -100,8 +101,7 @@ def _asked(p: dict[str, Any]) -> str:
     """``asks to use Bash: pytest -q`` (the call's command, else its path or url...)."""
     raw = p.get("input")
     data: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    subject = next((str(data[key]) for key in ("command", "file_path", "path", "url",
-                                                "pattern", "query") if key in data), "")
+    subject = subject_of(data) or ""
     waits = f" ({p.get('on_timeout', 'deny')} if unanswered in {p['timeout_s']:g}s)" \
         if p.get("timeout_s") else ""
     return f"asks to use {p['tool']}" + (f": {headline(subject)}" if subject else "") + waits

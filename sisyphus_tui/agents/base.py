@@ -96,7 +96,9 @@ def truncated_event(line: str) -> AgentEvent | None:
                        "dropped_bytes": int(cut.group(1))})
 
 
-def _subject(tool_input: Mapping[str, Any] | None) -> str | None:
+def subject_of(tool_input: Mapping[str, Any] | None) -> str | None:
+    """What a tool call acts on: its command, else its path, url, pattern or query (the
+    first present as text), or None."""
     for key in SUBJECT_KEYS:
         value = (tool_input or {}).get(key)
         if isinstance(value, str):
@@ -118,7 +120,7 @@ def _rule_matches(rule: str, tool: str, tool_input: Mapping[str, Any] | None,
     if found is None or found.group(1).strip() != tool:
         return False
     pattern = found.group(2)
-    subject = _subject(tool_input)
+    subject = subject_of(tool_input)
     if subject is None:
         return False
     subject = subject.strip()

@@ -27,6 +27,7 @@ from sisyphus_tui.agents.base import (
     Backend,
     Permissions,
     Question,
+    subject_of,
 )
 from sisyphus_tui.agents.config import BrainConfig, Price, agent_folder
 from sisyphus_tui.agents.runner import AgentResult, run_resuming
@@ -144,8 +145,7 @@ async def _run(store: EventStore, mail: SwarmMail, backend: Backend, config: Bra
     async def ask(question: Question) -> Answer:
         # The person running this command is told at once (the log and any TUI on it
         # say so too): the run waits for the answer.
-        subject = next((str(question.input[key]) for key in ("command", "file_path",
-                        "path", "url") if key in question.input), "")
+        subject = subject_of(question.input) or ""
         bell = "\a" if sys.stderr.isatty() else ""
         print(printable(f"{name} asks to use {question.tool}"
                         + (f": {' '.join(subject.split())[:200]}" if subject else "")),
